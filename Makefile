@@ -1,0 +1,87 @@
+# apikey: `make` builds the nginx module and apikeyd, `make test` runs every test,
+# `make run` starts the whole system on embedded defaults, `make deps` installs what
+# building and testing need (Debian 12 packages).
+
+CXX      ?= g++
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -fPIC -Ishared
+LDLIBS_CORE = -llmdb -lcrypto
+
+BUILD   := build
+NGX_SRC := /usr/share/nginx/src
+NGX_DIR := $(BUILD)/nginx
+
+CORE_SRCS   := $(wildcard shared/*.cc)
+CORE_OBJS   := $(CORE_SRCS:%.cc=$(BUILD)/%.o)
+DAEMON_SRCS := $(wildcard daemon/*.cc)
+DAEMON_OBJS := $(DAEMON_SRCS:%.cc=$(BUILD)/%.o)
+TEST_SRCS   := $(wildcard tests/*.cc)
+TEST_OBJS   := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
+
+CORE_LIB := $(BUILD)/libapikey_core.a
+MODULE   := $(BUILD)/ngx_http_apikey_module.so
+DAEMON   := $(BUILD)/apikeyd
+UNIT     := $(BUILD)/unit_tests
+
+DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev libssl-dev \
+	liblmdb-dev lmdb-utils libyaml-cpp-dev libboost-dev libboost-test-dev \
+	nlohmann-json3-dev libjson-pp-perl curl
+
+.PHONY: all test unit integration run deps clean
+all: $(MODULE) $(DAEMON)
+
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(DAEMON): $(DAEMON_OBJS) $(CORE_LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $(DAEMON_OBJS) $(CORE_LIB) -lyaml-cpp -lpthread $(LDLIBS_CORE)
+
+$(UNIT): $(TEST_OBJS) $(CORE_LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $(TEST_OBJS) $(CORE_LIB) -lboost_unit_test_framework $(LDLIBS_CORE)
+
+$(BUILD)/tests/%.o: CXXFLAGS += -DBOOST_TEST_DYN_LINK
+
+# The module is built by nginx's own build system, from a copy of Debian's nginx source
+# configured with the installed nginx's flags (conf_flags), so the installed binary
+# accepts the module's signature.
+$(NGX_DIR)/Makefile: config
+	rm -rf $(NGX_DIR)
+	mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(NGX_DIR)
+	cd $(NGX_DIR) && bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+		--with-cc-opt="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2" \
+		--with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC" \
+		--add-dynamic-module=$(CURDIR)' > configure.log 2>&1 || \
+		{ cat $(NGX_DIR)/configure.log; exit 1; }
+
+$(MODULE): $(NGX_DIR)/Makefile $(CORE_LIB) $(wildcard ngx_module/*.c ngx_module/*.h)
+	rm -f $(NGX_DIR)/objs/ngx_http_apikey_module.so
+	$(MAKE) -C $(NGX_DIR) -f objs/Makefile modules
+	cp $(NGX_DIR)/objs/ngx_http_apikey_module.so $@
+
+unit: $(UNIT)
+	./$(UNIT) --log_level=test_suite
+
+integration: all
+	prove -I t/lib t/
+
+test: all $(UNIT)
+	./$(UNIT)
+	prove -I t/lib t/
+
+run: all
+	bash scripts/run.sh
+
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(CORE_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(TEST_OBJS:.o=.d)

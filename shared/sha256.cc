@@ -1,0 +1,65 @@
+#include "sha256.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <stdexcept>
+
+namespace apikey {
+namespace {
+
+// Fetched once per process: an implicit fetch on every call costs a provider lookup.
+const EVP_MD *sha256_md() noexcept {
+    static const EVP_MD *md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md;
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+bool sha256(std::string_view data, Digest &out) noexcept {
+    const EVP_MD *md = sha256_md();
+    unsigned int len = 0;
+    return md != nullptr &&
+           EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) == 1 &&
+           len == out.size();
+}
+
+Digest sha256(std::string_view data) {
+    Digest out{};
+    if (!sha256(data, out)) throw std::runtime_error("SHA-256 failed in OpenSSL");
+    return out;
+}
+
+std::string to_hex(const Digest &digest) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex(digest.size() * 2, '0');
+    for (std::size_t i = 0; i < digest.size(); ++i) {
+        hex[2 * i] = kHex[digest[i] >> 4];
+        hex[2 * i + 1] = kHex[digest[i] & 0xF];
+    }
+    return hex;
+}
+
+std::optional<Digest> digest_from_hex(std::string_view hex) noexcept {
+    Digest out{};
+    if (hex.size() != out.size() * 2) return std::nullopt;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        out[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    return out;
+}
+
+bool digest_equal(const Digest &a, const Digest &b) noexcept {
+    return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace apikey

@@ -1,0 +1,129 @@
+#include "snapshot_reader.h"
+
+#include <utility>
+
+namespace apikey::snapshot {
+namespace {
+
+MDB_val to_val(std::string_view s) { return MDB_val{s.size(), const_cast<char *>(s.data())}; }
+std::string_view from_val(const MDB_val &v) {
+    return {static_cast<const char *>(v.mv_data), v.mv_size};
+}
+
+bool read_u64(MDB_txn *txn, MDB_dbi dbi, std::string_view key, std::uint64_t &out) noexcept {
+    MDB_val k = to_val(key), v{};
+    return mdb_get(txn, dbi, &k, &v) == MDB_SUCCESS && decode_u64(from_val(v), out);
+}
+
+}  // namespace
+
+std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error) noexcept {
+    try {
+        std::unique_ptr<Reader> reader(new Reader());
+        int rc = mdb_env_create(&reader->env_);
+        if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(reader->env_, 8);
+        if (rc != MDB_SUCCESS) {
+            error = std::string("mdb_env_create: ") + mdb_strerror(rc);
+            return nullptr;
+        }
+        // MDB_NOTLS: the reader slot belongs to our one long-lived transaction, not to a
+        // thread. MDB_NORDAHEAD: lookups are random; read-ahead only evicts useful pages.
+        rc = mdb_env_open(reader->env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0);
+        if (rc != MDB_SUCCESS) {
+            error = "cannot open snapshot \"" + dir + "\": " + mdb_strerror(rc);
+            return nullptr;
+        }
+        rc = reader->start();
+        if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kMetaDb, 0, &reader->meta_);
+        if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kKeysDb, 0, &reader->keys_);
+        if (rc == MDB_SUCCESS)
+            rc = mdb_dbi_open(reader->txn_, kWorkspacesDb, 0, &reader->workspaces_);
+        if (rc != MDB_SUCCESS) {
+            error = "snapshot \"" + dir + "\" is not published yet: " + mdb_strerror(rc);
+            return nullptr;
+        }
+        std::uint64_t format = 0;
+        if (!read_u64(reader->txn_, reader->meta_, kMetaFormat, format) ||
+            format != kFormatVersion) {
+            error = "snapshot \"" + dir + "\" has format " + std::to_string(format) +
+                    ", this module reads format " + std::to_string(kFormatVersion);
+            return nullptr;
+        }
+        mdb_txn_reset(reader->txn_);
+        return reader;
+    } catch (...) {
+        error = "out of memory opening the snapshot";
+        return nullptr;
+    }
+}
+
+Reader::~Reader() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    if (env_ != nullptr) mdb_env_close(env_);
+}
+
+int Reader::reader_check() noexcept {
+    int dead = 0;
+    return mdb_reader_check(env_, &dead) == MDB_SUCCESS ? dead : -1;
+}
+
+int Reader::start() noexcept {
+    int rc = txn_ != nullptr ? mdb_txn_renew(txn_)
+                             : mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_);
+    if (rc != MDB_MAP_RESIZED) return rc;
+    // apikeyd grew the map. Adopting the new size needs no live transaction here.
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    txn_ = nullptr;
+    rc = mdb_env_set_mapsize(env_, 0);
+    if (rc != MDB_SUCCESS) return rc;
+    return mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_);
+}
+
+Reader::View Reader::view() noexcept {
+    View v;
+    const int rc = start();
+    if (rc != MDB_SUCCESS) {
+        v.error_ = mdb_strerror(rc);
+        return v;
+    }
+    std::uint64_t format = 0, published = 0;
+    if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
+        mdb_txn_reset(txn_);
+        v.error_ = "snapshot format changed to one this module does not read";
+        return v;
+    }
+    read_u64(txn_, meta_, kMetaGeneration, v.generation_);
+    read_u64(txn_, meta_, kMetaPublishedAt, published);
+    v.published_at_ms_ = static_cast<std::int64_t>(published);
+    v.reader_ = this;
+    return v;
+}
+
+Reader::View::View(View &&other) noexcept
+    : reader_(std::exchange(other.reader_, nullptr)),
+      error_(other.error_),
+      generation_(other.generation_),
+      published_at_ms_(other.published_at_ms_) {}
+
+Reader::View::~View() {
+    if (reader_ != nullptr) mdb_txn_reset(reader_->txn_);
+}
+
+Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {
+    MDB_val k{hash.size(), const_cast<unsigned char *>(hash.data())}, v{};
+    const int rc = mdb_get(reader_->txn_, reader_->keys_, &k, &v);
+    if (rc == MDB_NOTFOUND) return Lookup::absent;
+    if (rc != MDB_SUCCESS) return Lookup::corrupt;
+    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+}
+
+Lookup Reader::View::find_workspace(std::string_view path, WorkspaceRecord &out) const noexcept {
+    MDB_val k = to_val(path), v{};
+    if (path.empty() || path.size() > 511) return Lookup::absent;  // LMDB's key limit
+    const int rc = mdb_get(reader_->txn_, reader_->workspaces_, &k, &v);
+    if (rc == MDB_NOTFOUND) return Lookup::absent;
+    if (rc != MDB_SUCCESS) return Lookup::corrupt;
+    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+}
+
+}  // namespace apikey::snapshot

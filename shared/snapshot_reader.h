@@ -1,0 +1,72 @@
+// Read side of the snapshot, for nginx workers: opened once per worker after fork, one
+// read transaction per request (renew at the start, reset at the end), nothing thrown,
+// nothing allocated on the request path.
+#pragma once
+
+#include "sha256.h"
+#include "snapshot_schema.h"
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace apikey::snapshot {
+
+enum class Lookup { found, absent, corrupt };
+
+class Reader {
+public:
+    // nullptr with `error` set when the snapshot is missing, unreadable, not yet published
+    // or of a format this build does not know.
+    static std::unique_ptr<Reader> open(const std::string &dir, std::string &error) noexcept;
+    ~Reader();
+    Reader(const Reader &) = delete;
+    Reader &operator=(const Reader &) = delete;
+
+    // Frees reader slots of dead processes; returns how many, or -1 on error.
+    int reader_check() noexcept;
+
+    // A consistent view of the newest published snapshot, for one request.
+    class View {
+    public:
+        ~View();
+        View(View &&other) noexcept;
+        View(const View &) = delete;
+        View &operator=(const View &) = delete;
+        View &operator=(View &&) = delete;
+
+        // False when no transaction could be started or the format changed under us;
+        // `error()` then says why.
+        bool ok() const noexcept { return reader_ != nullptr; }
+        const char *error() const noexcept { return error_; }
+
+        Lookup find_key(const Digest &hash, KeyRecord &out) const noexcept;
+        Lookup find_workspace(std::string_view path, WorkspaceRecord &out) const noexcept;
+        std::uint64_t generation() const noexcept { return generation_; }
+        std::int64_t published_at_ms() const noexcept { return published_at_ms_; }
+
+    private:
+        friend class Reader;
+        View() = default;
+        Reader *reader_ = nullptr;
+        const char *error_ = nullptr;
+        std::uint64_t generation_ = 0;
+        std::int64_t published_at_ms_ = 0;
+    };
+
+    View view() noexcept;
+
+private:
+    Reader() = default;
+    // Begins or renews the transaction, adopting a grown map; returns an LMDB code.
+    int start() noexcept;
+
+    MDB_env *env_ = nullptr;
+    MDB_txn *txn_ = nullptr;  // kept across requests, reset between them
+    MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0;
+};
+
+}  // namespace apikey::snapshot

@@ -1,0 +1,68 @@
+// The data-plane snapshot: one LMDB environment (a directory holding data.mdb and
+// lock.mdb) that apikeyd writes and every nginx worker reads. This file is the single
+// definition of its layout; snapshot_writer and snapshot_reader both go through it.
+//
+//   meta        "format"       -> u64 kFormatVersion
+//               "generation"   -> u64, +1 on every publish
+//               "published_at" -> i64 unix milliseconds of the last publish
+//   keys        SHA-256(key)   -> KeyRecord
+//   workspaces  "org/slug"     -> WorkspaceRecord
+//
+// Records hold only what a request decision needs: no names, no raw keys. Integers are
+// little-endian. Each record starts with its own version byte; a decoder accepts longer
+// records of its version (fields appended later) and refuses anything it does not know.
+#pragma once
+
+#include "uuid.h"
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace apikey::snapshot {
+
+inline constexpr std::uint64_t kFormatVersion = 1;
+
+inline constexpr const char *kMetaDb = "meta";
+inline constexpr const char *kKeysDb = "keys";
+inline constexpr const char *kWorkspacesDb = "workspaces";
+
+inline constexpr std::string_view kMetaFormat = "format";
+inline constexpr std::string_view kMetaGeneration = "generation";
+inline constexpr std::string_view kMetaPublishedAt = "published_at";
+
+enum class Permission : std::uint8_t { read_only = 1, read_write = 2 };
+enum class KeyStatus : std::uint8_t { active = 1, revoked = 2 };
+
+std::string_view to_string(Permission p) noexcept;
+std::optional<Permission> parse_permission(std::string_view text) noexcept;
+std::string_view to_string(KeyStatus s) noexcept;
+
+struct KeyRecord {
+    Uuid id;
+    Uuid workspace_id;
+    Permission permission = Permission::read_only;
+    KeyStatus status = KeyStatus::active;
+    std::optional<std::int64_t> expires_at;  // unix seconds
+    std::array<char, 12> prefix{};           // kKeyPrefixLength characters
+};
+
+struct WorkspaceRecord {
+    Uuid id;
+};
+
+std::string encode(const KeyRecord &record);
+bool decode(std::string_view bytes, KeyRecord &out) noexcept;
+
+std::string encode(const WorkspaceRecord &record);
+bool decode(std::string_view bytes, WorkspaceRecord &out) noexcept;
+
+std::string encode_u64(std::uint64_t value);
+bool decode_u64(std::string_view bytes, std::uint64_t &out) noexcept;
+
+// The workspaces-table key for a workspace: "org/slug".
+std::string workspace_path(std::string_view org, std::string_view slug);
+
+}  // namespace apikey::snapshot

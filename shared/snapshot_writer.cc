@@ -1,0 +1,92 @@
+#include "snapshot_writer.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <system_error>
+
+namespace apikey::snapshot {
+namespace {
+
+std::string_view digest_view(const Digest &d) {
+    return {reinterpret_cast<const char *>(d.data()), d.size()};
+}
+
+void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &group) {
+    if (group && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0)
+        throw std::system_error(errno, std::generic_category(), "chown " + path);
+    if (::chmod(path.c_str(), mode) != 0)
+        throw std::system_error(errno, std::generic_category(), "chmod " + path);
+}
+
+}  // namespace
+
+void Batch::put_key(const Digest &hash, const KeyRecord &record) {
+    lmdb::put(txn_, keys_, digest_view(hash), encode(record));
+}
+
+void Batch::delete_key(const Digest &hash) { lmdb::del(txn_, keys_, digest_view(hash)); }
+
+void Batch::put_workspace(std::string_view path, const WorkspaceRecord &record) {
+    lmdb::put(txn_, workspaces_, path, encode(record));
+}
+
+void Batch::delete_workspace(std::string_view path) { lmdb::del(txn_, workspaces_, path); }
+
+void Batch::clear_all() {
+    lmdb::clear(txn_, keys_);
+    lmdb::clear(txn_, workspaces_);
+}
+
+Writer::Writer(const WriterOptions &options) {
+    std::filesystem::create_directories(options.dir);
+    set_mode(options.dir, options.group ? 0750 : 0700, options.group);
+
+    lmdb::EnvOptions env_options;
+    env_options.map_size = options.map_size;
+    // Readers never need to write data.mdb; they do need to write lock.mdb.
+    env_options.mode = options.group ? 0660 : 0600;
+    env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+    set_mode(options.dir + "/data.mdb", options.group ? 0640 : 0600, options.group);
+    set_mode(options.dir + "/lock.mdb", options.group ? 0660 : 0600, options.group);
+
+    // Slots of readers that died (a crashed nginx worker) would pin old pages forever.
+    env_->reader_check();
+
+    lmdb::Txn txn(*env_, 0);
+    meta_ = lmdb::open_dbi(txn, kMetaDb);
+    keys_ = lmdb::open_dbi(txn, kKeysDb);
+    workspaces_ = lmdb::open_dbi(txn, kWorkspacesDb);
+    txn.commit();
+}
+
+std::uint64_t Writer::generation() {
+    lmdb::Txn txn(*env_, MDB_RDONLY);
+    std::uint64_t format = 0, generation = 0;
+    const auto f = lmdb::get(txn, meta_, kMetaFormat);
+    const auto g = lmdb::get(txn, meta_, kMetaGeneration);
+    if (!f || !decode_u64(*f, format) || format != kFormatVersion) return 0;
+    if (!g || !decode_u64(*g, generation)) return 0;
+    return generation;
+}
+
+void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)> &edit) {
+    env_->reader_check();
+    lmdb::Txn txn(*env_, 0);
+    Batch batch(txn, keys_, workspaces_);
+    edit(batch);
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    lmdb::put(txn, meta_, kMetaFormat, encode_u64(kFormatVersion));
+    lmdb::put(txn, meta_, kMetaGeneration, encode_u64(generation));
+    lmdb::put(txn, meta_, kMetaPublishedAt, encode_u64(static_cast<std::uint64_t>(now_ms)));
+    txn.commit();
+}
+
+}  // namespace apikey::snapshot

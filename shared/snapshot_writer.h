@@ -1,0 +1,63 @@
+// Publishes the data-plane snapshot. apikeyd is its only writer; every change is one
+// LMDB write transaction, so each nginx worker sees the new state on its next request
+// (its next read transaction) and never a half-applied change.
+#pragma once
+
+#include "lmdb_handle.h"
+#include "sha256.h"
+#include "snapshot_schema.h"
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace apikey::snapshot {
+
+struct WriterOptions {
+    std::string dir;
+    std::size_t map_size = std::size_t{1} << 32;  // address space, not disk: the file is sparse
+    // Group the nginx workers run in. The directory and data.mdb become readable by it and
+    // lock.mdb writable (LMDB readers take a slot there). Without a group everything is
+    // private to apikeyd's user, for an nginx running as that same user.
+    std::optional<gid_t> group;
+};
+
+// The edits of one publish, applied inside its transaction.
+class Batch {
+public:
+    void put_key(const Digest &hash, const KeyRecord &record);
+    void delete_key(const Digest &hash);
+    void put_workspace(std::string_view path, const WorkspaceRecord &record);
+    void delete_workspace(std::string_view path);
+    // Empties every table: the start of a full rebuild.
+    void clear_all();
+
+private:
+    friend class Writer;
+    Batch(lmdb::Txn &txn, MDB_dbi keys, MDB_dbi workspaces)
+        : txn_(txn), keys_(keys), workspaces_(workspaces) {}
+    lmdb::Txn &txn_;
+    MDB_dbi keys_, workspaces_;
+};
+
+class Writer {
+public:
+    // Creates the directory and environment if needed. Throws on any failure.
+    explicit Writer(const WriterOptions &options);
+
+    // The generation of the last publish, 0 for a new or foreign-format snapshot.
+    std::uint64_t generation();
+
+    // Runs `edit` and stamps format, `generation` and the time in one transaction.
+    void publish(std::uint64_t generation, const std::function<void(Batch &)> &edit);
+
+private:
+    std::unique_ptr<lmdb::Env> env_;
+    MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0;
+};
+
+}  // namespace apikey::snapshot

@@ -15,6 +15,8 @@ CORE_SRCS   := $(wildcard shared/*.cc)
 CORE_OBJS   := $(CORE_SRCS:%.cc=$(BUILD)/%.o)
 DAEMON_SRCS := $(wildcard daemon/*.cc)
 DAEMON_OBJS := $(DAEMON_SRCS:%.cc=$(BUILD)/%.o)
+# Everything of apikeyd but its main(): the unit tests link it too.
+DAEMON_LIB_OBJS := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJS))
 TEST_SRCS   := $(wildcard tests/*.cc)
 TEST_OBJS   := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
 
@@ -41,8 +43,9 @@ $(CORE_LIB): $(CORE_OBJS)
 $(DAEMON): $(DAEMON_OBJS) $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $(DAEMON_OBJS) $(CORE_LIB) -lyaml-cpp -lpthread $(LDLIBS_CORE)
 
-$(UNIT): $(TEST_OBJS) $(CORE_LIB)
-	$(CXX) $(CXXFLAGS) -o $@ $(TEST_OBJS) $(CORE_LIB) -lboost_unit_test_framework $(LDLIBS_CORE)
+$(UNIT): $(TEST_OBJS) $(DAEMON_LIB_OBJS) $(CORE_LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $(TEST_OBJS) $(DAEMON_LIB_OBJS) $(CORE_LIB) \
+		-lboost_unit_test_framework -lyaml-cpp -lpthread $(LDLIBS_CORE)
 
 $(BUILD)/tests/%.o: CXXFLAGS += -DBOOST_TEST_DYN_LINK
 

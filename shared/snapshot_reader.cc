@@ -49,7 +49,14 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
                     ", this module reads format " + std::to_string(kFormatVersion);
             return nullptr;
         }
-        mdb_txn_reset(reader->txn_);
+        // Committing (not resetting) the first transaction is what makes the table
+        // handles it opened usable by every later transaction of this environment.
+        rc = mdb_txn_commit(reader->txn_);
+        reader->txn_ = nullptr;
+        if (rc != MDB_SUCCESS) {
+            error = std::string("mdb_txn_commit: ") + mdb_strerror(rc);
+            return nullptr;
+        }
         return reader;
     } catch (...) {
         error = "out of memory opening the snapshot";

@@ -1,0 +1,147 @@
+#include "decision.h"
+#include "key_format.h"
+#include "sha256.h"
+#include "snapshot_writer.h"
+#include "temp_dir.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <cstring>
+
+using namespace apikey;
+using namespace apikey::snapshot;
+
+namespace {
+
+constexpr std::int64_t kNow = 1'800'000'000;
+
+KeyRecord active_key(Permission permission, const Uuid &workspace) {
+    KeyRecord r;
+    r.id = random_uuid();
+    r.workspace_id = workspace;
+    r.permission = permission;
+    std::memcpy(r.prefix.data(), "sk_live_Test", 12);
+    return r;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(decision)
+
+BOOST_AUTO_TEST_CASE(decide_key_table) {
+    const Uuid ws = random_uuid(), other = random_uuid();
+    struct Case {
+        const char *what;
+        Permission permission;
+        KeyStatus status;
+        std::optional<std::int64_t> expires_at;
+        std::optional<Uuid> location;
+        bool mutating;
+        Code expected;
+    };
+    const Case cases[] = {
+        {"rw read", Permission::read_write, KeyStatus::active, {}, ws, false, Code::ok},
+        {"rw write", Permission::read_write, KeyStatus::active, {}, ws, true, Code::ok},
+        {"ro read", Permission::read_only, KeyStatus::active, {}, ws, false, Code::ok},
+        {"ro write", Permission::read_only, KeyStatus::active, {}, ws, true, Code::read_only_key},
+        {"revoked", Permission::read_write, KeyStatus::revoked, {}, ws, false, Code::key_revoked},
+        {"expired now", Permission::read_write, KeyStatus::active, kNow, ws, false, Code::key_expired},
+        {"expired before", Permission::read_write, KeyStatus::active, kNow - 1, ws, false, Code::key_expired},
+        {"expires later", Permission::read_write, KeyStatus::active, kNow + 1, ws, false, Code::ok},
+        {"other workspace", Permission::read_write, KeyStatus::active, {}, other, false, Code::wrong_workspace},
+        {"unknown workspace", Permission::read_write, KeyStatus::active, {}, std::nullopt, false, Code::wrong_workspace},
+        {"ro other workspace write", Permission::read_only, KeyStatus::active, {}, other, true, Code::wrong_workspace},
+    };
+    for (const auto &c : cases) {
+        KeyRecord key = active_key(c.permission, ws);
+        key.status = c.status;
+        key.expires_at = c.expires_at;
+        const Code got = decide_key(key, c.location, RequestFacts{c.mutating, kNow});
+        BOOST_TEST((got == c.expected), c.what << ": got " << code_name(got));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(statuses_and_names_are_stable) {
+    BOOST_TEST(http_status(Code::ok) == 200);
+    BOOST_TEST(http_status(Code::missing_credentials) == 401);
+    BOOST_TEST(http_status(Code::wrong_workspace) == 401);
+    BOOST_TEST(http_status(Code::read_only_key) == 403);
+    BOOST_TEST(http_status(Code::snapshot_unavailable) == 503);
+    BOOST_TEST(code_name(Code::key_revoked) == "key_revoked");
+    // Messages go into JSON bodies verbatim: nothing in them may need escaping.
+    for (int c = 0; c <= static_cast<int>(Code::snapshot_unavailable); ++c)
+        for (char ch : code_message(static_cast<Code>(c)))
+            BOOST_TEST((ch != '"' && ch != '\\' && static_cast<unsigned char>(ch) >= 0x20));
+}
+
+struct SnapshotFixture {
+    test::TempDir dir;
+    Writer writer{test::writer_options(dir.sub("snap"))};
+    Uuid sales = random_uuid(), inventory = random_uuid();
+    std::string rw_key = generate_key(), ro_key = generate_key();
+    std::unique_ptr<Reader> reader;
+
+    SnapshotFixture() {
+        writer.publish(1, [&](Batch &b) {
+            b.put_workspace("acme-corp/sales", WorkspaceRecord{sales});
+            b.put_workspace("acme-corp/inventory", WorkspaceRecord{inventory});
+            b.put_key(sha256(rw_key), active_key(Permission::read_write, sales));
+            b.put_key(sha256(ro_key), active_key(Permission::read_only, sales));
+        });
+        std::string error;
+        reader = Reader::open(dir.sub("snap"), error);
+        BOOST_REQUIRE_MESSAGE(reader, error);
+    }
+
+    Code run(std::optional<std::string> header, std::string_view workspace, bool mutating) {
+        auto view = reader->view();
+        std::optional<std::string_view> value;
+        if (header) value = *header;
+        return authenticate(view, value, workspace, RequestFacts{mutating, kNow}).code;
+    }
+};
+
+BOOST_FIXTURE_TEST_CASE(authenticate_end_to_end, SnapshotFixture) {
+    std::string flipped = rw_key;
+    flipped[20] = flipped[20] == 'a' ? 'b' : 'a';
+    const std::string unknown = generate_key();
+    struct Case {
+        std::optional<std::string> header;
+        const char *workspace;
+        bool mutating;
+        Code expected;
+    };
+    const Case cases[] = {
+        {"Bearer " + rw_key, "acme-corp/sales", true, Code::ok},
+        {"bearer " + rw_key, "acme-corp/sales", false, Code::ok},
+        {"Bearer " + ro_key, "acme-corp/sales", false, Code::ok},
+        {"Bearer " + ro_key, "acme-corp/sales", true, Code::read_only_key},
+        {std::nullopt, "acme-corp/sales", false, Code::missing_credentials},
+        {"Basic abc", "acme-corp/sales", false, Code::invalid_authorization},
+        {"Bearer ", "acme-corp/sales", false, Code::invalid_authorization},
+        {"Bearer " + flipped, "acme-corp/sales", false, Code::malformed_key},
+        {"Bearer " + std::string(10240, 'a'), "acme-corp/sales", false, Code::malformed_key},
+        {"Bearer " + unknown, "acme-corp/sales", false, Code::unknown_key},
+        {"Bearer " + rw_key, "acme-corp/inventory", false, Code::wrong_workspace},
+        {"Bearer " + rw_key, "acme-corp/nowhere", false, Code::wrong_workspace},
+        {"Bearer " + rw_key, "", false, Code::wrong_workspace},
+    };
+    for (const auto &c : cases) {
+        const Code got = run(c.header, c.workspace, c.mutating);
+        BOOST_TEST((got == c.expected), c.header.value_or("<none>").substr(0, 60)
+                                            << " on " << c.workspace << ": got " << code_name(got));
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(authenticate_reports_the_key_found, SnapshotFixture) {
+    auto view = reader->view();
+    const std::string header = "Bearer " + ro_key;
+    const AuthResult r = authenticate(view, std::string_view(header), "acme-corp/sales",
+                                      RequestFacts{true, kNow});
+    BOOST_TEST((r.code == Code::read_only_key));
+    BOOST_TEST(r.key_found);
+    BOOST_TEST((r.key.workspace_id == sales));
+    BOOST_TEST((r.key.permission == Permission::read_only));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,208 @@
+#include "key_format.h"
+#include "sha256.h"
+#include "snapshot_reader.h"
+#include "snapshot_schema.h"
+#include "snapshot_writer.h"
+#include "temp_dir.h"
+
+#include <boost/test/unit_test.hpp>
+
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+using namespace apikey;
+using namespace apikey::snapshot;
+
+namespace {
+
+KeyRecord sample_record(std::optional<std::int64_t> expires_at = std::nullopt) {
+    KeyRecord r;
+    r.id = random_uuid();
+    r.workspace_id = random_uuid();
+    r.permission = Permission::read_write;
+    r.status = KeyStatus::active;
+    r.expires_at = expires_at;
+    std::memcpy(r.prefix.data(), "sk_live_AbC1", 12);
+    return r;
+}
+
+void check_equal(const KeyRecord &a, const KeyRecord &b) {
+    BOOST_TEST((a.id == b.id));
+    BOOST_TEST((a.workspace_id == b.workspace_id));
+    BOOST_TEST((a.permission == b.permission));
+    BOOST_TEST((a.status == b.status));
+    BOOST_TEST((a.expires_at == b.expires_at));
+    BOOST_TEST((a.prefix == b.prefix));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(snapshot_codec)
+
+BOOST_AUTO_TEST_CASE(key_record_round_trip) {
+    for (const auto &expiry : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{0},
+                               std::optional<std::int64_t>{1893456000},
+                               std::optional<std::int64_t>{-5}}) {
+        const KeyRecord in = sample_record(expiry);
+        KeyRecord out;
+        BOOST_REQUIRE(decode(encode(in), out));
+        check_equal(in, out);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(key_record_stays_small) {
+    // Part of the snapshot-bytes-per-key budget: the value, before LMDB's overhead.
+    BOOST_TEST(encode(sample_record()).size() <= 64u);
+}
+
+BOOST_AUTO_TEST_CASE(key_record_decoder_refuses_what_it_does_not_know) {
+    const std::string good = encode(sample_record());
+    KeyRecord out;
+    BOOST_TEST(!decode(good.substr(0, good.size() - 1), out));
+    BOOST_TEST(!decode("", out));
+    std::string other_version = good;
+    other_version[0] = 2;
+    BOOST_TEST(!decode(other_version, out));
+    std::string bad_permission = good;
+    bad_permission[1] = 7;
+    BOOST_TEST(!decode(bad_permission, out));
+    std::string bad_status = good;
+    bad_status[2] = 0;
+    BOOST_TEST(!decode(bad_status, out));
+    // Fields appended by a later writer of the same record version are ignored.
+    BOOST_TEST(decode(good + "future", out));
+}
+
+BOOST_AUTO_TEST_CASE(workspace_record_round_trip) {
+    WorkspaceRecord in{random_uuid()}, out;
+    BOOST_REQUIRE(decode(encode(in), out));
+    BOOST_TEST((in.id == out.id));
+    BOOST_TEST(!decode(encode(in).substr(1), out));
+}
+
+BOOST_AUTO_TEST_CASE(u64_round_trip) {
+    std::uint64_t v = 0;
+    BOOST_REQUIRE(decode_u64(encode_u64(0x0102030405060708ull), v));
+    BOOST_TEST(v == 0x0102030405060708ull);
+    BOOST_TEST(!decode_u64("1234567", v));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(snapshot_store)
+
+BOOST_AUTO_TEST_CASE(reader_refuses_a_missing_or_unpublished_snapshot) {
+    test::TempDir dir;
+    std::string error;
+    BOOST_TEST(!Reader::open(dir.sub("nope"), error));
+    BOOST_TEST(error.find("nope") != std::string::npos);
+
+    Writer writer(test::writer_options(dir.sub("snap")));  // created, never published
+    error.clear();
+    // The tables exist but no format is stamped yet.
+    BOOST_TEST(!Reader::open(dir.sub("snap"), error));
+    BOOST_TEST(!error.empty());
+}
+
+BOOST_AUTO_TEST_CASE(published_changes_are_seen_by_an_open_reader) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    const std::string key = generate_key();
+    const Digest hash = sha256(key);
+    KeyRecord record = sample_record();
+    writer.publish(1, [&](Batch &b) {
+        b.put_workspace("acme-corp/sales", WorkspaceRecord{record.workspace_id});
+        b.put_key(hash, record);
+    });
+    BOOST_TEST(writer.generation() == 1u);
+
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    {
+        auto view = reader->view();
+        BOOST_REQUIRE(view.ok());
+        BOOST_TEST(view.generation() == 1u);
+        KeyRecord found;
+        BOOST_TEST((view.find_key(hash, found) == Lookup::found));
+        check_equal(record, found);
+        WorkspaceRecord ws;
+        BOOST_TEST((view.find_workspace("acme-corp/sales", ws) == Lookup::found));
+        BOOST_TEST((ws.id == record.workspace_id));
+        BOOST_TEST((view.find_workspace("acme-corp/inventory", ws) == Lookup::absent));
+        BOOST_TEST((view.find_key(sha256("other"), found) == Lookup::absent));
+    }
+
+    // A revoke published while the reader stays open is visible in its next view.
+    record.status = KeyStatus::revoked;
+    writer.publish(2, [&](Batch &b) { b.put_key(hash, record); });
+    {
+        auto view = reader->view();
+        BOOST_REQUIRE(view.ok());
+        BOOST_TEST(view.generation() == 2u);
+        KeyRecord found;
+        BOOST_REQUIRE((view.find_key(hash, found) == Lookup::found));
+        BOOST_TEST((found.status == KeyStatus::revoked));
+    }
+
+    // A full rebuild empties tables in place: the reader's table handles stay valid.
+    writer.publish(3, [&](Batch &b) { b.clear_all(); });
+    auto view = reader->view();
+    BOOST_REQUIRE(view.ok());
+    KeyRecord found;
+    BOOST_TEST((view.find_key(hash, found) == Lookup::absent));
+}
+
+BOOST_AUTO_TEST_CASE(a_view_is_a_consistent_snapshot) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    const Digest hash = sha256(generate_key());
+    writer.publish(1, [&](Batch &) {});
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE(reader);
+    auto view = reader->view();
+    BOOST_REQUIRE(view.ok());
+    writer.publish(2, [&](Batch &b) { b.put_key(hash, sample_record()); });
+    KeyRecord found;
+    // Begun before the publish: still the old state.
+    BOOST_TEST((view.find_key(hash, found) == Lookup::absent));
+    BOOST_TEST(view.generation() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    writer.publish(1, [&](Batch &) {});
+    const Digest hash = sha256("k");
+    {
+        // Write garbage under a key hash behind the writer's back.
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(hash.data()), 32),
+                  "garbage");
+        txn.commit();
+    }
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE(reader);
+    auto view = reader->view();
+    BOOST_REQUIRE(view.ok());
+    KeyRecord found;
+    BOOST_TEST((view.find_key(hash, found) == Lookup::corrupt));
+}
+
+BOOST_AUTO_TEST_CASE(files_are_private_without_a_group) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    struct stat st {};
+    BOOST_REQUIRE(::stat(dir.sub("snap/data.mdb").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u);
+    BOOST_REQUIRE(::stat(dir.sub("snap").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0700u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

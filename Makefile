@@ -29,7 +29,7 @@ DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev lib
 	liblmdb-dev lmdb-utils libyaml-cpp-dev libboost-dev libboost-test-dev \
 	nlohmann-json3-dev libjson-pp-perl curl
 
-.PHONY: all test unit integration run deps clean
+.PHONY: all test unit integration run deps deps-force clean
 all: $(MODULE) $(DAEMON)
 
 $(BUILD)/%.o: %.cc
@@ -73,16 +73,22 @@ unit: $(UNIT)
 integration: all
 	prove -I t/lib t/
 
-test: all $(UNIT)
+# `test` and `run` install missing packages first, so each is the one command a fresh
+# machine needs. The build itself is a sub-make, run once the packages are there.
+test: deps
+	$(MAKE) all $(UNIT)
 	./$(UNIT)
 	prove -I t/lib t/
 
-run: all
+run: deps
+	$(MAKE) all
 	bash scripts/run.sh
 
 deps:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+	bash scripts/install-deps.sh
+
+deps-force:
+	bash scripts/install-deps.sh --force
 
 clean:
 	rm -rf $(BUILD)

@@ -106,7 +106,8 @@ sub snapshot_path { "$_[0]{dir}/snapshot" }
 sub _random_bytes {
     my ($n) = @_;
     open my $fh, '<:raw', '/dev/urandom' or croak "urandom: $!";
-    my $got = read $fh, my $buf, $n;
+    my $buf;
+    my $got = read $fh, $buf, $n;
     croak "short read from /dev/urandom" unless $got && $got == $n;
     return $buf;
 }

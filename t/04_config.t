@@ -37,7 +37,7 @@ is $rc, 0, 'module loaded but unused: nginx -t passes' or diag $out;
 
 # Workspace set at server level, "apikey on" in the location: inheritance works.
 ($rc, $out) = $t->nginx_t(location_apikey => "apikey on;\n",
-                          server_extra => "set \$dummy 1;\napikey_workspace acme-corp/sales;\n");
+                          server_extra => "apikey_workspace acme-corp/sales;\n");
 is $rc, 0, 'apikey_workspace inherited from the server level is accepted' or diag $out;
 
 # A snapshot that does not exist yet is a run-time condition (503), not a config error:

@@ -77,6 +77,10 @@ sub new {
         alarm $alarm;
     }
 
+    # Interrupted (Ctrl-C, CI timeout): die, so END stops what we started (it runs in
+    # its own process group and would not get the terminal's signal).
+    $SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "ApiKeyTest: caught SIG$_[0]\n" };
+
     my $dir = tempdir('apikey-t-XXXXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TEST_APIKEY_LEAVE});
     chmod 0711, $dir or croak "chmod $dir: $!";  # nginx workers run as nobody
     Test::More::diag("ApiKeyTest dir: $dir") if $ENV{TEST_APIKEY_LEAVE};

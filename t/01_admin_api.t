@@ -150,7 +150,8 @@ my ($ro, $rw);
 
     my $exp = ApiKeyTest::iso8601(time + 3600);
     my $ek = $t->create_key($sales->{id}, expires_at => $exp);
-    is $ek->{expires_at}, $exp, 'expires_at stored and returned as given';
+    is ApiKeyTest::parse_iso8601($ek->{expires_at}), ApiKeyTest::parse_iso8601($exp),
+        'expires_at stored and returned (ISO 8601 UTC, same instant)';
 
     $r = $t->admin(POST => $keys_path, { name => 'x', permission => 'admin' });
     error_ok($r, 400, 'invalid_field', 'unknown permission -> 400 invalid_field');

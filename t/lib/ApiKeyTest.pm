@@ -682,6 +682,15 @@ sub key_is_well_formed {
     return key_checksum(substr $key, 0, 40) eq substr($key, 40) ? 1 : 0;
 }
 
+# ISO 8601 UTC ("2024-05-01T12:00:00Z", fractional seconds allowed) -> unix seconds.
+sub parse_iso8601 {
+    my ($s) = @_;
+    return undef unless defined $s
+        && $s =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:Z|\+00:?00)\z/;
+    require Time::Local;
+    return Time::Local::timegm($6, $5, $4, $3, $2 - 1, $1);
+}
+
 sub iso8601 {
     my ($epoch) = @_;
     return strftime('%Y-%m-%dT%H:%M:%SZ', gmtime $epoch);

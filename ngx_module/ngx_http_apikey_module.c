@@ -1,0 +1,1149 @@
+
+/*
+ * ngx_http_apikey_module: API-key authentication in the access phase.
+ *
+ * Thin nginx glue over the C API of the C++ core (shared/apikey_capi.h). Each
+ * worker opens the LMDB snapshot published by apikeyd once, after fork, in
+ * init_process; a request costs one read transaction on that memory map and
+ * never talks to the daemon.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "apikey_capi.h"
+
+
+/* How often a worker retries opening a missing snapshot and checks whether
+ * the one it has open is still the one at the configured path. */
+#define NGX_HTTP_APIKEY_WATCH_INTERVAL   1000
+
+/* The same problem is logged again at most this often (seconds). */
+#define NGX_HTTP_APIKEY_LOG_REPEAT       60
+
+#define NGX_HTTP_APIKEY_ERR_SIZE         512
+
+
+typedef struct {
+    /* configuration: absolute, NUL-terminated; len == 0 when not set */
+    ngx_str_t                  snapshot;
+    ngx_str_t                  data_file;          /* snapshot/data.mdb */
+
+    /*
+     * Per-process state, set up in init_process. The main conf is copied
+     * into every worker by fork(), so each worker owns its own reader:
+     * LMDB requires one environment per process, opened after fork.
+     */
+    apikey_reader_t           *reader;
+    ngx_event_t                watch;
+    dev_t                      dev;                /* data.mdb of `reader` */
+    ino_t                      ino;
+    ngx_uint_t                 reopen;             /* a view failed */
+
+    /* rate limiting of repeated log messages */
+    time_t                     open_error_logged;
+    time_t                     unavailable_logged;
+    const char                *unavailable_reason;
+    u_char                     open_error[NGX_HTTP_APIKEY_ERR_SIZE];
+} ngx_http_apikey_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 enable;
+    ngx_http_complex_value_t  *workspace;
+    ngx_http_complex_value_t  *entity;
+
+    /* where "apikey" was set, for configuration errors found on merge */
+    ngx_str_t                  enable_file;
+    ngx_uint_t                 enable_line;
+} ngx_http_apikey_loc_conf_t;
+
+
+typedef struct {
+    apikey_result_t            result;
+    ngx_str_t                  entity;
+    unsigned                   entity_set:1;
+} ngx_http_apikey_ctx_t;
+
+
+typedef enum {
+    NGX_HTTP_APIKEY_VAR_ID = 0,
+    NGX_HTTP_APIKEY_VAR_PERMISSION,
+    NGX_HTTP_APIKEY_VAR_KEY_PREFIX,
+    NGX_HTTP_APIKEY_VAR_WORKSPACE_ID,
+    NGX_HTTP_APIKEY_VAR_RESULT,
+    NGX_HTTP_APIKEY_VAR_GENERATION,
+    NGX_HTTP_APIKEY_VAR_ENTITY
+} ngx_http_apikey_var_e;
+
+
+static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_reject(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
+static ngx_int_t ngx_http_apikey_add_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value, ngx_table_elt_t **out);
+static ngx_int_t ngx_http_apikey_www_authenticate(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
+static void ngx_http_apikey_log_unavailable(ngx_http_request_t *r,
+    ngx_http_apikey_main_conf_t *amcf, ngx_http_apikey_ctx_t *ctx);
+
+static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_apikey_open(ngx_http_apikey_main_conf_t *amcf,
+    ngx_log_t *log);
+static void ngx_http_apikey_watch_handler(ngx_event_t *ev);
+static void ngx_http_apikey_log_open_error(ngx_http_apikey_main_conf_t *amcf,
+    ngx_log_t *log, ngx_uint_t level, const char *prefix, const char *err);
+
+static ngx_int_t ngx_http_apikey_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_apikey_init(ngx_conf_t *cf);
+static void *ngx_http_apikey_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_apikey_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_apikey_snapshot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static ngx_int_t ngx_http_apikey_init_process(ngx_cycle_t *cycle);
+static void ngx_http_apikey_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_apikey_commands[] = {
+
+    { ngx_string("apikey_snapshot"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey_snapshot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("apikey"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_apikey_enable,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("apikey_workspace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, workspace),
+      NULL },
+
+    { ngx_string("apikey_entity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey_set_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, entity),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_apikey_module_ctx = {
+    ngx_http_apikey_add_variables,         /* preconfiguration */
+    ngx_http_apikey_init,                  /* postconfiguration */
+
+    ngx_http_apikey_create_main_conf,      /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_apikey_create_loc_conf,       /* create location configuration */
+    ngx_http_apikey_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_apikey_module = {
+    NGX_MODULE_V1,
+    &ngx_http_apikey_module_ctx,           /* module context */
+    ngx_http_apikey_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_apikey_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_apikey_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_apikey_vars[] = {
+
+    { ngx_string("apikey_id"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_permission"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_PERMISSION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_key_prefix"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_KEY_PREFIX, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_workspace_id"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_WORKSPACE_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_result"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_snapshot_generation"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_GENERATION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_entity"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_ENTITY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_apikey_json_type = ngx_string("application/json");
+
+
+/* request path */
+
+static ngx_int_t
+ngx_http_apikey_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                     workspace;
+    apikey_request_t              req;
+    ngx_http_apikey_ctx_t        *ctx;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_apikey_loc_conf_t   *alcf;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+
+    if (!alcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* merge guarantees a workspace wherever "apikey" is on */
+
+        if (ngx_http_complex_value(r, alcf->workspace, &workspace) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (alcf->entity) {
+            if (ngx_http_complex_value(r, alcf->entity, &ctx->entity)
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->entity_set = 1;
+        }
+
+        if (r->headers_in.authorization) {
+            req.authorization = (const char *)
+                                r->headers_in.authorization->value.data;
+            req.authorization_len = r->headers_in.authorization->value.len;
+
+        } else {
+            req.authorization = NULL;
+            req.authorization_len = 0;
+        }
+
+        req.workspace = (const char *) workspace.data;
+        req.workspace_len = workspace.len;
+        req.mutating = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
+        req.now = (int64_t) ngx_time();
+
+        apikey_authenticate(amcf->reader, &req, &ctx->result);
+
+        ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "apikey: workspace \"%V\": %s, generation %uL",
+                       &workspace, apikey_code_name(ctx->result.code),
+                       (uint64_t) ctx->result.generation);
+    }
+
+    if (ctx->result.http_status == NGX_HTTP_OK) {
+        return NGX_OK;
+    }
+
+    if (ctx->result.http_status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        ngx_http_apikey_log_unavailable(r, amcf, ctx);
+
+        if (amcf->reader) {
+            /* open, but the view failed: let the watch timer reopen it */
+            amcf->reopen = 1;
+        }
+
+    } else if (ctx->result.key_found) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "apikey: rejected with %i %s, key prefix \"%*s\"",
+                      (ngx_int_t) ctx->result.http_status,
+                      apikey_code_name(ctx->result.code),
+                      (size_t) APIKEY_PREFIX_LEN, ctx->result.key_prefix);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "apikey: rejected with %i %s",
+                      (ngx_int_t) ctx->result.http_status,
+                      apikey_code_name(ctx->result.code));
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->satisfy == NGX_HTTP_SATISFY_ANY
+        && (ctx->result.http_status == NGX_HTTP_UNAUTHORIZED
+            || ctx->result.http_status == NGX_HTTP_FORBIDDEN))
+    {
+        /*
+         * "satisfy any": another access module may still let the request
+         * in, so the decision goes back to the phase engine as usual. The
+         * core hides WWW-Authenticate if access is granted after all, and
+         * otherwise answers with its standard (or error_page) response.
+         */
+
+        if (ngx_http_apikey_www_authenticate(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ctx->result.http_status;
+    }
+
+    return ngx_http_apikey_reject(r, ctx);
+}
+
+
+/*
+ * Sends the whole rejection from the access phase and ends the request.
+ *
+ * The access checker treats any handler status other than NGX_OK,
+ * NGX_DECLINED, NGX_AGAIN and NGX_DONE by calling ngx_http_finalize_request()
+ * with it, and a special status there means nginx's own HTML error page.
+ * To answer with our JSON body instead, this does what the content phase
+ * does for a content handler: send header and body, pass the result to
+ * ngx_http_finalize_request() exactly once, and return NGX_DONE so that the
+ * checker returns NGX_OK and the phase engine stops without touching the
+ * request again (it may already be freed, e.g. on keep-alive). No extra
+ * reference is taken: r->count is only raised by the body discard when
+ * the body cannot be drained at once, and ngx_http_finalize_connection()
+ * accounts for that (discard_body).
+ */
+
+static ngx_int_t
+ngx_http_apikey_reject(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
+{
+    u_char        *p;
+    size_t         len, name_len, message_len;
+    ngx_int_t      rc;
+    ngx_buf_t     *b;
+    ngx_str_t      key, value;
+    ngx_chain_t    out;
+    const char    *name, *message;
+
+    static ngx_str_t  cache_control = ngx_string("Cache-Control");
+    static ngx_str_t  no_store = ngx_string("no-store");
+    static ngx_str_t  retry_after = ngx_string("Retry-After");
+    static ngx_str_t  one_second = ngx_string("1");
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    r->headers_out.status = ctx->result.http_status;
+
+    key = cache_control;
+    value = no_store;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        goto failed;
+    }
+
+    if (ctx->result.http_status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        key = retry_after;
+        value = one_second;
+
+        if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+            goto failed;
+        }
+
+    } else if (ngx_http_apikey_www_authenticate(r, ctx) != NGX_OK) {
+        goto failed;
+    }
+
+    /* {"error":{"code":"<name>","message":"<message>"}}\n */
+
+    name = apikey_code_name(ctx->result.code);
+    name_len = apikey_code_name_len(ctx->result.code);
+    message = apikey_code_message(ctx->result.code);
+    message_len = apikey_code_message_len(ctx->result.code);
+
+    len = sizeof("{\"error\":{\"code\":\"") - 1
+          + name_len + ngx_escape_json(NULL, (u_char *) name, name_len)
+          + sizeof("\",\"message\":\"") - 1
+          + message_len + ngx_escape_json(NULL, (u_char *) message, message_len)
+          + sizeof("\"}}\n") - 1;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        goto failed;
+    }
+
+    p = b->last;
+    p = ngx_cpymem(p, "{\"error\":{\"code\":\"",
+                   sizeof("{\"error\":{\"code\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) name, name_len);
+    p = ngx_cpymem(p, "\",\"message\":\"", sizeof("\",\"message\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, (u_char *) message, message_len);
+    p = ngx_cpymem(p, "\"}}\n", sizeof("\"}}\n") - 1);
+    b->last = p;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.content_type_len = ngx_http_apikey_json_type.len;
+    r->headers_out.content_type = ngx_http_apikey_json_type;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        /* HEAD: the header filter set header_only and sent last_buf */
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+    return NGX_DONE;
+
+failed:
+
+    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_www_authenticate(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx)
+{
+    ngx_str_t   key, value;
+
+    static ngx_str_t  www_authenticate = ngx_string("WWW-Authenticate");
+    static ngx_str_t  bearer = ngx_string("Bearer");
+    static ngx_str_t  invalid_token =
+                          ngx_string("Bearer error=\"invalid_token\"");
+    static ngx_str_t  insufficient_scope =
+                          ngx_string("Bearer error=\"insufficient_scope\"");
+
+    if (r->headers_out.www_authenticate) {
+        /* a previous access handler set one (auth_basic): ours wins */
+        r->headers_out.www_authenticate->hash = 0;
+        r->headers_out.www_authenticate = NULL;
+    }
+
+    key = www_authenticate;
+
+    if (ctx->result.http_status == NGX_HTTP_FORBIDDEN) {
+        value = insufficient_scope;
+
+    } else if (ngx_strcmp(apikey_code_name(ctx->result.code),
+                          "missing_credentials") == 0)
+    {
+        /* RFC 6750, 3.1: no error code when no credentials were sent */
+        value = bearer;
+
+    } else {
+        value = invalid_token;
+    }
+
+    return ngx_http_apikey_add_header(r, &key, &value,
+                                      &r->headers_out.www_authenticate);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_add_header(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *value, ngx_table_elt_t **out)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = *key;
+    h->value = *value;
+    h->lowcase_key = NULL;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    if (out) {
+        *out = h;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_apikey_log_unavailable(ngx_http_request_t *r,
+    ngx_http_apikey_main_conf_t *amcf, ngx_http_apikey_ctx_t *ctx)
+{
+    time_t       now;
+    const char  *reason;
+
+    reason = ctx->result.error ? ctx->result.error : "unknown error";
+
+    if (amcf->reader == NULL && amcf->open_error[0] != '\0') {
+        reason = (const char *) amcf->open_error;
+    }
+
+    now = ngx_time();
+
+    if (amcf->unavailable_reason == reason
+        && now - amcf->unavailable_logged < NGX_HTTP_APIKEY_LOG_REPEAT)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "apikey: rejected with 503 snapshot_unavailable");
+        return;
+    }
+
+    amcf->unavailable_reason = reason;
+    amcf->unavailable_logged = now;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "apikey: answering 503 snapshot_unavailable, snapshot "
+                  "\"%V\": %s (logged at most once a minute)",
+                  &amcf->snapshot, reason);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    u_char                 *p;
+    size_t                  len;
+    const char             *s;
+    ngx_http_apikey_ctx_t  *ctx;
+
+    /* the decision is made for the main request only (access phase) */
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_apikey_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_APIKEY_VAR_ID:
+        if (!ctx->result.key_found) {
+            goto not_found;
+        }
+
+        p = (u_char *) ctx->result.key_id;
+        len = APIKEY_UUID_LEN;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_WORKSPACE_ID:
+        if (!ctx->result.key_found) {
+            goto not_found;
+        }
+
+        p = (u_char *) ctx->result.workspace_id;
+        len = APIKEY_UUID_LEN;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_KEY_PREFIX:
+        if (!ctx->result.key_found) {
+            goto not_found;
+        }
+
+        p = (u_char *) ctx->result.key_prefix;
+        len = APIKEY_PREFIX_LEN;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_PERMISSION:
+        if (!ctx->result.key_found || ctx->result.permission == NULL) {
+            goto not_found;
+        }
+
+        s = ctx->result.permission;
+        p = (u_char *) s;
+        len = ngx_strlen(s);
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_RESULT:
+        p = (u_char *) apikey_code_name(ctx->result.code);
+        len = apikey_code_name_len(ctx->result.code);
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_GENERATION:
+        if (ctx->result.generation == 0) {
+            /* no snapshot was read for this request */
+            goto not_found;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = ngx_sprintf(p, "%uL", (uint64_t) ctx->result.generation) - p;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_ENTITY:
+        if (!ctx->entity_set) {
+            goto not_found;
+        }
+
+        p = ctx->entity.data;
+        len = ctx->entity.len;
+        break;
+
+    default:
+        goto not_found;
+    }
+
+    v->len = len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+
+not_found:
+
+    v->not_found = 1;
+    return NGX_OK;
+}
+
+
+/* the snapshot, per worker */
+
+static ngx_int_t
+ngx_http_apikey_open(ngx_http_apikey_main_conf_t *amcf, ngx_log_t *log)
+{
+    int               dead;
+    ngx_uint_t        replacing;
+    ngx_file_info_t   fi;
+    apikey_reader_t  *reader;
+    char              err[NGX_HTTP_APIKEY_ERR_SIZE];
+
+    /*
+     * The identity of data.mdb is taken before opening: if the file is
+     * replaced in between, the next check sees a different inode and opens
+     * again, instead of missing the replacement for good.
+     */
+
+    ngx_memzero(&fi, sizeof(ngx_file_info_t));
+
+    if (ngx_file_info(amcf->data_file.data, &fi) == NGX_FILE_ERROR) {
+        fi.st_dev = 0;
+        fi.st_ino = 0;
+    }
+
+    err[0] = '\0';
+
+    reader = apikey_reader_open((const char *) amcf->snapshot.data,
+                                err, sizeof(err));
+
+    replacing = (amcf->reader != NULL);
+
+    if (reader == NULL) {
+        ngx_http_apikey_log_open_error(amcf, log,
+                                       replacing ? NGX_LOG_WARN : NGX_LOG_ERR,
+                                       replacing
+                                       ? "still serving the snapshot opened "
+                                         "before, retrying every second"
+                                       : "answering 503 and retrying every "
+                                         "second",
+                                       err);
+        return NGX_ERROR;
+    }
+
+    /* frees the reader slots a crashed predecessor left in lock.mdb */
+
+    dead = apikey_reader_check(reader);
+
+    if (dead > 0) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "apikey: cleared %d stale reader slot(s) of snapshot "
+                      "\"%V\"", dead, &amcf->snapshot);
+    }
+
+    if (replacing) {
+        apikey_reader_close(amcf->reader);
+    }
+
+    amcf->reader = reader;
+    amcf->dev = fi.st_dev;
+    amcf->ino = fi.st_ino;
+    amcf->reopen = 0;
+
+    if (replacing || amcf->open_error[0] != '\0') {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "apikey: snapshot \"%V\" %s", &amcf->snapshot,
+                      replacing ? "reopened" : "opened");
+    }
+
+    amcf->open_error[0] = '\0';
+    amcf->open_error_logged = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_apikey_log_open_error(ngx_http_apikey_main_conf_t *amcf,
+    ngx_log_t *log, ngx_uint_t level, const char *consequence, const char *err)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (err[0] == '\0') {
+        err = "unknown error";
+    }
+
+    if (ngx_strcmp(amcf->open_error, err) == 0
+        && now - amcf->open_error_logged < NGX_HTTP_APIKEY_LOG_REPEAT)
+    {
+        return;
+    }
+
+    ngx_log_error(level, log, 0, "apikey: %s; %s", err, consequence);
+
+    (void) ngx_cpystrn(amcf->open_error, (u_char *) err,
+                       NGX_HTTP_APIKEY_ERR_SIZE);
+    amcf->open_error_logged = now;
+}
+
+
+/*
+ * Every second: open the snapshot while there is none, and otherwise check
+ * that the open one is still the one at the configured path. apikeyd
+ * publishes in place (an LMDB write transaction), so normally this finds
+ * nothing to do; but if the snapshot was deleted and created anew, or a
+ * view failed (say, a format upgrade), a worker would otherwise keep
+ * answering from an orphaned file forever.
+ */
+
+static void
+ngx_http_apikey_watch_handler(ngx_event_t *ev)
+{
+    u_char                       *p;
+    ngx_err_t                     err;
+    ngx_file_info_t               fi;
+    ngx_http_apikey_main_conf_t  *amcf;
+    u_char                        msg[NGX_HTTP_APIKEY_ERR_SIZE];
+
+    amcf = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (amcf->reader == NULL || amcf->reopen) {
+        (void) ngx_http_apikey_open(amcf, ev->log);
+
+    } else if (ngx_file_info(amcf->data_file.data, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        p = ngx_snprintf(msg, sizeof(msg) - 1, ngx_file_info_n " \"%V\" "
+                         "failed: ", &amcf->data_file);
+        p = ngx_strerror(err, p, msg + sizeof(msg) - 1 - p);
+        *p = '\0';
+
+        ngx_http_apikey_log_open_error(amcf, ev->log, NGX_LOG_WARN,
+                                       "the snapshot is gone from its path: "
+                                       "still serving the one opened before",
+                                       (const char *) msg);
+
+    } else if (fi.st_dev != amcf->dev || fi.st_ino != amcf->ino) {
+        (void) ngx_http_apikey_open(amcf, ev->log);
+
+    } else {
+        amcf->open_error[0] = '\0';
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_APIKEY_WATCH_INTERVAL);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        /* cache manager and loader serve no requests */
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_apikey_module);
+
+    if (amcf == NULL || amcf->snapshot.len == 0) {
+        return NGX_OK;
+    }
+
+    amcf->reader = NULL;
+    amcf->reopen = 0;
+    amcf->open_error[0] = '\0';
+    amcf->open_error_logged = 0;
+    amcf->unavailable_logged = 0;
+    amcf->unavailable_reason = NULL;
+
+    (void) ngx_http_apikey_open(amcf, cycle->log);
+
+    ngx_memzero(&amcf->watch, sizeof(ngx_event_t));
+    amcf->watch.handler = ngx_http_apikey_watch_handler;
+    amcf->watch.data = amcf;
+    amcf->watch.log = cycle->log;
+    amcf->watch.cancelable = 1;
+
+    ngx_add_timer(&amcf->watch, NGX_HTTP_APIKEY_WATCH_INTERVAL);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_apikey_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_apikey_module);
+
+    if (amcf == NULL) {
+        return;
+    }
+
+    if (amcf->watch.timer_set) {
+        ngx_del_timer(&amcf->watch);
+    }
+
+    if (amcf->reader) {
+        apikey_reader_close(amcf->reader);
+        amcf->reader = NULL;
+    }
+}
+
+
+/* configuration */
+
+static ngx_int_t
+ngx_http_apikey_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_apikey_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_apikey_handler;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     amcf->snapshot = { 0, NULL };
+     *     amcf->data_file = { 0, NULL };
+     *     amcf->reader = NULL;
+     */
+
+    return amcf;
+}
+
+
+static void *
+ngx_http_apikey_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_apikey_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->workspace = NULL;
+     *     conf->entity = NULL;
+     *     conf->enable_file = { 0, NULL };
+     *     conf->enable_line = 0;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_apikey_loc_conf_t *prev = parent;
+    ngx_http_apikey_loc_conf_t *conf = child;
+
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    if (conf->enable == NGX_CONF_UNSET) {
+        conf->enable = prev->enable;
+        conf->enable_file = prev->enable_file;
+        conf->enable_line = prev->enable_line;
+    }
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    if (conf->workspace == NULL) {
+        conf->workspace = prev->workspace;
+    }
+
+    if (conf->entity == NULL) {
+        conf->entity = prev->entity;
+    }
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * All of http{} has been parsed by now, wherever apikey_snapshot
+     * stands in it. Errors point at the "apikey on" they are about.
+     */
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->snapshot.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"apikey\" is on but \"apikey_snapshot\" is not set "
+                      "in the http block in %V:%ui",
+                      &conf->enable_file, conf->enable_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->workspace == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"apikey\" is on but \"apikey_workspace\" is not set "
+                      "for it (at this level or above) in %V:%ui",
+                      &conf->enable_file, conf->enable_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_apikey_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_main_conf_t *amcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value, path;
+
+    if (amcf->snapshot.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive",
+                           &path, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* relative to the prefix (-p); the result is NUL-terminated */
+
+    if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (path.len > 1 && path.data[path.len - 1] == '/') {
+        path.len--;
+    }
+
+    amcf->snapshot.len = path.len;
+    amcf->snapshot.data = ngx_pnalloc(cf->pool, path.len + 1);
+    if (amcf->snapshot.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(amcf->snapshot.data, path.data, path.len + 1);
+
+    amcf->data_file.len = path.len + sizeof("/data.mdb") - 1;
+    amcf->data_file.data = ngx_pnalloc(cf->pool, amcf->data_file.len + 1);
+    if (amcf->data_file.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_cpymem(amcf->data_file.data, path.data, path.len);
+    (void) ngx_cpystrn(p, (u_char *) "/data.mdb", sizeof("/data.mdb"));
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_loc_conf_t *alcf = conf;
+
+    char  *rv;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* a copy: the name of an included file does not outlive its parsing */
+
+    alcf->enable_file.len = cf->conf_file->file.name.len;
+    alcf->enable_file.data = ngx_pstrdup(cf->pool, &cf->conf_file->file.name);
+    if (alcf->enable_file.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    alcf->enable_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char                            *slash;
+    ngx_str_t                         *value;
+    ngx_http_complex_value_t         **cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    cv = (ngx_http_complex_value_t **) (p + cmd->offset);
+
+    if (*cv != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty value in \"%V\" directive", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    *cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (*cv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = *cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a constant workspace must already look like "org/slug" */
+
+    if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, workspace)
+        && (*cv)->lengths == NULL)
+    {
+        slash = ngx_strlchr(value[1].data, value[1].data + value[1].len, '/');
+
+        if (slash == NULL
+            || slash == value[1].data
+            || slash == value[1].data + value[1].len - 1
+            || ngx_strlchr(slash + 1, value[1].data + value[1].len, '/'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"%V\" directive, "
+                               "it must be \"org/slug\"",
+                               &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}

@@ -206,9 +206,6 @@ static ngx_http_variable_t  ngx_http_apikey_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_apikey_json_type = ngx_string("application/json");
-
-
 /* request path */
 
 static ngx_int_t
@@ -217,7 +214,6 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     ngx_str_t                     workspace;
     apikey_request_t              req;
     ngx_http_apikey_ctx_t        *ctx;
-    ngx_http_core_loc_conf_t     *clcf;
     ngx_http_apikey_loc_conf_t   *alcf;
     ngx_http_apikey_main_conf_t  *amcf;
 
@@ -304,25 +300,14 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
                       apikey_code_name(ctx->result.code));
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->satisfy == NGX_HTTP_SATISFY_ANY
-        && (ctx->result.http_status == NGX_HTTP_UNAUTHORIZED
-            || ctx->result.http_status == NGX_HTTP_FORBIDDEN))
-    {
-        /*
-         * "satisfy any": another access module may still let the request
-         * in, so the decision goes back to the phase engine as usual. The
-         * core hides WWW-Authenticate if access is granted after all, and
-         * otherwise answers with its standard (or error_page) response.
-         */
-
-        if (ngx_http_apikey_www_authenticate(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ctx->result.http_status;
-    }
+    /*
+     * The rejection is final, also under "satisfy any": handing 401/403
+     * back to the phase engine would let another access module (allow)
+     * pass the request on with the rejected key's $apikey_id, and would
+     * replace the JSON body with nginx's HTML error page. With "satisfy
+     * any" a valid key is enough on its own (NGX_OK skips the remaining
+     * access handlers), but a bad one is never overridden.
+     */
 
     return ngx_http_apikey_reject(r, ctx);
 }
@@ -355,16 +340,23 @@ ngx_http_apikey_reject(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
     ngx_chain_t    out;
     const char    *name, *message;
 
+    static ngx_str_t  json = ngx_string("application/json");
     static ngx_str_t  cache_control = ngx_string("Cache-Control");
     static ngx_str_t  no_store = ngx_string("no-store");
     static ngx_str_t  retry_after = ngx_string("Retry-After");
     static ngx_str_t  one_second = ngx_string("1");
 
-    rc = ngx_http_discard_request_body(r);
+    /*
+     * As nginx does for its own error responses: no "100 Continue" (the
+     * client need not upload a body only to have it thrown away), and if
+     * the body cannot be discarded (say, broken chunked encoding) the
+     * connection is not kept alive.
+     */
 
-    if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE;
+    r->expect_tested = 1;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
     }
 
     r->headers_out.status = ctx->result.http_status;
@@ -418,8 +410,8 @@ ngx_http_apikey_reject(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
-    r->headers_out.content_type_len = ngx_http_apikey_json_type.len;
-    r->headers_out.content_type = ngx_http_apikey_json_type;
+    r->headers_out.content_type_len = json.len;
+    r->headers_out.content_type = json;
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.content_length_n = b->last - b->pos;
 

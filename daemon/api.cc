@@ -1,0 +1,376 @@
+#include "api.h"
+
+#include "authorization.h"
+#include "key_format.h"
+#include "log.h"
+#include "request_body.h"
+#include "time_format.h"
+
+#include <nlohmann/json.hpp>
+
+namespace apikeyd {
+namespace {
+
+using json = nlohmann::ordered_json;  // fields in the documented order
+namespace lmdb = apikey::lmdb;
+
+constexpr std::string_view kWorkspacesPath = "/api/v1/workspaces";
+
+std::string dump(const json &j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Response json_response(unsigned status, const json &body) {
+    Response r;
+    r.status = status;
+    r.body = dump(body);
+    return r;
+}
+
+json time_or_null(const std::optional<std::int64_t> &t) {
+    return t ? json(format_iso8601(*t)) : json(nullptr);
+}
+
+json workspace_json(const Workspace &w) {
+    json j;
+    j["id"] = apikey::to_string(w.id);
+    j["org"] = w.org;
+    j["slug"] = w.slug;
+    j["name"] = w.name;
+    j["created_at"] = format_iso8601(w.created_at);
+    j["updated_at"] = format_iso8601(w.updated_at);
+    return j;
+}
+
+// The public view of a key: never its hash; the raw key only when just created.
+json key_json(const ApiKey &k, const std::string *raw_key = nullptr) {
+    json j;
+    j["id"] = apikey::to_string(k.id);
+    j["workspace_id"] = apikey::to_string(k.workspace_id);
+    j["name"] = k.name;
+    if (raw_key != nullptr) j["key"] = *raw_key;
+    j["key_prefix"] = k.key_prefix;
+    j["permission"] = apikey::snapshot::to_string(k.permission);
+    j["status"] = apikey::snapshot::to_string(k.status);
+    j["expires_at"] = time_or_null(k.expires_at);
+    j["last_used_at"] = time_or_null(k.last_used_at);
+    j["rate_limit"] = nullptr;  // not supported yet
+    j["created_by"] = k.created_by;
+    j["created_at"] = format_iso8601(k.created_at);
+    j["updated_at"] = format_iso8601(k.updated_at);
+    return j;
+}
+
+std::string workspace_location(const Uuid &id) {
+    return std::string(kWorkspacesPath) + "/" + apikey::to_string(id);
+}
+
+Response not_found(std::string_view what) {
+    return error_response(404, code::not_found, std::string(what) + " not found");
+}
+
+Response method_not_allowed(std::string_view allow) {
+    Response r = error_response(405, code::method_not_allowed,
+                                "method not allowed here; allowed: " + std::string(allow));
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+    std::vector<std::string_view> out;
+    if (path.empty() || path.front() != '/') return out;
+    path.remove_prefix(1);
+    while (true) {
+        const auto slash = path.find('/');
+        out.push_back(path.substr(0, slash));
+        if (slash == std::string_view::npos) break;
+        path.remove_prefix(slash + 1);
+    }
+    return out;
+}
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+Api::Api(Store &store, Publisher &publisher, std::vector<AdminToken> tokens, Clock clock)
+    : store_(store), publisher_(publisher), tokens_(std::move(tokens)), clock_(std::move(clock)) {}
+
+const AdminToken *Api::authenticate(const std::optional<std::string_view> &authorization) const {
+    if (!authorization) return nullptr;
+    const auto bearer = apikey::parse_authorization(*authorization);
+    if (bearer.status != apikey::AuthHeader::bearer) return nullptr;
+    const apikey::Digest digest = apikey::sha256(bearer.token);
+    // Compare with every configured hash, in constant time each, without stopping early.
+    const AdminToken *found = nullptr;
+    for (const AdminToken &token : tokens_) {
+        const bool match = apikey::digest_equal(token.sha256, digest);
+        if (match && found == nullptr) found = &token;
+    }
+    return found;
+}
+
+Response Api::handle(const Request &request) noexcept {
+    std::string actor;
+    try {
+        const AdminToken *token = authenticate(request.authorization);
+        if (token == nullptr)
+            return error_response(401, code::unauthorized,
+                                  "a valid admin token is required: Authorization: Bearer <token>");
+        actor = token->name;
+        Response r = route(request, actor);
+        r.actor = actor;
+        return r;
+    } catch (const ApiError &e) {
+        Response r = e.response();
+        r.actor = actor;
+        return r;
+    } catch (const lmdb::LmdbError &e) {
+        log_error(std::string("store error: ") + e.what());
+        Response r = error_response(
+            503, code::store_unavailable,
+            e.code() == MDB_MAP_FULL
+                ? "the store is full (raise store_map_size_mb); nothing was changed"
+                : "the store cannot be used right now; nothing was changed");
+        r.actor = actor;
+        return r;
+    } catch (const std::exception &e) {
+        log_error(std::string("internal error: ") + e.what());
+    } catch (...) {
+        log_error("internal error: unknown exception");
+    }
+    Response r = error_response(500, code::internal_error, "internal error; see apikeyd's log");
+    r.actor = actor;
+    return r;
+}
+
+Response Api::route(const Request &request, const std::string &actor) {
+    const auto segments = split_path(path_of(request.target));
+    const std::size_t n = segments.size();
+    const bool keys_route = n >= 5 && segments[4] == "api-keys";
+    if (n < 3 || n > 6 || segments[0] != "api" || segments[1] != "v1" ||
+        segments[2] != "workspaces" || (n >= 5 && !keys_route))
+        return error_response(404, code::not_found, "no such route");
+
+    const std::string_view method = request.method == "HEAD" ? "GET" : request.method;
+    const bool collection = n == 3 || n == 5;
+    const std::string_view allow = collection ? "GET, HEAD, POST" : "GET, HEAD, DELETE";
+    if (method != "GET" && method != (collection ? "POST" : "DELETE"))
+        return method_not_allowed(allow);
+
+    if (n == 3) return method == "GET" ? list_workspaces() : create_workspace(request.body, actor);
+
+    const auto workspace_id = apikey::parse_uuid(segments[3]);
+    if (!workspace_id) return not_found("workspace");
+    if (n == 4)
+        return method == "GET" ? get_workspace(*workspace_id) : delete_workspace(*workspace_id, actor);
+    if (n == 5)
+        return method == "GET" ? list_keys(*workspace_id)
+                               : create_key(*workspace_id, request.body, actor);
+
+    const auto key_id = apikey::parse_uuid(segments[5]);
+    if (!key_id) return not_found("API key");
+    return method == "GET" ? get_key(*workspace_id, *key_id)
+                           : revoke_key(*workspace_id, *key_id, actor);
+}
+
+// --- workspaces ------------------------------------------------------------------------
+
+Response Api::list_workspaces() {
+    json list = json::array();
+    for (const Workspace &w : store_.view().workspaces()) list.push_back(workspace_json(w));
+    return json_response(200, list);
+}
+
+Response Api::create_workspace(std::string_view body, const std::string &actor) {
+    const JsonObject object(body, {{"org"}, {"slug"}, {"name"}});
+    Workspace w;
+    w.org = object.required_string("org");
+    if (!is_valid_slug(w.org))
+        invalid_field("org", "must be 1-63 characters of a-z, 0-9 and -, starting and ending "
+                             "with a letter or digit");
+    w.slug = object.required_string("slug");
+    if (!is_valid_slug(w.slug))
+        invalid_field("slug", "must be 1-63 characters of a-z, 0-9 and -, starting and ending "
+                              "with a letter or digit");
+    w.name = checked_name(object.required_string("name"), "name");
+
+    ensure_published();
+    w.id = apikey::random_uuid();
+    w.created_at = w.updated_at = clock_();
+    Change change;
+    try {
+        change = store_.create_workspace(w);
+    } catch (const Conflict &) {
+        return error_response(409, code::conflict,
+                              "a workspace with this org and slug already exists");
+    }
+    log_info("workspace created id=" + apikey::to_string(w.id) + " path=" + w.path() +
+             " by=" + actor + " generation=" + std::to_string(change.generation));
+    publish(change);
+    Response r = json_response(201, workspace_json(w));
+    r.headers.emplace_back("Location", workspace_location(w.id));
+    return r;
+}
+
+Response Api::get_workspace(const Uuid &id) {
+    const auto w = store_.view().workspace(id);
+    if (!w) return not_found("workspace");
+    return json_response(200, workspace_json(*w));
+}
+
+Response Api::delete_workspace(const Uuid &id, const std::string &actor) {
+    ensure_published();
+    const auto change = store_.delete_workspace(id, clock_());
+    if (!change) return not_found("workspace");
+    const Workspace &w = change->workspaces_deleted.front();
+    log_info("workspace deleted id=" + apikey::to_string(id) + " path=" + w.path() + " by=" +
+             actor + " keys_revoked=" + std::to_string(change->keys_put.size()) +
+             " generation=" + std::to_string(change->generation));
+    publish(*change);
+    return json_response(200, json{{"status", "deleted"}});
+}
+
+// --- keys ------------------------------------------------------------------------------
+
+Response Api::list_keys(const Uuid &workspace_id) {
+    Store::View view = store_.view();
+    if (!view.workspace(workspace_id)) return not_found("workspace");
+    json list = json::array();
+    for (const ApiKey &k : view.keys_of(workspace_id)) list.push_back(key_json(k));
+    return json_response(200, list);
+}
+
+Response Api::create_key(const Uuid &workspace_id, std::string_view body,
+                         const std::string &actor) {
+    const JsonObject object(body, {{"name"},
+                                   {"permission"},
+                                   {"expires_at"},
+                                   {"rate_limit", /*supported=*/false}});
+    const std::int64_t now = clock_();
+    ApiKey k;
+    k.name = checked_name(object.required_string("name"), "name");
+    // Least privilege: a key is read_only unless asked otherwise.
+    k.permission = Permission::read_only;
+    if (const auto *p = object.get("permission")) {
+        const auto permission =
+            p->is_string() ? apikey::snapshot::parse_permission(p->get<std::string>()) : std::nullopt;
+        if (!permission) invalid_field("permission", "must be \"read_only\" or \"read_write\"");
+        k.permission = *permission;
+    }
+    if (const auto *e = object.get("expires_at"); e != nullptr && !e->is_null()) {
+        if (!e->is_string())
+            invalid_field("expires_at", "must be an RFC 3339 date-time string or null");
+        k.expires_at = parse_iso8601(e->get<std::string>());
+        if (!k.expires_at)
+            invalid_field("expires_at",
+                          "must be an RFC 3339 date-time such as 2026-12-01T00:00:00Z");
+        if (*k.expires_at <= now) invalid_field("expires_at", "must be in the future");
+    }
+
+    ensure_published();
+    std::string raw = apikey::generate_key();
+    k.id = apikey::random_uuid();
+    k.workspace_id = workspace_id;
+    k.key_prefix = std::string(apikey::key_prefix(raw));
+    k.key_sha256 = apikey::sha256(raw);
+    k.status = KeyStatus::active;
+    k.created_by = actor;
+    k.created_at = k.updated_at = now;
+    const auto change = store_.create_key(k);
+    if (!change) return not_found("workspace");
+    log_info("key created id=" + apikey::to_string(k.id) + " workspace=" +
+             apikey::to_string(workspace_id) + " prefix=" + k.key_prefix + " permission=" +
+             std::string(apikey::snapshot::to_string(k.permission)) + " by=" + actor +
+             " generation=" + std::to_string(change->generation));
+    publish(*change);
+    Response r = json_response(201, key_json(k, &raw));
+    r.headers.emplace_back("Location", workspace_location(workspace_id) + "/api-keys/" +
+                                           apikey::to_string(k.id));
+    return r;
+}
+
+Response Api::get_key(const Uuid &workspace_id, const Uuid &key_id) {
+    Store::View view = store_.view();
+    if (!view.workspace(workspace_id)) return not_found("workspace");
+    const auto k = view.key(key_id);
+    // A key of another workspace does not exist under this one.
+    if (!k || k->workspace_id != workspace_id) return not_found("API key");
+    return json_response(200, key_json(*k));
+}
+
+Response Api::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std::string &actor) {
+    ensure_published();
+    Change change;
+    switch (store_.revoke_key(workspace_id, key_id, clock_(), change)) {
+    case Store::Revoke::not_found: return not_found("API key");
+    case Store::Revoke::already_revoked: break;
+    case Store::Revoke::revoked:
+        log_info("key revoked id=" + apikey::to_string(key_id) + " workspace=" +
+                 apikey::to_string(workspace_id) + " by=" + actor +
+                 " generation=" + std::to_string(change.generation));
+        publish(change);
+        break;
+    }
+    return json_response(200, json{{"status", "revoked"}});
+}
+
+// --- publishing ------------------------------------------------------------------------
+
+void Api::ensure_published() {
+    if (publisher_.published_generation() != 0) return;
+    try {
+        publisher_.sync();
+        if (publish_failing_) log_info("snapshot publishing works again");
+        publish_failing_ = false;
+    } catch (const std::exception &e) {
+        if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
+        publish_failing_ = true;
+        throw ApiError(503, code::publish_failed,
+                       "the snapshot cannot be published right now, so no change is accepted; "
+                       "see apikeyd's log");
+    }
+}
+
+void Api::publish(const Change &change) {
+    try {
+        publisher_.apply(change);
+    } catch (const std::exception &e) {
+        log_error("snapshot publish of generation " + std::to_string(change.generation) +
+                  " failed: " + e.what());
+        publish_failing_ = true;
+        throw ApiError(503, code::publish_failed,
+                       "the change was stored but not yet published to nginx; apikeyd keeps "
+                       "retrying, see its log");
+    }
+}
+
+void Api::maintenance() noexcept {
+    if (publisher_.published_generation() != 0) return;
+    try {
+        publisher_.sync();
+        if (publish_failing_) log_info("snapshot publishing works again");
+        publish_failing_ = false;
+    } catch (const std::exception &e) {
+        if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
+        publish_failing_ = true;
+    }
+}
+
+std::string loggable_path(std::string_view target) {
+    const std::string_view path = path_of(target);
+    if (path.empty() || path.front() != '/') return "*";
+    std::string out;
+    for (const std::string_view segment : split_path(path)) {
+        out += '/';
+        if (segment == "api" || segment == "v1" || segment == "workspaces" ||
+            segment == "api-keys" || segment.empty() || apikey::parse_uuid(segment))
+            out += segment;
+        else
+            out += '*';
+        if (out.size() > 200) return out.substr(0, 200) + "...";
+    }
+    return out;
+}
+
+}  // namespace apikeyd

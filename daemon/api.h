@@ -1,0 +1,77 @@
+// The admin REST API as a pure function of a request: method, target, Authorization value
+// and body in, Response out. No sockets, so every route is unit-tested directly; the HTTP
+// server only moves bytes. Routes (JSON in and out, no trailing slashes):
+//
+//   GET  POST    /api/v1/workspaces
+//   GET  DELETE  /api/v1/workspaces/{id}
+//   GET  POST    /api/v1/workspaces/{id}/api-keys
+//   GET  DELETE  /api/v1/workspaces/{id}/api-keys/{keyId}
+//
+// HEAD is answered like GET (the server drops the body). Every route, known or not,
+// first requires "Authorization: Bearer <admin token>".
+#pragma once
+
+#include "config.h"
+#include "publisher.h"
+#include "response.h"
+#include "store.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace apikeyd {
+
+struct Request {
+    std::string_view method;  // as sent: "GET", "POST", ...
+    std::string_view target;  // origin-form: path plus optional "?query"
+    std::optional<std::string_view> authorization;  // nullopt when the header is absent
+    std::string_view body;
+};
+
+class Api {
+public:
+    using Clock = std::function<std::int64_t()>;  // unix seconds
+
+    Api(Store &store, Publisher &publisher, std::vector<AdminToken> tokens, Clock clock);
+
+    // Never throws: store and publish failures become 5xx JSON errors.
+    Response handle(const Request &request) noexcept;
+
+    // Retries a snapshot publish that failed earlier; the server calls it periodically.
+    void maintenance() noexcept;
+
+private:
+    Response route(const Request &request, const std::string &actor);
+    Response list_workspaces();
+    Response create_workspace(std::string_view body, const std::string &actor);
+    Response get_workspace(const Uuid &id);
+    Response delete_workspace(const Uuid &id, const std::string &actor);
+    Response list_keys(const Uuid &workspace_id);
+    Response create_key(const Uuid &workspace_id, std::string_view body, const std::string &actor);
+    Response get_key(const Uuid &workspace_id, const Uuid &key_id);
+    Response revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std::string &actor);
+
+    // nullptr when the header does not carry a configured admin token.
+    const AdminToken *authenticate(const std::optional<std::string_view> &authorization) const;
+    // Before a mutation: a snapshot left behind by an earlier failure is rebuilt first, so
+    // the store never runs ahead of what nginx enforces by more than one change.
+    void ensure_published();
+    void publish(const Change &change);
+
+    Store &store_;
+    Publisher &publisher_;
+    std::vector<AdminToken> tokens_;
+    Clock clock_;
+    bool publish_failing_ = false;  // log state changes once, not every retry
+};
+
+// The request path as it may be logged: the query is dropped and every segment that is
+// neither a route word nor a UUID becomes "*", so nothing a client puts in a URL (a key
+// pasted by mistake) reaches the log. Capped in length.
+std::string loggable_path(std::string_view target);
+
+}  // namespace apikeyd

@@ -1,0 +1,58 @@
+// apikeyd's YAML configuration. Loading is strict: an unknown key, a value of the wrong
+// type or out of range refuses to start with a message that names the key, because a
+// typo in a security component's config must not silently mean "default".
+#pragma once
+
+#include "sha256.h"
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace apikeyd {
+
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct AdminToken {
+    std::string name;  // the actor: logged and stored as created_by
+    apikey::Digest sha256{};
+};
+
+struct Config {
+    std::string listen_host;     // IP literal (IPv6 without brackets); "localhost" -> 127.0.0.1
+    std::uint16_t listen_port = 0;
+    std::string data_dir;        // absolute; the store lives in data_dir/store
+    std::string snapshot_path;   // absolute; directory of the published LMDB snapshot
+    std::optional<gid_t> snapshot_group;
+    std::string snapshot_group_name;
+    std::vector<AdminToken> admin_tokens;
+    std::size_t max_body_bytes = 65536;
+    std::size_t store_map_size = std::size_t{1024} << 20;
+    std::size_t snapshot_map_size = std::size_t{4096} << 20;
+
+    std::string store_dir() const { return data_dir + "/store"; }
+    std::string listen_text() const;  // "host:port", IPv6 hosts in brackets
+};
+
+// Parses YAML text. Relative paths are resolved against `base_dir` (absolute).
+// Throws ConfigError.
+Config parse_config(const std::string &yaml_text, const std::string &base_dir);
+
+// Reads and parses a file; relative paths are relative to the file's directory.
+// Throws ConfigError (also when the file cannot be read).
+Config load_config(const std::string &path);
+
+// Creates data_dir (0700) when missing and checks that it and the snapshot's parent are
+// writable directories, so that a wrong path is reported by name before anything opens.
+// Throws ConfigError.
+void prepare_paths(const Config &config);
+
+}  // namespace apikeyd

@@ -1,0 +1,105 @@
+#include "daemon.h"
+
+#include "api.h"
+#include "http_server.h"
+#include "log.h"
+#include "publisher.h"
+#include "store.h"
+#include "time_format.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <csignal>
+
+namespace apikeyd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr auto kMaintenanceInterval = std::chrono::seconds(2);
+constexpr auto kShutdownGrace = std::chrono::seconds(5);
+
+bool is_loopback(const std::string &host) {
+    return host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+void schedule_maintenance(asio::steady_timer &timer, Api &api) {
+    timer.expires_after(kMaintenanceInterval);
+    timer.async_wait([&timer, &api](const boost::system::error_code &ec) {
+        if (ec) return;  // cancelled: shutting down
+        api.maintenance();
+        schedule_maintenance(timer, api);
+    });
+}
+
+}  // namespace
+
+int run_daemon(const Config &config) {
+    prepare_paths(config);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    std::unique_ptr<Store> store;
+    std::unique_ptr<Publisher> publisher;
+    try {
+        store = std::make_unique<Store>(Store::Options{config.store_dir(), config.store_map_size});
+    } catch (const std::exception &e) {
+        log_error(std::string("cannot open the store in ") + config.store_dir() + ": " + e.what());
+        return 1;
+    }
+    try {
+        apikey::snapshot::WriterOptions options;
+        options.dir = config.snapshot_path;
+        options.map_size = config.snapshot_map_size;
+        options.group = config.snapshot_group;
+        publisher = std::make_unique<Publisher>(*store, options);
+        const bool rebuilt = publisher->sync();
+        log_info(std::string(rebuilt ? "snapshot rebuilt from the store" : "snapshot up to date") +
+                 " path=" + config.snapshot_path +
+                 " generation=" + std::to_string(publisher->published_generation()));
+    } catch (const std::exception &e) {
+        log_error(std::string("cannot publish the snapshot in ") + config.snapshot_path + ": " +
+                  e.what());
+        return 1;
+    }
+
+    Api api(*store, *publisher, config.admin_tokens, unix_now);
+    asio::io_context ioc(1);
+
+    ServerOptions options;
+    options.host = config.listen_host;
+    options.port = config.listen_port;
+    options.max_body_bytes = config.max_body_bytes;
+    std::unique_ptr<HttpServer> server;
+    try {
+        server = std::make_unique<HttpServer>(ioc, options,
+                                              [&api](const Request &r) { return api.handle(r); });
+    } catch (const std::exception &e) {
+        log_error(e.what());
+        return 1;
+    }
+
+    asio::steady_timer maintenance(ioc);
+    schedule_maintenance(maintenance, api);
+
+    asio::signal_set signals(ioc, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code &ec, int signal) {
+        if (ec) return;
+        log_info(std::string("received ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                 ", shutting down");
+        maintenance.cancel();
+        server->stop(kShutdownGrace, [&ioc] { ioc.stop(); });
+    });
+
+    server->start();
+    if (!is_loopback(config.listen_host))
+        log_warn("the admin API listens on a non-loopback address without TLS");
+    log_info("listening on " + config.listen_text());
+    ioc.run();
+    log_info("stopped");
+    return 0;
+}
+
+}  // namespace apikeyd

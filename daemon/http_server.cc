@@ -1,0 +1,325 @@
+#include "http_server.h"
+
+#include "log.h"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <array>
+#include <optional>
+#include <set>
+
+namespace apikeyd {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+class Session;
+}
+
+struct HttpServer::State {
+    State(asio::io_context &io, const ServerOptions &opts, Handler h)
+        : ioc(io), options(opts), handler(std::move(h)), acceptor(io), retry_timer(io),
+          stop_timer(io) {}
+
+    asio::io_context &ioc;
+    ServerOptions options;
+    Handler handler;
+    tcp::acceptor acceptor;
+    asio::steady_timer retry_timer;  // after an accept error (EMFILE...)
+    asio::steady_timer stop_timer;   // polls for the last connection after stop()
+    std::set<Session *> sessions;
+    bool stopping = false;
+    bool accept_error_logged = false;
+    bool limit_logged = false;
+    Clock::time_point stop_deadline;
+    std::function<void()> on_stopped;
+};
+
+namespace {
+
+using State = HttpServer::State;
+
+// Errors of the HTTP parser (as opposed to the network or a timeout).
+bool is_parse_error(const beast::error_code &ec) {
+    return ec.category() == beast::error_code(http::error::bad_method).category();
+}
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+std::string sanitized_method(std::string_view method) {
+    if (method.empty()) return "-";
+    return std::string(method.substr(0, 20));
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(tcp::socket socket, std::shared_ptr<State> state)
+        : stream_(std::move(socket)), state_(std::move(state)) {
+        beast::error_code ec;
+        const auto peer = stream_.socket().remote_endpoint(ec);
+        peer_ = ec ? "-" : peer.address().to_string() + ":" + std::to_string(peer.port());
+        state_->sessions.insert(this);
+    }
+    ~Session() { state_->sessions.erase(this); }
+
+    void start() { read_request(); }
+
+    // The server is stopping: a connection waiting for (or in the middle of) a request is
+    // closed now; one writing a response finishes it, then closes (see on_write).
+    void on_server_stop() {
+        if (phase_ != Phase::writing) close();
+    }
+
+private:
+    enum class Phase { reading, writing, draining };
+
+    void read_request() {
+        phase_ = Phase::reading;
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(state_->options.header_limit));
+        parser_->body_limit(state_->options.max_body_bytes);
+        // One deadline for the whole request, headers and body: slow senders are cut off.
+        stream_.expires_after(state_->options.read_timeout);
+        http::async_read_header(stream_, buffer_, *parser_,
+                                [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                    self->on_header(ec);
+                                });
+    }
+
+    void on_header(beast::error_code ec) {
+        started_ = Clock::now();
+        if (ec) return on_read_error(ec);
+        if (parser_->is_done()) return handle();
+        if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+            // curl waits a second for this before sending a body over 1 KiB.
+            static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+            asio::async_write(stream_, asio::buffer(k100.data(), k100.size()),
+                              [self = shared_from_this()](beast::error_code ec2, std::size_t) {
+                                  if (ec2) return self->close();
+                                  self->read_body();
+                              });
+            return;
+        }
+        read_body();
+    }
+
+    void read_body() {
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             if (ec) return self->on_read_error(ec);
+                             self->handle();
+                         });
+    }
+
+    void on_read_error(beast::error_code ec) {
+        if (ec == http::error::body_limit)
+            return send_error(413, code::payload_too_large,
+                              "the request body is larger than " +
+                                  std::to_string(state_->options.max_body_bytes) + " bytes");
+        if (ec == http::error::header_limit)
+            return send_error(431, code::headers_too_large, "the request headers are too large");
+        // A closed connection, a timeout or a message cut short: nobody to answer.
+        if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+            !is_parse_error(ec))
+            return close();
+        send_error(400, code::bad_request, "malformed HTTP request");
+    }
+
+    void send_error(unsigned status, std::string_view code, const std::string &message) {
+        if (started_ == Clock::time_point{}) started_ = Clock::now();
+        write(error_response(status, code, message), /*keep_alive=*/false, /*head=*/false);
+    }
+
+    void handle() {
+        auto &req = parser_->get();
+        if (req.count(http::field::authorization) > 1)
+            return write(error_response(400, code::bad_request,
+                                        "more than one Authorization header"),
+                         false, false);
+        Request request;
+        request.method = sv(req.method_string());
+        request.target = sv(req.target());
+        if (const auto it = req.find(http::field::authorization); it != req.end())
+            request.authorization = sv(it->value());
+        request.body = req.body();
+        write(state_->handler(request), req.keep_alive() && !state_->stopping,
+              req.method() == http::verb::head);
+    }
+
+    void write(Response r, bool keep_alive, bool head) {
+        const bool parsed = parser_ && parser_->is_header_done();
+        const std::string method = parsed ? sanitized_method(sv(parser_->get().method_string())) : "-";
+        const std::string path = parsed ? loggable_path(sv(parser_->get().target())) : "-";
+
+        res_ = {};
+        res_.version(parsed && parser_->get().version() == 10 ? 10 : 11);
+        res_.result(r.status);
+        res_.set(http::field::server, "apikeyd");
+        res_.set(http::field::content_type, "application/json");
+        // Responses can carry a raw key: nothing may cache them.
+        res_.set(http::field::cache_control, "no-store");
+        res_.set("X-Content-Type-Options", "nosniff");
+        for (const auto &[name, value] : r.headers) res_.set(name, value);
+        res_.body() = std::move(r.body);
+        res_.keep_alive(keep_alive);
+        res_.prepare_payload();
+        const std::size_t bytes = res_.body().size();
+        if (head) res_.body().clear();  // Content-Length stays that of the GET answer
+
+        const auto us =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
+        log_info("access peer=" + peer_ + " method=" + method + " path=" + path +
+                 " status=" + std::to_string(r.status) + " bytes=" + std::to_string(bytes) +
+                 " us=" + std::to_string(us) + " actor=" + (r.actor.empty() ? "-" : r.actor));
+
+        phase_ = Phase::writing;
+        stream_.expires_after(state_->options.read_timeout);
+        http::async_write(stream_, res_,
+                          [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                              self->on_write(ec, keep_alive);
+                          });
+    }
+
+    void on_write(beast::error_code ec, bool keep_alive) {
+        if (ec) return close();
+        if (!keep_alive || state_->stopping) return drain_and_close();
+        read_request();
+    }
+
+    // Half-close, then read and discard what the client still sends (bounded in bytes
+    // and time) before closing: closing with unread data would reset the connection and
+    // could destroy the answer before the client reads it.
+    void drain_and_close() {
+        phase_ = Phase::draining;
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        if (ec) return close();
+        stream_.expires_after(std::chrono::seconds(2));
+        drain_some();
+    }
+
+    void drain_some() {
+        stream_.async_read_some(asio::buffer(drain_buffer_),
+                                [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                    self->drained_ += n;
+                                    if (ec || self->drained_ > (std::size_t{1} << 20))
+                                        return self->close();
+                                    self->drain_some();
+                                });
+    }
+
+    void close() {
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+        stream_.close();
+    }
+
+    beast::tcp_stream stream_;
+    std::shared_ptr<State> state_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    http::response<http::string_body> res_;
+    std::string peer_;
+    Phase phase_ = Phase::reading;
+    Clock::time_point started_{};
+    std::array<char, 4096> drain_buffer_{};
+    std::size_t drained_ = 0;
+};
+
+void do_accept(const std::shared_ptr<State> &st) {
+    st->acceptor.async_accept(st->ioc, [st](beast::error_code ec, tcp::socket socket) {
+        if (st->stopping || ec == asio::error::operation_aborted) return;
+        if (ec) {
+            // Out of file descriptors and the like: retry shortly instead of spinning.
+            if (!st->accept_error_logged) log_error("accept failed: " + ec.message());
+            st->accept_error_logged = true;
+            st->retry_timer.expires_after(std::chrono::milliseconds(100));
+            st->retry_timer.async_wait([st](beast::error_code e) {
+                if (!e && !st->stopping) do_accept(st);
+            });
+            return;
+        }
+        st->accept_error_logged = false;
+        if (st->sessions.size() >= st->options.max_connections) {
+            if (!st->limit_logged)
+                log_warn("connection limit of " + std::to_string(st->options.max_connections) +
+                         " reached; refusing new connections");
+            st->limit_logged = true;
+            beast::error_code ignored;
+            socket.close(ignored);
+        } else {
+            st->limit_logged = false;
+            std::make_shared<Session>(std::move(socket), st)->start();
+        }
+        do_accept(st);
+    });
+}
+
+void poll_stopped(const std::shared_ptr<State> &st) {
+    if (st->sessions.empty() || Clock::now() >= st->stop_deadline) {
+        if (!st->sessions.empty())
+            log_warn(std::to_string(st->sessions.size()) +
+                     " connection(s) still open at the end of the shutdown grace period");
+        auto done = std::move(st->on_stopped);
+        st->on_stopped = nullptr;
+        if (done) done();
+        return;
+    }
+    st->stop_timer.expires_after(std::chrono::milliseconds(20));
+    st->stop_timer.async_wait([st](beast::error_code ec) {
+        if (!ec) poll_stopped(st);
+    });
+}
+
+void close_all(const std::shared_ptr<State> &st) {
+    st->stopping = true;
+    beast::error_code ignored;
+    st->acceptor.close(ignored);
+    st->retry_timer.cancel();
+    const std::set<Session *> sessions = st->sessions;  // close() may erase from it
+    for (Session *s : sessions) s->on_server_stop();
+}
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context &ioc, const ServerOptions &options, Handler handler)
+    : state_(std::make_shared<State>(ioc, options, std::move(handler))) {
+    const std::string where = options.host + ":" + std::to_string(options.port);
+    beast::error_code ec;
+    const auto address = asio::ip::make_address(options.host, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + where + ": not an IP address");
+    const tcp::endpoint endpoint(address, options.port);
+    auto &acceptor = state_->acceptor;
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + where + ": " + ec.message());
+}
+
+HttpServer::~HttpServer() { close_all(state_); }
+
+std::uint16_t HttpServer::port() const {
+    beast::error_code ec;
+    const auto endpoint = state_->acceptor.local_endpoint(ec);
+    return ec ? 0 : endpoint.port();
+}
+
+std::size_t HttpServer::connections() const { return state_->sessions.size(); }
+
+void HttpServer::start() { do_accept(state_); }
+
+void HttpServer::stop(std::chrono::milliseconds grace, std::function<void()> done) {
+    close_all(state_);
+    state_->stop_deadline = Clock::now() + grace;
+    state_->on_stopped = std::move(done);
+    poll_stopped(state_);
+}
+
+}  // namespace apikeyd

@@ -1,0 +1,65 @@
+// The admin API's HTTP/1.1 server: Boost.Beast, asynchronous, on one io_context thread
+// (the handler runs there too, so the API needs no locks). It only moves bytes: every
+// request is handed to a Handler (Api::handle) and its Response written back as JSON.
+//
+// Limits: headers 16 KiB (431), body max_body_bytes (413), a whole request must arrive
+// within read_timeout (slowloris), idle keep-alive connections close after it as well,
+// at most max_connections at once. Malformed HTTP gets a 400 JSON answer and the
+// connection is closed. Error answers that close the connection first drain what the
+// client is still sending (bounded), so the client reads the answer instead of a reset.
+// One access-log line per request: peer, method, loggable path, status, bytes, µs, actor.
+#pragma once
+
+#include "api.h"
+#include "response.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace apikeyd {
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";  // IP literal
+    std::uint16_t port = 0;          // 0: any free port (tests)
+    std::size_t max_body_bytes = 65536;
+    std::size_t header_limit = 16 * 1024;
+    std::chrono::milliseconds read_timeout{30'000};
+    std::size_t max_connections = 512;
+};
+
+class HttpServer {
+public:
+    using Handler = std::function<Response(const Request &)>;
+
+    // Binds and listens; throws std::runtime_error naming the address when it cannot.
+    HttpServer(boost::asio::io_context &ioc, const ServerOptions &options, Handler handler);
+    ~HttpServer();
+    HttpServer(const HttpServer &) = delete;
+    HttpServer &operator=(const HttpServer &) = delete;
+
+    std::uint16_t port() const;
+
+    void start();  // begins accepting
+    // Stops accepting, closes connections waiting for a request, lets responses being
+    // written finish, then calls `done` (on the io_context) once no connection is left or
+    // after `grace`, whichever comes first.
+    void stop(std::chrono::milliseconds grace, std::function<void()> done);
+
+    // Connections currently open.
+    std::size_t connections() const;
+
+    struct State;  // shared with the connections, which may outlive this object
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+}  // namespace apikeyd

@@ -1,0 +1,43 @@
+// Publishes the store's state to the data-plane snapshot (shared/snapshot_writer.h).
+//
+// After every committed store mutation, apply() writes that mutation's delta in one
+// snapshot transaction stamped with the store generation it produced. A delta is only
+// applied on top of the generation right before it; in every other case (first start,
+// snapshot deleted or stale after a crash between the two commits, a publish that failed
+// earlier) the snapshot is rebuilt from the store in one transaction. Readers never see a
+// half-applied change, and tables are only emptied, never dropped (readers keep handles).
+#pragma once
+
+#include "snapshot_writer.h"
+#include "store.h"
+
+#include <cstdint>
+#include <memory>
+
+namespace apikeyd {
+
+class Publisher {
+public:
+    // Opens (creates) the snapshot. Throws on failure.
+    Publisher(Store &store, const apikey::snapshot::WriterOptions &options);
+
+    // Makes the snapshot match the store: a full rebuild unless its generation already
+    // equals the store's. Returns true when it rebuilt. Throws on failure.
+    bool sync();
+
+    // Publishes one committed change (see above). Throws on failure; the next apply() or
+    // sync() then rebuilds.
+    void apply(const Change &change);
+
+    // The generation the snapshot is known to hold, 0 when unknown (after a failure).
+    std::uint64_t published_generation() const { return published_; }
+
+private:
+    void rebuild();
+
+    Store &store_;
+    std::unique_ptr<apikey::snapshot::Writer> writer_;
+    std::uint64_t published_ = 0;
+};
+
+}  // namespace apikeyd

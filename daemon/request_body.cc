@@ -1,0 +1,98 @@
+#include "request_body.h"
+
+namespace apikeyd {
+namespace {
+
+using nlohmann::json;
+
+// Field names are client input: echo them only when they look like field names.
+std::string quoted_field(std::string_view field) {
+    if (field.empty() || field.size() > 40) return "a field";
+    for (const char c : field)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return "a field";
+    return "field \"" + std::string(field) + "\"";
+}
+
+// Depth of [ and { nesting outside strings; stops counting at the limit.
+bool nesting_within(std::string_view text, std::size_t limit) {
+    std::size_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return false;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+void invalid_field(std::string_view field, std::string_view why) {
+    throw ApiError(400, code::invalid_field, quoted_field(field) + " " + std::string(why));
+}
+
+JsonObject::JsonObject(std::string_view body, std::initializer_list<FieldSpec> fields) {
+    if (!nesting_within(body, kMaxJsonDepth))
+        throw ApiError(400, code::invalid_json, "the body is nested too deeply");
+    try {
+        object_ = json::parse(body.begin(), body.end());
+    } catch (const json::parse_error &) {
+        throw ApiError(400, code::invalid_json, "the body is not valid JSON");
+    }
+    if (!object_.is_object()) throw ApiError(400, code::invalid_json, "the body must be a JSON object");
+    for (const auto &item : object_.items()) {
+        const FieldSpec *spec = nullptr;
+        for (const FieldSpec &f : fields)
+            if (f.name == item.key()) spec = &f;
+        if (spec == nullptr)
+            throw ApiError(400, code::unknown_field, "unknown " + quoted_field(item.key()));
+        if (!spec->supported)
+            throw ApiError(400, code::unknown_field,
+                           quoted_field(item.key()) + " is not supported yet");
+    }
+}
+
+const json *JsonObject::get(std::string_view field) const {
+    const auto it = object_.find(std::string(field));
+    return it == object_.end() ? nullptr : &*it;
+}
+
+std::string JsonObject::required_string(std::string_view field) const {
+    const json *value = get(field);
+    if (value == nullptr) throw ApiError(400, code::missing_field, quoted_field(field) + " is required");
+    if (!value->is_string()) invalid_field(field, "must be a string");
+    return value->get<std::string>();
+}
+
+std::string checked_name(const std::string &value, std::string_view field, std::size_t max_chars) {
+    std::size_t chars = 0;
+    for (const char ch : value) {
+        const auto c = static_cast<unsigned char>(ch);
+        if ((c & 0xC0) != 0x80) ++chars;  // not a UTF-8 continuation byte
+        if (c < 0x20 || c == 0x7F) invalid_field(field, "must not contain control characters");
+    }
+    if (chars == 0) invalid_field(field, "must not be empty");
+    if (chars > max_chars)
+        invalid_field(field, "must be at most " + std::to_string(max_chars) + " characters");
+    return value;
+}
+
+bool is_valid_slug(std::string_view text) {
+    if (text.empty() || text.size() > 63) return false;
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    for (const char c : text)
+        if (!alnum(c) && c != '-') return false;
+    return alnum(text.front()) && alnum(text.back());
+}
+
+}  // namespace apikeyd

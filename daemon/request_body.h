@@ -1,0 +1,65 @@
+// Strict reading of JSON request bodies: the body must be one JSON object, every field
+// must be known, and each field is type- and value-checked by name. Failures throw
+// ApiError carrying the 400 code (invalid_json / unknown_field / missing_field /
+// invalid_field) and a message that names the field but never echoes a value.
+#pragma once
+
+#include "response.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace apikeyd {
+
+class ApiError : public std::runtime_error {
+public:
+    ApiError(unsigned status, std::string_view code, const std::string &message)
+        : std::runtime_error(message), status_(status), code_(code) {}
+    unsigned status() const { return status_; }
+    std::string_view code() const { return code_; }
+    Response response() const { return error_response(status_, code_, what()); }
+
+private:
+    unsigned status_;
+    std::string_view code_;  // one of the code:: constants (static storage)
+};
+
+// Nesting deeper than this is refused before parsing (no recursion blow-up).
+inline constexpr std::size_t kMaxJsonDepth = 32;
+
+struct FieldSpec {
+    std::string_view name;
+    bool supported = true;  // false: documented but not implemented yet -> unknown_field
+};
+
+class JsonObject {
+public:
+    // Parses `body` and checks every field against `fields`.
+    JsonObject(std::string_view body, std::initializer_list<FieldSpec> fields);
+
+    // nullptr when absent.
+    const nlohmann::json *get(std::string_view field) const;
+
+    // A required string; missing_field / invalid_field otherwise.
+    std::string required_string(std::string_view field) const;
+
+private:
+    nlohmann::json object_;
+};
+
+[[noreturn]] void invalid_field(std::string_view field, std::string_view why);
+
+// Names: 1..max_chars characters (UTF-8 code points), no control characters.
+std::string checked_name(const std::string &value, std::string_view field,
+                         std::size_t max_chars = 200);
+
+// org and slug: 1..63 of [a-z0-9-], first and last a letter or digit (DNS-label like),
+// so "org/slug" is unambiguous and safe in URLs, logs and nginx captures.
+bool is_valid_slug(std::string_view text);
+
+}  // namespace apikeyd

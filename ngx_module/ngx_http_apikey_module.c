@@ -650,10 +650,24 @@ static ngx_int_t
 ngx_http_apikey_open(ngx_http_apikey_main_conf_t *amcf, ngx_log_t *log)
 {
     int               dead;
-    ngx_uint_t        replacing;
+    ngx_uint_t        reopening;
     ngx_file_info_t   fi;
-    apikey_reader_t  *reader;
     char              err[NGX_HTTP_APIKEY_ERR_SIZE];
+
+    /*
+     * An environment already open is closed first, never after opening the
+     * new one: LMDB forbids two environments on the same files in one
+     * process (closing one drops the process's fcntl() locks on lock.mdb
+     * and clears every reader slot of this pid, including the other
+     * environment's). Until the new one opens, requests get 503.
+     */
+
+    reopening = (amcf->reader != NULL);
+
+    if (reopening) {
+        apikey_reader_close(amcf->reader);
+        amcf->reader = NULL;
+    }
 
     /*
      * The identity of data.mdb is taken before opening: if the file is
@@ -670,26 +684,19 @@ ngx_http_apikey_open(ngx_http_apikey_main_conf_t *amcf, ngx_log_t *log)
 
     err[0] = '\0';
 
-    reader = apikey_reader_open((const char *) amcf->snapshot.data,
-                                err, sizeof(err));
+    amcf->reader = apikey_reader_open((const char *) amcf->snapshot.data,
+                                      err, sizeof(err));
 
-    replacing = (amcf->reader != NULL);
-
-    if (reader == NULL) {
-        ngx_http_apikey_log_open_error(amcf, log,
-                                       replacing ? NGX_LOG_WARN : NGX_LOG_ERR,
-                                       replacing
-                                       ? "still serving the snapshot opened "
-                                         "before, retrying every second"
-                                       : "answering 503 and retrying every "
-                                         "second",
-                                       err);
+    if (amcf->reader == NULL) {
+        ngx_http_apikey_log_open_error(amcf, log, NGX_LOG_ERR,
+                                       "answering 503 and retrying every "
+                                       "second", err);
         return NGX_ERROR;
     }
 
     /* frees the reader slots a crashed predecessor left in lock.mdb */
 
-    dead = apikey_reader_check(reader);
+    dead = apikey_reader_check(amcf->reader);
 
     if (dead > 0) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -697,19 +704,13 @@ ngx_http_apikey_open(ngx_http_apikey_main_conf_t *amcf, ngx_log_t *log)
                       "\"%V\"", dead, &amcf->snapshot);
     }
 
-    if (replacing) {
-        apikey_reader_close(amcf->reader);
-    }
-
-    amcf->reader = reader;
     amcf->dev = fi.st_dev;
     amcf->ino = fi.st_ino;
     amcf->reopen = 0;
 
-    if (replacing || amcf->open_error[0] != '\0') {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "apikey: snapshot \"%V\" %s", &amcf->snapshot,
-                      replacing ? "reopened" : "opened");
+    if (reopening || amcf->open_error[0] != '\0') {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "apikey: snapshot \"%V\" %s",
+                      &amcf->snapshot, reopening ? "reopened" : "opened");
     }
 
     amcf->open_error[0] = '\0';

@@ -225,6 +225,31 @@ my ($ro, $rw);
     isnt $again->{id}, $sales->{id}, 'org/slug reusable after delete, with a new id';
 }
 
+# --- file permissions: nginx workers may read the snapshot, nobody else the store -------
+
+{
+    my $d = $t->dir;
+    my $mode = sub { my @st = stat $_[0]; @st ? ($st[2] & 07777) : undef };
+    my $gid  = sub { my @st = stat $_[0]; @st ? $st[5] : undef };
+    ok -d "$d/data/store", 'the store lives in data_dir/store';
+    my $store = $mode->("$d/data/store");
+    ok defined $store && ($store & 077) == 0, sprintf('store directory private to apikeyd (%o)', $store // 0);
+    my @store_files = glob "$d/data/store/*";
+    ok @store_files && !grep({ ($mode->($_) & 077) != 0 } @store_files), 'store files private (no group/other bits)';
+    my $snap = $t->snapshot_path;
+    ok -f "$snap/data.mdb", 'snapshot published (data.mdb)';
+    my $data_mode = $mode->("$snap/data.mdb") // 0;
+    is $data_mode & 0007, 0, sprintf('snapshot data.mdb not accessible to others (%o)', $data_mode);
+    is $data_mode & 0022, 0, 'snapshot data.mdb writable by apikeyd only';
+    is $mode->($snap) & 0007, 0, 'snapshot directory not accessible to others';
+    if ($> == 0) {
+        my $nogroup = getgrnam('nogroup');
+        is $gid->($snap), $nogroup, 'snapshot directory belongs to snapshot_group';
+        is $gid->("$snap/data.mdb"), $nogroup, 'data.mdb belongs to snapshot_group';
+        ok $data_mode & 0040, 'snapshot_group may read data.mdb';
+    }
+}
+
 # --- secrets never logged -----------------------------------------------------------------
 
 {

@@ -16,7 +16,7 @@ for my $case ([ 'a well-formed key', key => ApiKeyTest::make_key() ], [ 'no key'
     for my $n (1 .. 3) {
         my $r = $t->api(GET => $PATH, @args);
         subtest "no snapshot, $label ($n) -> 503 snapshot_unavailable" => sub {
-            is $r->{status}, 503, '503' or diag $r->{raw};
+            is $r->{status}, 503, 'status 503' or diag $r->{raw};
             like $r->{headers}{'content-type'} // '', qr{^application/json}, 'JSON';
             is $r->{json}{error}{code}, 'snapshot_unavailable', 'code snapshot_unavailable'
                 or diag $r->{body};

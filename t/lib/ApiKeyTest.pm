@@ -288,6 +288,7 @@ sub nginx_t {
 # 128+signal), or undef if it is still running.
 sub _wait_pid {
     my ($pid, $timeout) = @_;
+    local $?;    # never leak a child's status into the test's exit code (END, DESTROY)
     my $deadline = time + $timeout;
     while (1) {
         my $r = waitpid $pid, WNOHANG;
@@ -456,7 +457,10 @@ sub cleanup {
     $self->stop_daemon;
 }
 
-sub DESTROY { $_[0]->cleanup }
+sub DESTROY {
+    local ($?, $@, $!);
+    $_[0]->cleanup;
+}
 
 END {
     if ($$ == $OWNER) {

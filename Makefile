@@ -65,7 +65,8 @@ $(NGX_DIR)/Makefile: config
 $(MODULE): $(NGX_DIR)/Makefile $(CORE_LIB) $(wildcard ngx_module/*.c ngx_module/*.h)
 	rm -f $(NGX_DIR)/objs/ngx_http_apikey_module.so
 	$(MAKE) -C $(NGX_DIR) -f objs/Makefile modules
-	cp $(NGX_DIR)/objs/ngx_http_apikey_module.so $@
+	@# A new inode, never an overwrite: running nginx workers have the old file mapped.
+	cp $(NGX_DIR)/objs/ngx_http_apikey_module.so $@.tmp && mv -f $@.tmp $@
 
 unit: $(UNIT)
 	./$(UNIT) --log_level=test_suite

@@ -10,7 +10,7 @@ BOOST_AUTO_TEST_SUITE(daemon_cli)
 
 BOOST_AUTO_TEST_CASE(hash_token_prints_the_sha256_hex) {
     const std::string token = "change-me-example-admin-token";
-    for (const std::string input : {token, token + "\n", token + "\r\n"}) {
+    for (const std::string &input : {token, token + "\n", token + "\r\n"}) {
         std::istringstream in(input);
         std::ostringstream out, err;
         BOOST_TEST(apikeyd::hash_token(in, out, err) == 0);
@@ -23,7 +23,7 @@ BOOST_AUTO_TEST_CASE(hash_token_prints_the_sha256_hex) {
 }
 
 BOOST_AUTO_TEST_CASE(hash_token_refuses_what_cannot_be_a_bearer_token) {
-    for (const std::string input : {"", "\n", "two words", "tab\there", "a,b", "line1\nline2"}) {
+    for (const char *input : {"", "\n", "two words", "tab\there", "a,b", "line1\nline2"}) {
         std::istringstream in(input);
         std::ostringstream out, err;
         BOOST_TEST(apikeyd::hash_token(in, out, err) == apikeyd::kExitUsage, '"' << input << '"');

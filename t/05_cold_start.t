@@ -21,6 +21,8 @@ for my $case ([ 'a well-formed key', key => ApiKeyTest::make_key() ], [ 'no key'
             is $r->{json}{error}{code}, 'snapshot_unavailable', 'code snapshot_unavailable'
                 or diag $r->{body};
             ok !defined $r->{json}{method}, 'not passed to the backend';
+            like $r->{headers}{'retry-after'} // '', qr/^[1-9]\d*\z/,
+                'Retry-After in whole seconds tells clients when to come back';
         };
     }
 }

@@ -14,7 +14,8 @@ package ApiKeyTest;
 #   my $r   = $t->api(GET => '/api/v1/acme-corp/sales/orders', key => $key->{key});
 #   is $r->{status}, 200;
 #
-# Environment: TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_APIKEY_LEAVE=1 keeps the
+# Environment: TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_APIKEYD and
+# TEST_APIKEY_MODULE (default build/...), TEST_APIKEY_LEAVE=1 keeps the
 # temporary directory (its path is printed as a diagnostic).
 
 use strict;
@@ -35,8 +36,8 @@ use Time::HiRes qw(time sleep);
 
 our $REPO   = abs_path(dirname(abs_path(__FILE__)) . '/../..');
 our $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-our $MODULE = "$REPO/build/ngx_http_apikey_module.so";
-our $DAEMON = "$REPO/build/apikeyd";
+our $MODULE = $ENV{TEST_APIKEY_MODULE} || "$REPO/build/ngx_http_apikey_module.so";
+our $DAEMON = $ENV{TEST_APIKEYD} || "$REPO/build/apikeyd";
 
 my $JSON = JSON::PP->new->canonical->utf8->allow_nonref;
 my %LIVE;        # pid => 1 for every process any harness object started

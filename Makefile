@@ -52,7 +52,7 @@ $(BUILD)/tests/%.o: CXXFLAGS += -DBOOST_TEST_DYN_LINK
 # The module is built by nginx's own build system, from a copy of Debian's nginx source
 # configured with the installed nginx's flags (conf_flags), so the installed binary
 # accepts the module's signature.
-$(NGX_DIR)/Makefile: config
+$(NGX_DIR)/objs/Makefile: config
 	rm -rf $(NGX_DIR)
 	mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_DIR)
@@ -62,7 +62,7 @@ $(NGX_DIR)/Makefile: config
 		--add-dynamic-module=$(CURDIR)' > configure.log 2>&1 || \
 		{ cat $(NGX_DIR)/configure.log; exit 1; }
 
-$(MODULE): $(NGX_DIR)/Makefile $(CORE_LIB) $(wildcard ngx_module/*.c ngx_module/*.h)
+$(MODULE): $(NGX_DIR)/objs/Makefile $(CORE_LIB) $(wildcard ngx_module/*.c ngx_module/*.h)
 	rm -f $(NGX_DIR)/objs/ngx_http_apikey_module.so
 	$(MAKE) -C $(NGX_DIR) -f objs/Makefile modules
 	@# A new inode, never an overwrite: running nginx workers have the old file mapped.

@@ -153,7 +153,9 @@ private:
     }
 
     void write(Response r, bool keep_alive, bool head) {
-        const bool parsed = parser_ && parser_->is_header_done();
+        // The request line is known as soon as it was parsed, also when the request was
+        // refused later (a too-large Content-Length is caught at the end of the header).
+        const bool parsed = parser_ && !parser_->get().method_string().empty();
         const std::string method = parsed ? sanitized_method(sv(parser_->get().method_string())) : "-";
         const std::string path = parsed ? loggable_path(sv(parser_->get().target())) : "-";
 

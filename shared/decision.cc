@@ -88,7 +88,7 @@ AuthResult authenticate(const snapshot::Reader::View &view,
     result.key_found = true;
 
     std::optional<Uuid> location_workspace;
-    snapshot::WorkspaceRecord workspace;
+    snapshot::WorkspaceView workspace;
     switch (view.find_workspace(workspace_path, workspace)) {
     case snapshot::Lookup::found: location_workspace = workspace.id; break;
     case snapshot::Lookup::absent: break;

@@ -1,5 +1,6 @@
 #include "snapshot_reader.h"
 
+#include <cstring>
 #include <utility>
 
 namespace apikey::snapshot {
@@ -38,6 +39,8 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
         if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kKeysDb, 0, &reader->keys_);
         if (rc == MDB_SUCCESS)
             rc = mdb_dbi_open(reader->txn_, kWorkspacesDb, 0, &reader->workspaces_);
+        if (rc == MDB_SUCCESS)
+            rc = mdb_dbi_open(reader->txn_, kEntitiesDb, 0, &reader->entities_);
         if (rc != MDB_SUCCESS) {
             error = "snapshot \"" + dir + "\" is not published yet: " + mdb_strerror(rc);
             return nullptr;
@@ -124,10 +127,24 @@ Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept
     return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
 }
 
-Lookup Reader::View::find_workspace(std::string_view path, WorkspaceRecord &out) const noexcept {
+Lookup Reader::View::find_workspace(std::string_view path, WorkspaceView &out) const noexcept {
     MDB_val k = to_val(path), v{};
     if (path.empty() || path.size() > 511) return Lookup::absent;  // LMDB's key limit
     const int rc = mdb_get(reader_->txn_, reader_->workspaces_, &k, &v);
+    if (rc == MDB_NOTFOUND) return Lookup::absent;
+    if (rc != MDB_SUCCESS) return Lookup::corrupt;
+    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+}
+
+Lookup Reader::View::find_entity(const Uuid &workspace, std::string_view entity,
+                                 EntityView &out) const noexcept {
+    // LMDB's key limit is 511 bytes; the 16-byte workspace id comes first.
+    if (entity.empty() || entity.size() > 511 - workspace.bytes.size()) return Lookup::absent;
+    char key[511];
+    std::memcpy(key, workspace.bytes.data(), workspace.bytes.size());
+    std::memcpy(key + workspace.bytes.size(), entity.data(), entity.size());
+    MDB_val k{workspace.bytes.size() + entity.size(), key}, v{};
+    const int rc = mdb_get(reader_->txn_, reader_->entities_, &k, &v);
     if (rc == MDB_NOTFOUND) return Lookup::absent;
     if (rc != MDB_SUCCESS) return Lookup::corrupt;
     return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;

@@ -44,7 +44,9 @@ public:
         const char *error() const noexcept { return error_; }
 
         Lookup find_key(const Digest &hash, KeyRecord &out) const noexcept;
-        Lookup find_workspace(std::string_view path, WorkspaceRecord &out) const noexcept;
+        Lookup find_workspace(std::string_view path, WorkspaceView &out) const noexcept;
+        Lookup find_entity(const Uuid &workspace, std::string_view entity,
+                           EntityView &out) const noexcept;
         std::uint64_t generation() const noexcept { return generation_; }
         std::int64_t published_at_ms() const noexcept { return published_at_ms_; }
 
@@ -66,7 +68,7 @@ private:
 
     MDB_env *env_ = nullptr;
     MDB_txn *txn_ = nullptr;  // kept across requests, reset between them
-    MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0;
+    MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
 };
 
 }  // namespace apikey::snapshot

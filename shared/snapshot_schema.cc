@@ -1,17 +1,29 @@
 #include "snapshot_schema.h"
 
 #include <cstring>
+#include <stdexcept>
 
 namespace apikey::snapshot {
 namespace {
 
 constexpr std::uint8_t kKeyRecordVersion = 1;
 constexpr std::uint8_t kWorkspaceRecordVersion = 1;
+constexpr std::uint8_t kEntityRecordVersion = 1;
 constexpr std::uint8_t kHasExpiry = 0x01;
 
 // version, permission, status, flags, expires_at, id, workspace_id, prefix
 constexpr std::size_t kKeyRecordSize = 4 + 8 + 16 + 16 + 12;
-constexpr std::size_t kWorkspaceRecordSize = 1 + 16;
+// version, id, max_expand_depth, then a string
+constexpr std::size_t kWorkspaceRecordFixed = 1 + 16 + 1;
+// version, public_access, max_expand_depth, presence flags, then five strings
+constexpr std::size_t kEntityRecordFixed = 4;
+
+enum EntityPresence : std::uint8_t {
+    kHasDefaultExpand = 0x01,
+    kHasDefaultFields = 0x02,
+    kHasExpandable = 0x04,
+    kHasFilterable = 0x08,
+};
 
 void put_u64(std::string &out, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i) & 0xFF));
@@ -23,7 +35,42 @@ std::uint64_t get_u64(const unsigned char *p) noexcept {
     return v;
 }
 
+// Strings are a u16 length and the bytes. Throws on a string that cannot be stored.
+void put_string(std::string &out, std::string_view s) {
+    if (s.size() > 0xFFFF) throw std::length_error("snapshot string longer than 65535 bytes");
+    out.push_back(static_cast<char>(s.size() & 0xFF));
+    out.push_back(static_cast<char>(s.size() >> 8));
+    out.append(s);
+}
+
+// Reads a string at `pos`, advancing it; false when the bytes run out.
+bool get_string(std::string_view bytes, std::size_t &pos, std::string_view &out) noexcept {
+    if (bytes.size() - pos < 2) return false;
+    const auto *p = reinterpret_cast<const unsigned char *>(bytes.data() + pos);
+    const std::size_t len = p[0] | static_cast<std::size_t>(p[1]) << 8;
+    if (bytes.size() - pos - 2 < len) return false;
+    out = bytes.substr(pos + 2, len);
+    pos += 2 + len;
+    return true;
+}
+
 }  // namespace
+
+std::string_view to_string(PublicAccess a) noexcept {
+    switch (a) {
+    case PublicAccess::read_only: return "READ_ONLY";
+    case PublicAccess::read_write: return "READ_WRITE";
+    case PublicAccess::none: break;
+    }
+    return "NONE";
+}
+
+std::optional<PublicAccess> parse_public_access(std::string_view text) noexcept {
+    if (text == "NONE") return PublicAccess::none;
+    if (text == "READ_ONLY") return PublicAccess::read_only;
+    if (text == "READ_WRITE") return PublicAccess::read_write;
+    return std::nullopt;
+}
 
 std::string_view to_string(Permission p) noexcept {
     return p == Permission::read_write ? "read_write" : "read_only";
@@ -78,18 +125,72 @@ bool decode(std::string_view bytes, KeyRecord &out) noexcept {
 
 std::string encode(const WorkspaceRecord &r) {
     std::string out;
-    out.reserve(kWorkspaceRecordSize);
+    out.reserve(kWorkspaceRecordFixed + 2 + r.cors_origins.size());
     out.push_back(static_cast<char>(kWorkspaceRecordVersion));
     out.append(reinterpret_cast<const char *>(r.id.bytes.data()), r.id.bytes.size());
+    out.push_back(static_cast<char>(r.max_expand_depth));
+    put_string(out, r.cors_origins);
     return out;
 }
 
-bool decode(std::string_view bytes, WorkspaceRecord &out) noexcept {
-    if (bytes.size() < kWorkspaceRecordSize ||
+bool decode(std::string_view bytes, WorkspaceView &out) noexcept {
+    if (bytes.size() < kWorkspaceRecordFixed ||
         static_cast<unsigned char>(bytes[0]) != kWorkspaceRecordVersion)
         return false;
     std::memcpy(out.id.bytes.data(), bytes.data() + 1, 16);
-    return true;
+    out.max_expand_depth = static_cast<std::uint8_t>(bytes[17]);
+    std::size_t pos = kWorkspaceRecordFixed;
+    return get_string(bytes, pos, out.cors_origins);
+}
+
+std::string encode(const EntityRecord &r) {
+    std::string out;
+    out.push_back(static_cast<char>(kEntityRecordVersion));
+    out.push_back(static_cast<char>(r.public_access));
+    out.push_back(static_cast<char>(r.max_expand_depth));
+    out.push_back(static_cast<char>((r.default_expand ? kHasDefaultExpand : 0) |
+                                    (r.default_fields ? kHasDefaultFields : 0) |
+                                    (r.expandable ? kHasExpandable : 0) |
+                                    (r.filterable ? kHasFilterable : 0)));
+    put_string(out, r.default_expand.value_or(""));
+    put_string(out, r.default_fields.value_or(""));
+    put_string(out, r.expandable.value_or(""));
+    put_string(out, r.filterable.value_or(""));
+    put_string(out, r.hidden_columns);
+    return out;
+}
+
+bool decode(std::string_view bytes, EntityView &out) noexcept {
+    if (bytes.size() < kEntityRecordFixed) return false;
+    const auto *p = reinterpret_cast<const unsigned char *>(bytes.data());
+    if (p[0] != kEntityRecordVersion || p[1] > static_cast<std::uint8_t>(PublicAccess::read_write))
+        return false;
+    out.public_access = static_cast<PublicAccess>(p[1]);
+    out.max_expand_depth = p[2];
+    const std::uint8_t present = p[3];
+    std::size_t pos = kEntityRecordFixed;
+    std::string_view s;
+    const struct {
+        std::optional<std::string_view> &field;
+        std::uint8_t flag;
+    } optional_strings[] = {{out.default_expand, kHasDefaultExpand},
+                            {out.default_fields, kHasDefaultFields},
+                            {out.expandable, kHasExpandable},
+                            {out.filterable, kHasFilterable}};
+    for (const auto &o : optional_strings) {
+        if (!get_string(bytes, pos, s)) return false;
+        if (present & o.flag)
+            o.field = s;
+        else
+            o.field.reset();
+    }
+    return get_string(bytes, pos, out.hidden_columns);
+}
+
+std::string entity_key(const Uuid &workspace, std::string_view entity) {
+    std::string key(reinterpret_cast<const char *>(workspace.bytes.data()), workspace.bytes.size());
+    key.append(entity);
+    return key;
 }
 
 std::string encode_u64(std::uint64_t value) {

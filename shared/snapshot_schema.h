@@ -7,6 +7,11 @@
 //               "published_at" -> i64 unix milliseconds of the last publish
 //   keys        SHA-256(key)   -> KeyRecord
 //   workspaces  "org/slug"     -> WorkspaceRecord
+//   entities    workspace id (16 bytes) + entity name -> EntityRecord
+//
+// Settings are resolved (entity > workspace > system default) by the writer, at publish
+// time: the module reads one record per level and never walks a hierarchy. An entity
+// without a record has the system defaults, with the workspace's max expand depth.
 //
 // Records hold only what a request decision needs: no names, no raw keys. Integers are
 // little-endian. Each record starts with its own version byte; a decoder accepts longer
@@ -28,6 +33,9 @@ inline constexpr std::uint64_t kFormatVersion = 1;
 inline constexpr const char *kMetaDb = "meta";
 inline constexpr const char *kKeysDb = "keys";
 inline constexpr const char *kWorkspacesDb = "workspaces";
+inline constexpr const char *kEntitiesDb = "entities";
+
+inline constexpr std::uint8_t kDefaultMaxExpandDepth = 3;
 
 inline constexpr std::string_view kMetaFormat = "format";
 inline constexpr std::string_view kMetaGeneration = "generation";
@@ -49,15 +57,56 @@ struct KeyRecord {
     std::array<char, 12> prefix{};           // kKeyPrefixLength characters
 };
 
+enum class PublicAccess : std::uint8_t { none = 0, read_only = 1, read_write = 2 };
+
+std::string_view to_string(PublicAccess a) noexcept;  // "NONE", "READ_ONLY", "READ_WRITE"
+std::optional<PublicAccess> parse_public_access(std::string_view text) noexcept;
+
+// Lists (origins, relationships, fields, columns) are stored comma-separated, without
+// spaces, so the module can walk them in place.
 struct WorkspaceRecord {
     Uuid id;
+    std::uint8_t max_expand_depth = kDefaultMaxExpandDepth;  // resolved for the workspace
+    std::string cors_origins{};                              // empty: every origin
+};
+
+// A resolved entity. An unset optional means "no restriction" / "no default".
+struct EntityRecord {
+    PublicAccess public_access = PublicAccess::none;
+    std::uint8_t max_expand_depth = kDefaultMaxExpandDepth;
+    std::optional<std::string> default_expand{};
+    std::optional<std::string> default_fields{};
+    std::optional<std::string> expandable{};
+    std::optional<std::string> filterable{};
+    std::string hidden_columns{};
+};
+
+// What a reader decodes: the same fields as views into the map, valid for as long as
+// the read transaction. No allocation on the request path.
+struct WorkspaceView {
+    Uuid id;
+    std::uint8_t max_expand_depth = kDefaultMaxExpandDepth;
+    std::string_view cors_origins;
+};
+
+struct EntityView {
+    PublicAccess public_access = PublicAccess::none;
+    std::uint8_t max_expand_depth = kDefaultMaxExpandDepth;
+    std::optional<std::string_view> default_expand, default_fields, expandable, filterable;
+    std::string_view hidden_columns;
 };
 
 std::string encode(const KeyRecord &record);
 bool decode(std::string_view bytes, KeyRecord &out) noexcept;
 
 std::string encode(const WorkspaceRecord &record);
-bool decode(std::string_view bytes, WorkspaceRecord &out) noexcept;
+bool decode(std::string_view bytes, WorkspaceView &out) noexcept;
+
+std::string encode(const EntityRecord &record);
+bool decode(std::string_view bytes, EntityView &out) noexcept;
+
+// The entities-table key of an entity of a workspace.
+std::string entity_key(const Uuid &workspace, std::string_view entity);
 
 std::string encode_u64(std::uint64_t value);
 bool decode_u64(std::string_view bytes, std::uint64_t &out) noexcept;

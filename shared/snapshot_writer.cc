@@ -38,9 +38,19 @@ void Batch::put_workspace(std::string_view path, const WorkspaceRecord &record) 
 
 void Batch::delete_workspace(std::string_view path) { lmdb::del(txn_, workspaces_, path); }
 
+void Batch::put_entity(const Uuid &workspace, std::string_view entity,
+                       const EntityRecord &record) {
+    lmdb::put(txn_, entities_, entity_key(workspace, entity), encode(record));
+}
+
+void Batch::delete_entity(const Uuid &workspace, std::string_view entity) {
+    lmdb::del(txn_, entities_, entity_key(workspace, entity));
+}
+
 void Batch::clear_all() {
     lmdb::clear(txn_, keys_);
     lmdb::clear(txn_, workspaces_);
+    lmdb::clear(txn_, entities_);
 }
 
 Writer::Writer(const WriterOptions &options) {
@@ -62,6 +72,7 @@ Writer::Writer(const WriterOptions &options) {
     meta_ = lmdb::open_dbi(txn, kMetaDb);
     keys_ = lmdb::open_dbi(txn, kKeysDb);
     workspaces_ = lmdb::open_dbi(txn, kWorkspacesDb);
+    entities_ = lmdb::open_dbi(txn, kEntitiesDb);
     txn.commit();
 }
 
@@ -78,7 +89,7 @@ std::uint64_t Writer::generation() {
 void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)> &edit) {
     env_->reader_check();
     lmdb::Txn txn(*env_, 0);
-    Batch batch(txn, keys_, workspaces_);
+    Batch batch(txn, keys_, workspaces_, entities_);
     edit(batch);
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())

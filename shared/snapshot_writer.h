@@ -33,15 +33,17 @@ public:
     void delete_key(const Digest &hash);
     void put_workspace(std::string_view path, const WorkspaceRecord &record);
     void delete_workspace(std::string_view path);
+    void put_entity(const Uuid &workspace, std::string_view entity, const EntityRecord &record);
+    void delete_entity(const Uuid &workspace, std::string_view entity);
     // Empties every table: the start of a full rebuild.
     void clear_all();
 
 private:
     friend class Writer;
-    Batch(lmdb::Txn &txn, MDB_dbi keys, MDB_dbi workspaces)
-        : txn_(txn), keys_(keys), workspaces_(workspaces) {}
+    Batch(lmdb::Txn &txn, MDB_dbi keys, MDB_dbi workspaces, MDB_dbi entities)
+        : txn_(txn), keys_(keys), workspaces_(workspaces), entities_(entities) {}
     lmdb::Txn &txn_;
-    MDB_dbi keys_, workspaces_;
+    MDB_dbi keys_, workspaces_, entities_;
 };
 
 class Writer {
@@ -57,7 +59,7 @@ public:
 
 private:
     std::unique_ptr<lmdb::Env> env_;
-    MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0;
+    MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
 };
 
 }  // namespace apikey::snapshot

@@ -118,9 +118,10 @@ struct DaemonFixture {
         BOOST_REQUIRE(r);
         auto view = r->view();
         BOOST_REQUIRE(view.ok());
-        snapshot::WorkspaceRecord record;
-        if (view.find_workspace(path, record) != snapshot::Lookup::found) return std::nullopt;
-        return record;
+        snapshot::WorkspaceView found;
+        if (view.find_workspace(path, found) != snapshot::Lookup::found) return std::nullopt;
+        return snapshot::WorkspaceRecord{found.id, found.max_expand_depth,
+                                         std::string(found.cors_origins)};
     }
 
     std::uint64_t snapshot_generation() const {

@@ -76,10 +76,47 @@ BOOST_AUTO_TEST_CASE(key_record_decoder_refuses_what_it_does_not_know) {
 }
 
 BOOST_AUTO_TEST_CASE(workspace_record_round_trip) {
-    WorkspaceRecord in{random_uuid()}, out;
-    BOOST_REQUIRE(decode(encode(in), out));
-    BOOST_TEST((in.id == out.id));
-    BOOST_TEST(!decode(encode(in).substr(1), out));
+    for (const char *origins : {"", "https://app.example.com,http://localhost:3000"}) {
+        const WorkspaceRecord in{random_uuid(), 5, origins};
+        WorkspaceView out;
+        const std::string bytes = encode(in);
+        BOOST_REQUIRE(decode(bytes, out));
+        BOOST_TEST((in.id == out.id));
+        BOOST_TEST(out.max_expand_depth == 5);
+        BOOST_TEST(out.cors_origins == origins);
+        BOOST_TEST(!decode(bytes.substr(0, bytes.size() - 1), out));
+        BOOST_TEST(!decode(bytes.substr(1), out));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(entity_record_round_trip) {
+    EntityRecord all_set;
+    all_set.public_access = PublicAccess::read_only;
+    all_set.max_expand_depth = 2;
+    all_set.default_expand = "customer,items.product";
+    all_set.default_fields = "id,name";
+    all_set.expandable = "";  // set but empty: nothing is expandable
+    all_set.filterable = "name,email";
+    all_set.hidden_columns = "ssn";
+    const EntityRecord none_set;
+    for (const EntityRecord &in : {all_set, none_set}) {
+        const std::string bytes = encode(in);
+        EntityView out;
+        BOOST_REQUIRE(decode(bytes, out));
+        BOOST_TEST((out.public_access == in.public_access));
+        BOOST_TEST(out.max_expand_depth == in.max_expand_depth);
+        BOOST_TEST((out.default_expand == in.default_expand));
+        BOOST_TEST((out.default_fields == in.default_fields));
+        BOOST_TEST((out.expandable == in.expandable));
+        BOOST_TEST((out.filterable == in.filterable));
+        BOOST_TEST(out.hidden_columns == in.hidden_columns);
+        for (std::size_t cut = 0; cut < bytes.size(); ++cut)
+            BOOST_TEST(!decode(bytes.substr(0, cut), out), "truncated to " << cut);
+    }
+    std::string bad = encode(all_set);
+    bad[1] = 9;
+    EntityView out;
+    BOOST_TEST(!decode(bad, out));
 }
 
 BOOST_AUTO_TEST_CASE(u64_round_trip) {
@@ -115,6 +152,9 @@ BOOST_AUTO_TEST_CASE(published_changes_are_seen_by_an_open_reader) {
     writer.publish(1, [&](Batch &b) {
         b.put_workspace("acme-corp/sales", WorkspaceRecord{record.workspace_id});
         b.put_key(hash, record);
+        EntityRecord customer;
+        customer.public_access = PublicAccess::read_write;
+        b.put_entity(record.workspace_id, "Customer", customer);
     });
     BOOST_TEST(writer.generation() == 1u);
 
@@ -128,11 +168,16 @@ BOOST_AUTO_TEST_CASE(published_changes_are_seen_by_an_open_reader) {
         KeyRecord found;
         BOOST_TEST((view.find_key(hash, found) == Lookup::found));
         check_equal(record, found);
-        WorkspaceRecord ws;
+        WorkspaceView ws;
         BOOST_TEST((view.find_workspace("acme-corp/sales", ws) == Lookup::found));
         BOOST_TEST((ws.id == record.workspace_id));
         BOOST_TEST((view.find_workspace("acme-corp/inventory", ws) == Lookup::absent));
         BOOST_TEST((view.find_key(sha256("other"), found) == Lookup::absent));
+        EntityView entity;
+        BOOST_TEST((view.find_entity(record.workspace_id, "Customer", entity) == Lookup::found));
+        BOOST_TEST((entity.public_access == PublicAccess::read_write));
+        BOOST_TEST((view.find_entity(record.workspace_id, "Order", entity) == Lookup::absent));
+        BOOST_TEST((view.find_entity(random_uuid(), "Customer", entity) == Lookup::absent));
     }
 
     // A revoke published while the reader stays open is visible in its next view.

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "request_body.h"
 #include "time_format.h"
+#include "views.h"
 
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,10 @@ using json = nlohmann::ordered_json;  // fields in the documented order
 namespace lmdb = apikey::lmdb;
 
 constexpr std::string_view kWorkspacesPath = "/api/v1/workspaces";
+constexpr std::size_t kFeedDefaultLimit = 100;
+constexpr std::size_t kFeedMaxLimit = 1000;
+// A feed page stops growing past this many bytes of entries (at least one entry).
+constexpr std::size_t kFeedMaxPageBytes = 4u << 20;
 
 std::string dump(const json &j) {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -25,40 +30,6 @@ Response json_response(unsigned status, const json &body) {
     r.status = status;
     r.body = dump(body);
     return r;
-}
-
-json time_or_null(const std::optional<std::int64_t> &t) {
-    return t ? json(format_iso8601(*t)) : json(nullptr);
-}
-
-json workspace_json(const Workspace &w) {
-    json j;
-    j["id"] = apikey::to_string(w.id);
-    j["org"] = w.org;
-    j["slug"] = w.slug;
-    j["name"] = w.name;
-    j["created_at"] = format_iso8601(w.created_at);
-    j["updated_at"] = format_iso8601(w.updated_at);
-    return j;
-}
-
-// The public view of a key: never its hash; the raw key only when just created.
-json key_json(const ApiKey &k, const std::string *raw_key = nullptr) {
-    json j;
-    j["id"] = apikey::to_string(k.id);
-    j["workspace_id"] = apikey::to_string(k.workspace_id);
-    j["name"] = k.name;
-    if (raw_key != nullptr) j["key"] = *raw_key;
-    j["key_prefix"] = k.key_prefix;
-    j["permission"] = apikey::snapshot::to_string(k.permission);
-    j["status"] = apikey::snapshot::to_string(k.status);
-    j["expires_at"] = time_or_null(k.expires_at);
-    j["last_used_at"] = time_or_null(k.last_used_at);
-    j["rate_limit"] = nullptr;  // not supported yet
-    j["created_by"] = k.created_by;
-    j["created_at"] = format_iso8601(k.created_at);
-    j["updated_at"] = format_iso8601(k.updated_at);
-    return j;
 }
 
 std::string workspace_location(const Uuid &id) {
@@ -90,6 +61,61 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }
 
 std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+std::string_view query_of(std::string_view target) {
+    const auto q = target.find('?');
+    return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+}
+
+Response no_route() { return error_response(404, code::not_found, "no such route"); }
+
+// ?after=N&limit=M of the change feed: decimal digits only, each at most once.
+struct FeedQuery {
+    std::uint64_t after = 0;
+    std::size_t limit = kFeedDefaultLimit;
+};
+
+std::uint64_t feed_number(std::string_view name, std::string_view value) {
+    const std::string why = name == "limit"
+                                ? "must be an integer from 1 to " + std::to_string(kFeedMaxLimit)
+                                : std::string("must be a non-negative integer (a seq)");
+    if (value.empty() || value.size() > 20) invalid_field(name, why);
+    std::uint64_t n = 0;
+    for (const char c : value) {
+        if (c < '0' || c > '9') invalid_field(name, why);
+        const auto digit = static_cast<std::uint64_t>(c - '0');
+        if (n > (UINT64_MAX - digit) / 10) invalid_field(name, why);
+        n = n * 10 + digit;
+    }
+    if (name == "limit" && (n < 1 || n > kFeedMaxLimit)) invalid_field(name, why);
+    return n;
+}
+
+FeedQuery parse_feed_query(std::string_view query) {
+    FeedQuery out;
+    bool seen_after = false, seen_limit = false;
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        if (param.empty()) continue;
+        const auto eq = param.find('=');
+        const std::string_view name = param.substr(0, eq);
+        const std::string_view value =
+            eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+        bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
+        if (seen == nullptr)
+            throw ApiError(400, code::unknown_field,
+                           "unknown query parameter" +
+                               (is_identifier(name) ? " \"" + std::string(name) + "\"" : std::string()) +
+                               "; this route takes after and limit");
+        if (*seen) invalid_field(name, "is given more than once");
+        *seen = true;
+        if (name == "after") out.after = feed_number(name, value);
+        else out.limit = static_cast<std::size_t>(feed_number(name, value));
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -146,32 +172,68 @@ Response Api::handle(const Request &request) noexcept {
 
 Response Api::route(const Request &request, const std::string &actor) {
     const auto segments = split_path(path_of(request.target));
+    const std::string_view query = query_of(request.target);
     const std::size_t n = segments.size();
-    const bool keys_route = n >= 5 && segments[4] == "api-keys";
-    if (n < 3 || n > 6 || segments[0] != "api" || segments[1] != "v1" ||
-        segments[2] != "workspaces" || (n >= 5 && !keys_route))
-        return error_response(404, code::not_found, "no such route");
-
     const std::string_view method = request.method == "HEAD" ? "GET" : request.method;
-    const bool collection = n == 3 || n == 5;
-    const std::string_view allow = collection ? "GET, HEAD, POST" : "GET, HEAD, DELETE";
-    if (method != "GET" && method != (collection ? "POST" : "DELETE"))
-        return method_not_allowed(allow);
+    if (n < 3 || segments[0] != "api" || segments[1] != "v1") return no_route();
 
-    if (n == 3) return method == "GET" ? list_workspaces() : create_workspace(request.body, actor);
+    // Which route, and the one method besides GET/HEAD it takes ("" for none).
+    enum class Route { workspaces, workspace, keys, key, settings, entity_settings, changes, all_changes };
+    Route route;
+    std::string_view write;
+    if (n == 3 && segments[2] == "changes") {
+        route = Route::all_changes;
+    } else if (segments[2] != "workspaces") {
+        return no_route();
+    } else if (n == 3) {
+        route = Route::workspaces, write = "POST";
+    } else if (n == 4) {
+        route = Route::workspace, write = "DELETE";
+    } else if (n == 5 && segments[4] == "api-keys") {
+        route = Route::keys, write = "POST";
+    } else if (n == 5 && segments[4] == "settings") {
+        route = Route::settings, write = "PUT";
+    } else if (n == 5 && segments[4] == "changes") {
+        route = Route::changes;
+    } else if (n == 6 && segments[4] == "api-keys") {
+        route = Route::key, write = "DELETE";
+    } else if (n == 7 && segments[4] == "entities" && segments[6] == "settings") {
+        route = Route::entity_settings, write = "PUT";
+    } else {
+        return no_route();
+    }
+    const bool get = method == "GET";
+    if (!get && (write.empty() || method != write))
+        return method_not_allowed(write.empty() ? std::string("GET, HEAD")
+                                                : "GET, HEAD, " + std::string(write));
+
+    if (route == Route::all_changes) return list_changes(std::nullopt, query);
+    if (route == Route::workspaces) return get ? list_workspaces() : create_workspace(request.body, actor);
 
     const auto workspace_id = apikey::parse_uuid(segments[3]);
     if (!workspace_id) return not_found("workspace");
-    if (n == 4)
-        return method == "GET" ? get_workspace(*workspace_id) : delete_workspace(*workspace_id, actor);
-    if (n == 5)
-        return method == "GET" ? list_keys(*workspace_id)
-                               : create_key(*workspace_id, request.body, actor);
-
+    switch (route) {
+    case Route::workspace:
+        return get ? get_workspace(*workspace_id) : delete_workspace(*workspace_id, actor);
+    case Route::keys:
+        return get ? list_keys(*workspace_id) : create_key(*workspace_id, request.body, actor);
+    case Route::settings:
+        return get ? get_workspace_settings(*workspace_id)
+                   : put_workspace_settings(*workspace_id, request.body, actor);
+    case Route::changes: return list_changes(*workspace_id, query);
+    case Route::entity_settings: {
+        const std::string_view entity = segments[5];
+        if (!is_identifier(entity))
+            invalid_field("entity", "in the path must be 1-64 letters, digits and _, not starting "
+                                    "with a digit");
+        return get ? get_entity_settings(*workspace_id, std::string(entity))
+                   : put_entity_settings(*workspace_id, std::string(entity), request.body, actor);
+    }
+    default: break;
+    }
     const auto key_id = apikey::parse_uuid(segments[5]);
     if (!key_id) return not_found("API key");
-    return method == "GET" ? get_key(*workspace_id, *key_id)
-                           : revoke_key(*workspace_id, *key_id, actor);
+    return get ? get_key(*workspace_id, *key_id) : revoke_key(*workspace_id, *key_id, actor);
 }
 
 // --- workspaces ------------------------------------------------------------------------
@@ -200,7 +262,7 @@ Response Api::create_workspace(std::string_view body, const std::string &actor) 
     w.created_at = w.updated_at = clock_();
     Change change;
     try {
-        change = store_.create_workspace(w);
+        change = store_.create_workspace(w, Audit{actor, w.created_at});
     } catch (const Conflict &) {
         return error_response(409, code::conflict,
                               "a workspace with this org and slug already exists");
@@ -221,7 +283,7 @@ Response Api::get_workspace(const Uuid &id) {
 
 Response Api::delete_workspace(const Uuid &id, const std::string &actor) {
     ensure_published();
-    const auto change = store_.delete_workspace(id, clock_());
+    const auto change = store_.delete_workspace(id, Audit{actor, clock_()});
     if (!change) return not_found("workspace");
     const Workspace &w = change->workspaces_deleted.front();
     log_info("workspace deleted id=" + apikey::to_string(id) + " path=" + w.path() + " by=" +
@@ -277,7 +339,7 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
     k.status = KeyStatus::active;
     k.created_by = actor;
     k.created_at = k.updated_at = now;
-    const auto change = store_.create_key(k);
+    const auto change = store_.create_key(k, Audit{actor, now});
     if (!change) return not_found("workspace");
     log_info("key created id=" + apikey::to_string(k.id) + " workspace=" +
              apikey::to_string(workspace_id) + " prefix=" + k.key_prefix + " permission=" +
@@ -302,7 +364,7 @@ Response Api::get_key(const Uuid &workspace_id, const Uuid &key_id) {
 Response Api::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std::string &actor) {
     ensure_published();
     Change change;
-    switch (store_.revoke_key(workspace_id, key_id, clock_(), change)) {
+    switch (store_.revoke_key(workspace_id, key_id, Audit{actor, clock_()}, change)) {
     case Store::Revoke::not_found: return not_found("API key");
     case Store::Revoke::already_revoked: break;
     case Store::Revoke::revoked:
@@ -313,6 +375,85 @@ Response Api::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std
         break;
     }
     return json_response(200, json{{"status", "revoked"}});
+}
+
+// --- settings --------------------------------------------------------------------------
+
+Response Api::get_workspace_settings(const Uuid &workspace_id) {
+    const auto w = store_.view().workspace(workspace_id);
+    if (!w) return not_found("workspace");
+    return json_response(200, workspace_settings_view(w->settings));
+}
+
+Response Api::put_workspace_settings(const Uuid &workspace_id, std::string_view body,
+                                     const std::string &actor) {
+    const WorkspaceSettings settings = parse_workspace_settings(body);
+    ensure_published();
+    Change change;
+    switch (store_.put_workspace_settings(workspace_id, settings, Audit{actor, clock_()}, change)) {
+    case Store::Update::not_found: return not_found("workspace");
+    case Store::Update::unchanged: break;
+    case Store::Update::updated:
+        log_info("workspace settings updated id=" + apikey::to_string(workspace_id) + " by=" +
+                 actor + " entities_republished=" + std::to_string(change.entities_put.size()) +
+                 " generation=" + std::to_string(change.generation));
+        publish(change);
+        break;
+    }
+    return json_response(200, workspace_settings_view(settings));
+}
+
+Response Api::get_entity_settings(const Uuid &workspace_id, const std::string &entity) {
+    Store::View view = store_.view();
+    const auto w = view.workspace(workspace_id);
+    if (!w) return not_found("workspace");
+    // An entity never configured has the defaults: 200, not 404.
+    const EntitySettings settings = view.entity_settings(workspace_id, entity).value_or(EntitySettings{});
+    return json_response(200, entity_settings_view(settings, w->settings));
+}
+
+Response Api::put_entity_settings(const Uuid &workspace_id, const std::string &entity,
+                                  std::string_view body, const std::string &actor) {
+    const EntitySettings settings = parse_entity_settings(body);
+    ensure_published();
+    Change change;
+    switch (store_.put_entity_settings(workspace_id, entity, settings, Audit{actor, clock_()},
+                                       change)) {
+    case Store::Update::not_found: return not_found("workspace");
+    case Store::Update::unchanged: break;
+    case Store::Update::updated:
+        log_info("entity settings updated workspace=" + apikey::to_string(workspace_id) +
+                 " entity=" + entity + " by=" + actor +
+                 " generation=" + std::to_string(change.generation));
+        publish(change);
+        break;
+    }
+    const auto w = store_.view().workspace(workspace_id);
+    if (!w) return not_found("workspace");
+    return json_response(200, entity_settings_view(settings, w->settings));
+}
+
+// --- change feed -----------------------------------------------------------------------
+
+Response Api::list_changes(const std::optional<Uuid> &workspace_id, std::string_view query) {
+    const FeedQuery q = parse_feed_query(query);
+    Store::View view = store_.view();
+    // A deleted workspace's feed is gone like its other routes; /api/v1/changes keeps it.
+    if (workspace_id && !view.workspace(*workspace_id)) return not_found("workspace");
+    const auto entries = view.changes(workspace_id, q.after, q.limit, kFeedMaxPageBytes);
+    // Entries are stored as compact JSON: spliced in, not re-encoded.
+    std::string body = "{\"changes\":[";
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (i > 0) body += ',';
+        body += entries[i].json;
+    }
+    body += "],\"next_after\":";
+    body += std::to_string(entries.empty() ? q.after : entries.back().seq);
+    body += '}';
+    Response r;
+    r.status = 200;
+    r.body = std::move(body);
+    return r;
 }
 
 // --- publishing ------------------------------------------------------------------------
@@ -364,7 +505,8 @@ std::string loggable_path(std::string_view target) {
     for (const std::string_view segment : split_path(path)) {
         out += '/';
         if (segment == "api" || segment == "v1" || segment == "workspaces" ||
-            segment == "api-keys" || segment.empty() || apikey::parse_uuid(segment))
+            segment == "api-keys" || segment == "settings" || segment == "entities" ||
+            segment == "changes" || segment.empty() || apikey::parse_uuid(segment))
             out += segment;
         else
             out += '*';

@@ -6,6 +6,10 @@
 //   GET  DELETE  /api/v1/workspaces/{id}
 //   GET  POST    /api/v1/workspaces/{id}/api-keys
 //   GET  DELETE  /api/v1/workspaces/{id}/api-keys/{keyId}
+//   GET  PUT     /api/v1/workspaces/{id}/settings
+//   GET  PUT     /api/v1/workspaces/{id}/entities/{entity}/settings
+//   GET          /api/v1/workspaces/{id}/changes?after=N&limit=M   (a live workspace's feed)
+//   GET          /api/v1/changes?after=N&limit=M                  (every workspace's)
 //
 // HEAD is answered like GET (the server drops the body). Every route, known or not,
 // first requires "Authorization: Bearer <admin token>".
@@ -54,6 +58,14 @@ private:
     Response create_key(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response get_key(const Uuid &workspace_id, const Uuid &key_id);
     Response revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std::string &actor);
+    Response get_workspace_settings(const Uuid &workspace_id);
+    Response put_workspace_settings(const Uuid &workspace_id, std::string_view body,
+                                    const std::string &actor);
+    Response get_entity_settings(const Uuid &workspace_id, const std::string &entity);
+    Response put_entity_settings(const Uuid &workspace_id, const std::string &entity,
+                                 std::string_view body, const std::string &actor);
+    // nullopt: the feed of every workspace.
+    Response list_changes(const std::optional<Uuid> &workspace_id, std::string_view query);
 
     // nullptr when the header does not carry a configured admin token.
     const AdminToken *authenticate(const std::optional<std::string_view> &authorization) const;

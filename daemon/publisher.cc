@@ -1,16 +1,14 @@
 #include "publisher.h"
 
+#include <algorithm>
+
 namespace apikeyd {
 
 namespace snapshot = apikey::snapshot;
 
 namespace {
 
-snapshot::WorkspaceRecord workspace_record(const Workspace &w) {
-    snapshot::WorkspaceRecord r;
-    r.id = w.id;
-    return r;
-}
+snapshot::WorkspaceRecord record_of(const Workspace &w) { return workspace_record(w.id, w.settings); }
 
 }  // namespace
 
@@ -36,8 +34,20 @@ void Publisher::rebuild() {
     const std::uint64_t generation = view.generation();
     writer_->publish(generation, [&](snapshot::Batch &batch) {
         batch.clear_all();
-        for (const Workspace &w : view.workspaces())
-            batch.put_workspace(w.path(), workspace_record(w));
+        std::vector<Workspace> workspaces = view.workspaces();
+        for (const Workspace &w : workspaces) batch.put_workspace(w.path(), record_of(w));
+        // Entity records, resolved against their workspace's settings.
+        std::sort(workspaces.begin(), workspaces.end(), [](const Workspace &a, const Workspace &b) {
+            return a.id.bytes < b.id.bytes;
+        });
+        view.for_each_entity([&](const Uuid &workspace_id, std::string_view entity,
+                                 const EntitySettings &settings) {
+            const auto w = std::lower_bound(
+                workspaces.begin(), workspaces.end(), workspace_id,
+                [](const Workspace &a, const Uuid &id) { return a.id.bytes < id.bytes; });
+            if (w == workspaces.end() || w->id != workspace_id) return;  // no such workspace
+            batch.put_entity(workspace_id, entity, entity_record(settings, w->settings));
+        });
         view.for_each_key(
             [&](const ApiKey &k) { batch.put_key(k.key_sha256, k.snapshot_record()); });
     });
@@ -54,8 +64,11 @@ void Publisher::apply(const Change &change) {
         // Deletions first: a workspace deleted and re-created with the same org/slug in
         // one change must end up present.
         for (const Workspace &w : change.workspaces_deleted) batch.delete_workspace(w.path());
-        for (const Workspace &w : change.workspaces_put)
-            batch.put_workspace(w.path(), workspace_record(w));
+        for (const EntityRef &e : change.entities_deleted)
+            batch.delete_entity(e.workspace_id, e.entity);
+        for (const Workspace &w : change.workspaces_put) batch.put_workspace(w.path(), record_of(w));
+        for (const EntityPut &e : change.entities_put)
+            batch.put_entity(e.workspace_id, e.entity, e.record);
         for (const ApiKey &k : change.keys_put) batch.put_key(k.key_sha256, k.snapshot_record());
     });
     published_ = change.generation;

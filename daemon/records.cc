@@ -1,6 +1,7 @@
 #include "records.h"
 
 #include "key_format.h"
+#include "request_body.h"
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,8 @@ auto decode_with(std::string_view bytes, const char *what, F &&f) {
         return f(j);
     } catch (const json::exception &e) {
         throw CorruptRecord(std::string("undecodable ") + what + " record: " + e.what());
+    } catch (const ApiError &e) {  // settings are stored in their API shape, re-validated
+        throw CorruptRecord(std::string("invalid settings in a ") + what + " record: " + e.what());
     }
 }
 
@@ -65,8 +68,18 @@ std::string encode(const Workspace &w) {
                 {"name", w.name},
                 {"created_at", w.created_at},
                 {"updated_at", w.updated_at},
-                {"seq", w.seq}}
+                {"seq", w.seq},
+                {"settings", json(settings_json(w.settings))}}
         .dump();
+}
+
+std::string encode(const EntitySettings &s) {
+    return json{{"v", kRecordVersion}, {"settings", json(settings_json(s))}}.dump();
+}
+
+EntitySettings decode_entity_settings(std::string_view bytes) {
+    return decode_with(bytes, "entity settings",
+                       [](const json &j) { return parse_entity_settings(j.at("settings")); });
 }
 
 std::string encode(const ApiKey &k) {
@@ -97,6 +110,9 @@ Workspace decode_workspace(std::string_view bytes) {
         w.created_at = j.at("created_at").get<std::int64_t>();
         w.updated_at = j.at("updated_at").get<std::int64_t>();
         w.seq = j.at("seq").get<std::uint64_t>();
+        // Absent in records written before settings existed: nothing set.
+        if (const auto it = j.find("settings"); it != j.end())
+            w.settings = parse_workspace_settings(*it);
         return w;
     });
 }

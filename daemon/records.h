@@ -1,8 +1,9 @@
-// The control plane's records: what the authoritative store holds about workspaces and
-// keys, and their on-disk encoding (one JSON document per record, so fields can be added
+// The control plane's records: what the authoritative store holds about workspaces,
+// their settings and keys, and their on-disk encoding (one JSON document per record, so fields can be added
 // without a migration). The raw key is never part of any record: only its SHA-256.
 #pragma once
 
+#include "settings.h"
 #include "sha256.h"
 #include "snapshot_schema.h"
 #include "uuid.h"
@@ -34,6 +35,7 @@ struct Workspace {
     std::int64_t created_at = 0;  // unix seconds
     std::int64_t updated_at = 0;
     std::uint64_t seq = 0;  // store generation that created it: the listing order
+    WorkspaceSettings settings;
 
     std::string path() const { return apikey::snapshot::workspace_path(org, slug); }
 };
@@ -59,8 +61,10 @@ struct ApiKey {
 
 std::string encode(const Workspace &workspace);
 std::string encode(const ApiKey &key);
+std::string encode(const EntitySettings &settings);
 // Throw CorruptRecord.
 Workspace decode_workspace(std::string_view bytes);
 ApiKey decode_key(std::string_view bytes);
+EntitySettings decode_entity_settings(std::string_view bytes);
 
 }  // namespace apikeyd

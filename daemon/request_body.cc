@@ -1,19 +1,19 @@
 #include "request_body.h"
 
 namespace apikeyd {
-namespace {
 
 using nlohmann::json;
 
-// Field names are client input: echo them only when they look like field names.
 std::string quoted_field(std::string_view field) {
-    if (field.empty() || field.size() > 40) return "a field";
+    if (field.empty() || field.size() > 64) return "a field";
     for (const char c : field)
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
+              c == '_' || c == '-' || c == '.'))
             return "a field";
     return "field \"" + std::string(field) + "\"";
 }
+
+namespace {
 
 // Depth of [ and { nesting outside strings; stops counting at the limit.
 bool nesting_within(std::string_view text, std::size_t limit) {
@@ -41,6 +41,10 @@ void invalid_field(std::string_view field, std::string_view why) {
     throw ApiError(400, code::invalid_field, quoted_field(field) + " " + std::string(why));
 }
 
+void unknown_field(std::string_view field) {
+    throw ApiError(400, code::unknown_field, "unknown " + quoted_field(field));
+}
+
 JsonObject::JsonObject(std::string_view body, std::initializer_list<FieldSpec> fields) {
     if (!nesting_within(body, kMaxJsonDepth))
         throw ApiError(400, code::invalid_json, "the body is nested too deeply");
@@ -50,6 +54,16 @@ JsonObject::JsonObject(std::string_view body, std::initializer_list<FieldSpec> f
         throw ApiError(400, code::invalid_json, "the body is not valid JSON");
     }
     if (!object_.is_object()) throw ApiError(400, code::invalid_json, "the body must be a JSON object");
+    check_fields(fields);
+}
+
+JsonObject::JsonObject(json value, std::initializer_list<FieldSpec> fields)
+    : object_(std::move(value)) {
+    if (!object_.is_object()) throw ApiError(400, code::invalid_json, "a JSON object is required");
+    check_fields(fields);
+}
+
+void JsonObject::check_fields(std::initializer_list<FieldSpec> fields) const {
     for (const auto &item : object_.items()) {
         const FieldSpec *spec = nullptr;
         for (const FieldSpec &f : fields)

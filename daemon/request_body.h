@@ -41,6 +41,8 @@ class JsonObject {
 public:
     // Parses `body` and checks every field against `fields`.
     JsonObject(std::string_view body, std::initializer_list<FieldSpec> fields);
+    // The same checks on an already parsed value (which must be an object).
+    JsonObject(nlohmann::json value, std::initializer_list<FieldSpec> fields);
 
     // nullptr when absent.
     const nlohmann::json *get(std::string_view field) const;
@@ -49,10 +51,16 @@ public:
     std::string required_string(std::string_view field) const;
 
 private:
+    void check_fields(std::initializer_list<FieldSpec> fields) const;
     nlohmann::json object_;
 };
 
 [[noreturn]] void invalid_field(std::string_view field, std::string_view why);
+[[noreturn]] void unknown_field(std::string_view field);
+
+// `field "name"` when `field` looks like a field name, else `a field`: names are client
+// input and only echoed when harmless.
+std::string quoted_field(std::string_view field);
 
 // Names: 1..max_chars characters (UTF-8 code points), no control characters.
 std::string checked_name(const std::string &value, std::string_view field,

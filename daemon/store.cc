@@ -1,5 +1,8 @@
 #include "store.h"
 
+#include "time_format.h"
+#include "views.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -9,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+
+#include <nlohmann/json.hpp>
 
 namespace apikeyd {
 
@@ -26,12 +31,26 @@ std::string_view bytes_of(const Uuid &id) {
     return {reinterpret_cast<const char *>(id.bytes.data()), id.bytes.size()};
 }
 
-// workspace_keys key: workspace uuid + big-endian seq, so a prefix scan lists a
-// workspace's keys in creation order.
-std::string workspace_key_entry(const Uuid &workspace, std::uint64_t seq) {
-    std::string out(bytes_of(workspace));
+std::string big_endian(std::uint64_t seq) {
+    std::string out;
     for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(seq >> (8 * i) & 0xFF));
     return out;
+}
+
+std::uint64_t from_big_endian(std::string_view bytes) {
+    std::uint64_t v = 0;
+    for (const char c : bytes.substr(0, 8)) v = v << 8 | static_cast<unsigned char>(c);
+    return v;
+}
+
+// workspace_keys and workspace_changes keys: workspace uuid + big-endian seq, so a
+// prefix scan lists a workspace's keys (changes) in order.
+std::string workspace_key_entry(const Uuid &workspace, std::uint64_t seq) {
+    return std::string(bytes_of(workspace)) + big_endian(seq);
+}
+
+std::string entity_settings_key(const Uuid &workspace, std::string_view entity) {
+    return std::string(bytes_of(workspace)).append(entity);
 }
 
 std::uint64_t read_generation(lmdb::Txn &txn, MDB_dbi meta) {
@@ -55,18 +74,39 @@ void ensure_private_dir(const std::string &dir) {
 }  // namespace
 
 // One write transaction that moves the store to the next generation. Every mutation goes
-// through it, so "generation" can never change without a matching Change (and this is
-// where a change-feed append goes).
+// through it, so "generation" can never change without a matching Change and exactly one
+// change-feed entry, committed together.
 class Store::Mutation {
 public:
-    explicit Mutation(Store &store) : store_(store), txn_(*store.env_, 0) {
+    Mutation(Store &store, const Audit &audit) : store_(store), audit_(audit), txn_(*store.env_, 0) {
         change_.generation = read_generation(txn_, store.meta_) + 1;
     }
     lmdb::Txn &txn() { return txn_; }
     Change &change() { return change_; }
     std::uint64_t generation() const { return change_.generation; }
 
+    // The change-feed entry of this mutation; `object` is the object after the change as
+    // the API shows it.
+    void record(std::string_view type, const Uuid &workspace_id, nlohmann::ordered_json object,
+                const std::string *entity = nullptr) {
+        entry_ = nlohmann::ordered_json();
+        entry_["seq"] = change_.generation;
+        entry_["time"] = format_iso8601(audit_.time);
+        entry_["actor"] = audit_.actor;
+        entry_["type"] = type;
+        entry_["workspace_id"] = apikey::to_string(workspace_id);
+        if (entity != nullptr) entry_["entity"] = *entity;
+        entry_["object"] = std::move(object);
+        workspace_ = workspace_id;
+    }
+
     Change commit() {
+        if (entry_.is_null()) throw std::logic_error("a store mutation without a change-feed entry");
+        const std::string seq = big_endian(change_.generation);
+        lmdb::put(txn_, store_.changes_, seq,
+                  entry_.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace),
+                  MDB_NOOVERWRITE);
+        lmdb::put(txn_, store_.workspace_changes_, std::string(bytes_of(workspace_)) + seq, {});
         lmdb::put(txn_, store_.meta_, kMetaGeneration, encode_u64(change_.generation));
         txn_.commit();
         return std::move(change_);
@@ -74,8 +114,11 @@ public:
 
 private:
     Store &store_;
+    const Audit &audit_;
     lmdb::Txn txn_;
     Change change_;
+    nlohmann::ordered_json entry_;
+    Uuid workspace_;
 };
 
 Store::Store(const Options &options) {
@@ -108,6 +151,9 @@ Store::Store(const Options &options) {
         workspace_paths_ = lmdb::open_dbi(txn, "workspace_paths");
         keys_ = lmdb::open_dbi(txn, "keys");
         workspace_keys_ = lmdb::open_dbi(txn, "workspace_keys");
+        entity_settings_ = lmdb::open_dbi(txn, "entity_settings");
+        changes_ = lmdb::open_dbi(txn, "changes");
+        workspace_changes_ = lmdb::open_dbi(txn, "workspace_changes");
         std::uint64_t format = 0;
         if (const auto f = lmdb::get(txn, meta_, kMetaFormat)) {
             if (!decode_u64(*f, format) || format != kStoreFormat)
@@ -182,8 +228,57 @@ void Store::View::for_each_key(const std::function<void(const ApiKey &)> &fn) {
     for (bool ok = cursor.seek(); ok; ok = cursor.next()) fn(decode_key(cursor.value()));
 }
 
-Change Store::create_workspace(Workspace &workspace) {
-    Mutation m(*this);
+std::optional<EntitySettings> Store::View::entity_settings(const Uuid &workspace_id,
+                                                          std::string_view entity) {
+    const auto bytes =
+        lmdb::get(*txn_, store_.entity_settings_, entity_settings_key(workspace_id, entity));
+    if (!bytes) return std::nullopt;
+    return decode_entity_settings(*bytes);
+}
+
+void Store::View::for_each_entity(
+    const std::function<void(const Uuid &, std::string_view, const EntitySettings &)> &fn) {
+    lmdb::Cursor cursor(*txn_, store_.entity_settings_);
+    for (bool ok = cursor.seek(); ok; ok = cursor.next()) {
+        if (cursor.key().size() <= 16) throw CorruptRecord("entity_settings key too short");
+        Uuid workspace_id;
+        std::copy_n(cursor.key().data(), 16, reinterpret_cast<char *>(workspace_id.bytes.data()));
+        fn(workspace_id, cursor.key().substr(16), decode_entity_settings(cursor.value()));
+    }
+}
+
+std::vector<FeedEntry> Store::View::changes(const std::optional<Uuid> &workspace_id,
+                                            std::uint64_t after, std::size_t limit,
+                                            std::size_t max_bytes) {
+    std::vector<FeedEntry> out;
+    if (after == UINT64_MAX || limit == 0) return out;
+    std::size_t bytes = 0;
+    auto add = [&](std::uint64_t seq, std::string_view entry) {
+        if (!out.empty() && bytes + entry.size() > max_bytes) return false;
+        bytes += entry.size();
+        out.push_back({seq, std::string(entry)});
+        return out.size() < limit;
+    };
+    if (!workspace_id) {
+        lmdb::Cursor cursor(*txn_, store_.changes_);
+        for (bool ok = cursor.seek(big_endian(after + 1)); ok; ok = cursor.next())
+            if (!add(from_big_endian(cursor.key()), cursor.value())) break;
+        return out;
+    }
+    const std::string_view prefix = bytes_of(*workspace_id);
+    lmdb::Cursor cursor(*txn_, store_.workspace_changes_);
+    for (bool ok = cursor.seek(workspace_key_entry(*workspace_id, after + 1));
+         ok && cursor.key().size() == 24 && cursor.key().substr(0, 16) == prefix; ok = cursor.next()) {
+        const std::string seq(cursor.key().substr(16));
+        const auto entry = lmdb::get(*txn_, store_.changes_, seq);
+        if (!entry) throw CorruptRecord("workspace_changes points at a missing change");
+        if (!add(from_big_endian(seq), *entry)) break;
+    }
+    return out;
+}
+
+Change Store::create_workspace(Workspace &workspace, const Audit &audit) {
+    Mutation m(*this, audit);
     const std::string path = workspace.path();
     if (lmdb::get(m.txn(), workspace_paths_, path))
         throw Conflict("workspace " + path + " already exists");
@@ -191,11 +286,13 @@ Change Store::create_workspace(Workspace &workspace) {
     lmdb::put(m.txn(), workspaces_, bytes_of(workspace.id), encode(workspace), MDB_NOOVERWRITE);
     lmdb::put(m.txn(), workspace_paths_, path, bytes_of(workspace.id));
     m.change().workspaces_put.push_back(workspace);
+    m.record("workspace.created", workspace.id, workspace_json(workspace));
     return m.commit();
 }
 
-std::optional<Change> Store::delete_workspace(const Uuid &id, std::int64_t now) {
-    Mutation m(*this);
+std::optional<Change> Store::delete_workspace(const Uuid &id, const Audit &audit) {
+    const std::int64_t now = audit.time;
+    Mutation m(*this, audit);
     const auto bytes = lmdb::get(m.txn(), workspaces_, bytes_of(id));
     if (!bytes) return std::nullopt;
     const Workspace workspace = decode_workspace(*bytes);
@@ -222,26 +319,43 @@ std::optional<Change> Store::delete_workspace(const Uuid &id, std::int64_t now) 
     for (const ApiKey &key : m.change().keys_put)
         lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key));
     for (const std::string &entry : index_entries) lmdb::del(m.txn(), workspace_keys_, entry);
+
+    // Its entity settings go with it, from the store and from the snapshot.
+    std::vector<std::string> entity_entries;
+    {
+        const std::string_view prefix = bytes_of(id);
+        lmdb::Cursor cursor(m.txn(), entity_settings_);
+        for (bool ok = cursor.seek(prefix); ok && cursor.key().substr(0, 16) == prefix;
+             ok = cursor.next()) {
+            entity_entries.emplace_back(cursor.key());
+            m.change().entities_deleted.push_back({id, std::string(cursor.key().substr(16))});
+        }
+    }
+    for (const std::string &entry : entity_entries) lmdb::del(m.txn(), entity_settings_, entry);
+
     lmdb::del(m.txn(), workspace_paths_, workspace.path());
     lmdb::del(m.txn(), workspaces_, bytes_of(id));
     m.change().workspaces_deleted.push_back(workspace);
+    m.record("workspace.deleted", id, workspace_json(workspace));
     return m.commit();
 }
 
-std::optional<Change> Store::create_key(ApiKey &key) {
-    Mutation m(*this);
+std::optional<Change> Store::create_key(ApiKey &key, const Audit &audit) {
+    Mutation m(*this, audit);
     if (!lmdb::get(m.txn(), workspaces_, bytes_of(key.workspace_id))) return std::nullopt;
     key.seq = m.generation();
     lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key), MDB_NOOVERWRITE);
     lmdb::put(m.txn(), workspace_keys_, workspace_key_entry(key.workspace_id, key.seq),
               bytes_of(key.id));
     m.change().keys_put.push_back(key);
+    m.record("api_key.created", key.workspace_id, key_json(key));  // never the raw key
     return m.commit();
 }
 
-Store::Revoke Store::revoke_key(const Uuid &workspace_id, const Uuid &key_id, std::int64_t now,
+Store::Revoke Store::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const Audit &audit,
                                 Change &change) {
-    Mutation m(*this);
+    const std::int64_t now = audit.time;
+    Mutation m(*this, audit);
     if (!lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id))) return Revoke::not_found;
     const auto bytes = lmdb::get(m.txn(), keys_, bytes_of(key_id));
     if (!bytes) return Revoke::not_found;
@@ -252,9 +366,67 @@ Store::Revoke Store::revoke_key(const Uuid &workspace_id, const Uuid &key_id, st
     key.status = KeyStatus::revoked;
     key.updated_at = now;
     lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key));
+    m.record("api_key.revoked", workspace_id, key_json(key));
     m.change().keys_put.push_back(std::move(key));
     change = m.commit();
     return Revoke::revoked;
+}
+
+Store::Update Store::put_workspace_settings(const Uuid &workspace_id,
+                                            const WorkspaceSettings &settings, const Audit &audit,
+                                            Change &change) {
+    Mutation m(*this, audit);
+    const auto bytes = lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id));
+    if (!bytes) return Update::not_found;
+    Workspace workspace = decode_workspace(*bytes);
+    if (workspace.settings == settings) return Update::unchanged;
+    const bool depth_changed =
+        workspace.settings.effective_max_expand_depth() != settings.effective_max_expand_depth();
+    workspace.settings = settings;
+    workspace.updated_at = audit.time;
+    lmdb::put(m.txn(), workspaces_, bytes_of(workspace_id), encode(workspace));
+    if (depth_changed) {
+        // Entity records hold the resolved depth: republish those that inherit it (all of
+        // the workspace's, simplest, in this same snapshot transaction).
+        const std::string_view prefix = bytes_of(workspace_id);
+        lmdb::Cursor cursor(m.txn(), entity_settings_);
+        for (bool ok = cursor.seek(prefix); ok && cursor.key().substr(0, 16) == prefix;
+             ok = cursor.next())
+            m.change().entities_put.push_back(
+                {workspace_id, std::string(cursor.key().substr(16)),
+                 entity_record(decode_entity_settings(cursor.value()), settings)});
+    }
+    m.change().workspaces_put.push_back(workspace);
+    m.record("workspace.settings_updated", workspace_id, workspace_settings_view(settings));
+    change = m.commit();
+    return Update::updated;
+}
+
+Store::Update Store::put_entity_settings(const Uuid &workspace_id, const std::string &entity,
+                                         const EntitySettings &settings, const Audit &audit,
+                                         Change &change) {
+    Mutation m(*this, audit);
+    const auto bytes = lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id));
+    if (!bytes) return Update::not_found;
+    const Workspace workspace = decode_workspace(*bytes);
+    const std::string key = entity_settings_key(workspace_id, entity);
+    std::optional<EntitySettings> current;
+    if (const auto old = lmdb::get(m.txn(), entity_settings_, key))
+        current = decode_entity_settings(*old);
+    if (settings.empty()) {
+        if (!current) return Update::unchanged;
+        lmdb::del(m.txn(), entity_settings_, key);
+        m.change().entities_deleted.push_back({workspace_id, entity});
+    } else {
+        if (current && *current == settings) return Update::unchanged;
+        lmdb::put(m.txn(), entity_settings_, key, encode(settings));
+        m.change().entities_put.push_back(
+            {workspace_id, entity, entity_record(settings, workspace.settings)});
+    }
+    m.record("entity.settings_updated", workspace_id,
+             entity_settings_view(settings, workspace.settings), &entity);
+    change = m.commit();
+    return Update::updated;
 }
 
 }  // namespace apikeyd

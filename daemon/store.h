@@ -6,12 +6,21 @@
 //   workspace_paths  "org/slug" -> workspace uuid       (live workspaces only)
 //   keys             key uuid (16 bytes) -> ApiKey (JSON)
 //   workspace_keys   workspace uuid + seq (u64 big-endian) -> key uuid   (listing order)
+//   entity_settings  workspace uuid + entity name -> EntitySettings (JSON)   (live only)
+//   changes          seq (u64 big-endian) -> change-feed entry (JSON)
+//   workspace_changes workspace uuid + seq (u64 big-endian) -> ""   (a workspace's feed)
 //
-// Every mutation is one write transaction that also increments "generation"; it returns
-// the Change it committed, which the publisher applies to the snapshot stamped with that
+// Every mutation is one write transaction that also increments "generation" and appends
+// exactly one change-feed entry whose seq is that generation (Mutation::commit, the one
+// place every mutation goes through, refuses to commit without one). It returns the
+// Change it committed, which the publisher applies to the snapshot stamped with that
 // generation. Comparing the two generations at start tells whether the snapshot missed a
-// change (a crash between the two commits). A change feed (a `changes` table keyed by
-// generation) belongs in Mutation::commit, the one place every mutation goes through.
+// change (a crash between the two commits).
+//
+// A feed entry: {"seq", "time" (ISO 8601 UTC), "actor" (admin token name), "type",
+// "workspace_id", "entity" (entity settings only), "object"}: the object after the change
+// as the API shows it (views.h, settings.h), never a raw key or a key hash. Entries of a
+// deleted workspace are kept (the global feed still lists them).
 #pragma once
 
 #include "lmdb_handle.h"
@@ -26,16 +35,43 @@
 
 namespace apikeyd {
 
-// What one committed mutation changed, for the publisher (and a future change feed).
+// One entity's resolved snapshot record (entity > workspace > default, see settings.h).
+struct EntityPut {
+    Uuid workspace_id;
+    std::string entity;
+    apikey::snapshot::EntityRecord record;
+};
+
+struct EntityRef {
+    Uuid workspace_id;
+    std::string entity;
+};
+
+// What one committed mutation changed, for the publisher.
 struct Change {
     std::uint64_t generation = 0;
     std::vector<Workspace> workspaces_put;      // created or updated, live
     std::vector<Workspace> workspaces_deleted;  // as they were before deletion
     std::vector<ApiKey> keys_put;               // created or updated (revoked included)
+    std::vector<EntityPut> entities_put;        // entity records to (re)publish
+    std::vector<EntityRef> entities_deleted;    // entities left without settings
 
     bool empty() const {
-        return workspaces_put.empty() && workspaces_deleted.empty() && keys_put.empty();
+        return workspaces_put.empty() && workspaces_deleted.empty() && keys_put.empty() &&
+               entities_put.empty() && entities_deleted.empty();
     }
+};
+
+// Who made a change and when: the change feed's "actor" and "time".
+struct Audit {
+    std::string actor;       // admin token name
+    std::int64_t time = 0;   // unix seconds
+};
+
+// One change-feed entry as stored (compact JSON).
+struct FeedEntry {
+    std::uint64_t seq = 0;
+    std::string json;
 };
 
 // org/slug already taken by a live workspace.
@@ -69,6 +105,19 @@ public:
         std::optional<ApiKey> key(const Uuid &id);
         // Every key, of live and deleted workspaces alike.
         void for_each_key(const std::function<void(const ApiKey &)> &fn);
+        // nullopt when the entity has no settings (all defaults).
+        std::optional<EntitySettings> entity_settings(const Uuid &workspace_id,
+                                                      std::string_view entity);
+        // Every configured entity of every live workspace, by workspace then name.
+        void for_each_entity(const std::function<void(const Uuid &workspace_id,
+                                                      std::string_view entity,
+                                                      const EntitySettings &)> &fn);
+        // Feed entries with seq > after, in seq order: of one workspace, or of all when
+        // `workspace_id` is nullopt. At most `limit` entries, and no more once their
+        // total size reached `max_bytes` (always at least one when there is one).
+        std::vector<FeedEntry> changes(const std::optional<Uuid> &workspace_id,
+                                       std::uint64_t after, std::size_t limit,
+                                       std::size_t max_bytes);
 
     private:
         friend class Store;
@@ -80,24 +129,39 @@ public:
 
     std::uint64_t generation();
 
+    // Every mutation records `audit` (who, when) in its change-feed entry.
+
     // Assigns seq; fills `workspace` in. Throws Conflict when org/slug is taken.
-    Change create_workspace(Workspace &workspace);
-    // Revokes every active key of the workspace, deletes it and frees its org/slug.
-    // nullopt when there is no such workspace.
-    std::optional<Change> delete_workspace(const Uuid &id, std::int64_t now);
+    Change create_workspace(Workspace &workspace, const Audit &audit);
+    // Revokes every active key of the workspace (updated_at = audit.time), deletes it and
+    // its entity settings, and frees its org/slug. nullopt when there is no such workspace.
+    std::optional<Change> delete_workspace(const Uuid &id, const Audit &audit);
     // Assigns seq. nullopt when the workspace does not exist.
-    std::optional<Change> create_key(ApiKey &key);
+    std::optional<Change> create_key(ApiKey &key, const Audit &audit);
 
     enum class Revoke { not_found, already_revoked, revoked };
     // A key of another workspace is not_found. `change` is set only for `revoked`.
-    Revoke revoke_key(const Uuid &workspace_id, const Uuid &key_id, std::int64_t now,
+    Revoke revoke_key(const Uuid &workspace_id, const Uuid &key_id, const Audit &audit,
                       Change &change);
+
+    // Settings replace the whole settings object. Setting what is already set changes
+    // nothing (no generation, no feed entry): `unchanged`. `change` is set for `updated`.
+    enum class Update { not_found, unchanged, updated };
+    // Also republishes every entity record of the workspace when its effective
+    // maxExpandDepth changes (entity records hold the resolved depth).
+    Update put_workspace_settings(const Uuid &workspace_id, const WorkspaceSettings &settings,
+                                  const Audit &audit, Change &change);
+    // All-null settings delete the entity's record (it has the defaults again).
+    Update put_entity_settings(const Uuid &workspace_id, const std::string &entity,
+                               const EntitySettings &settings, const Audit &audit,
+                               Change &change);
 
 private:
     class Mutation;
 
     std::unique_ptr<apikey::lmdb::Env> env_;
-    MDB_dbi meta_ = 0, workspaces_ = 0, workspace_paths_ = 0, keys_ = 0, workspace_keys_ = 0;
+    MDB_dbi meta_ = 0, workspaces_ = 0, workspace_paths_ = 0, keys_ = 0, workspace_keys_ = 0,
+            entity_settings_ = 0, changes_ = 0, workspace_changes_ = 0;
     int lock_fd_ = -1;
 };
 

@@ -40,6 +40,8 @@ std::pair<ApiKey, std::string> make_key(const Uuid &workspace,
     return {k, raw};
 }
 
+Audit at(std::int64_t time = 1000) { return {"ops", time}; }
+
 Store::Options store_options(const TempDir &dir) { return {dir.sub("store"), 16u << 20}; }
 
 }  // namespace
@@ -53,32 +55,32 @@ BOOST_AUTO_TEST_CASE(generation_moves_once_per_mutation) {
     BOOST_TEST(store.generation() == 1u);  // a new store: never equal to a new snapshot's 0
 
     Workspace w = make_workspace("acme", "sales");
-    const Change c1 = store.create_workspace(w);
+    const Change c1 = store.create_workspace(w, at());
     BOOST_TEST(c1.generation == 2u);
     BOOST_TEST(w.seq == 2u);
     BOOST_TEST(store.generation() == 2u);
 
     Workspace dup = make_workspace("acme", "sales");
-    BOOST_CHECK_THROW(store.create_workspace(dup), Conflict);
+    BOOST_CHECK_THROW(store.create_workspace(dup, at()), Conflict);
     BOOST_TEST(store.generation() == 2u);  // a refused mutation changes nothing
 
     auto [key, raw] = make_key(w.id);
-    const auto c2 = store.create_key(key);
+    const auto c2 = store.create_key(key, at());
     BOOST_REQUIRE(c2);
     BOOST_TEST(c2->generation == 3u);
 
     auto [orphan, raw2] = make_key(apikey::random_uuid());
-    BOOST_TEST(!store.create_key(orphan).has_value());
+    BOOST_TEST(!store.create_key(orphan, at()).has_value());
     BOOST_TEST(store.generation() == 3u);
 
     Change change;
-    BOOST_TEST((store.revoke_key(w.id, key.id, 2000, change) == Store::Revoke::revoked));
+    BOOST_TEST((store.revoke_key(w.id, key.id, at(2000), change) == Store::Revoke::revoked));
     BOOST_TEST(change.generation == 4u);
     BOOST_REQUIRE_EQUAL(change.keys_put.size(), 1u);
     BOOST_TEST((change.keys_put[0].status == KeyStatus::revoked));
     BOOST_TEST(change.keys_put[0].updated_at == 2000);
     Change none;
-    BOOST_TEST((store.revoke_key(w.id, key.id, 3000, none) == Store::Revoke::already_revoked));
+    BOOST_TEST((store.revoke_key(w.id, key.id, at(3000), none) == Store::Revoke::already_revoked));
     BOOST_TEST(store.generation() == 4u);
     BOOST_TEST(store.view().key(key.id)->updated_at == 2000);  // idempotent: updated once
 }
@@ -87,12 +89,12 @@ BOOST_AUTO_TEST_CASE(keys_are_scoped_and_listed_in_creation_order) {
     TempDir dir;
     Store store(store_options(dir));
     Workspace a = make_workspace("acme", "a"), b = make_workspace("acme", "b");
-    store.create_workspace(a);
-    store.create_workspace(b);
+    store.create_workspace(a, at());
+    store.create_workspace(b, at());
     std::vector<Uuid> ids;
     for (int i = 0; i < 5; ++i) {
         auto [k, raw] = make_key(i % 2 ? b.id : a.id);
-        BOOST_REQUIRE(store.create_key(k));
+        BOOST_REQUIRE(store.create_key(k, at()));
         if (i % 2 == 0) ids.push_back(k.id);
     }
     auto view = store.view();
@@ -109,24 +111,24 @@ BOOST_AUTO_TEST_CASE(keys_are_scoped_and_listed_in_creation_order) {
 
     // A key cannot be revoked through another workspace.
     Change change;
-    BOOST_TEST((store.revoke_key(b.id, ids[0], 5, change) == Store::Revoke::not_found));
-    BOOST_TEST((store.revoke_key(apikey::random_uuid(), ids[0], 5, change) == Store::Revoke::not_found));
-    BOOST_TEST((store.revoke_key(a.id, apikey::random_uuid(), 5, change) == Store::Revoke::not_found));
+    BOOST_TEST((store.revoke_key(b.id, ids[0], at(5), change) == Store::Revoke::not_found));
+    BOOST_TEST((store.revoke_key(apikey::random_uuid(), ids[0], at(5), change) == Store::Revoke::not_found));
+    BOOST_TEST((store.revoke_key(a.id, apikey::random_uuid(), at(5), change) == Store::Revoke::not_found));
 }
 
 BOOST_AUTO_TEST_CASE(delete_workspace_revokes_keys_and_frees_the_path) {
     TempDir dir;
     Store store(store_options(dir));
     Workspace w = make_workspace("acme", "temp");
-    store.create_workspace(w);
+    store.create_workspace(w, at());
     auto [k1, raw1] = make_key(w.id);
     auto [k2, raw2] = make_key(w.id);
-    store.create_key(k1);
-    store.create_key(k2);
+    store.create_key(k1, at());
+    store.create_key(k2, at());
     Change ignored;
-    store.revoke_key(w.id, k2.id, 1500, ignored);
+    store.revoke_key(w.id, k2.id, at(1500), ignored);
 
-    const auto change = store.delete_workspace(w.id, 2000);
+    const auto change = store.delete_workspace(w.id, at(2000));
     BOOST_REQUIRE(change);
     BOOST_REQUIRE_EQUAL(change->workspaces_deleted.size(), 1u);
     BOOST_TEST(change->workspaces_deleted[0].path() == "acme/temp");
@@ -138,10 +140,10 @@ BOOST_AUTO_TEST_CASE(delete_workspace_revokes_keys_and_frees_the_path) {
     BOOST_TEST(view.workspaces().empty());
     BOOST_TEST(view.key(k1.id)->updated_at == 2000);
     BOOST_TEST(view.key(k2.id)->updated_at == 1500);  // already revoked: untouched
-    BOOST_TEST(!store.delete_workspace(w.id, 3000));
+    BOOST_TEST(!store.delete_workspace(w.id, at(3000)));
 
     Workspace again = make_workspace("acme", "temp");
-    BOOST_CHECK_NO_THROW(store.create_workspace(again));
+    BOOST_CHECK_NO_THROW(store.create_workspace(again, at()));
 }
 
 BOOST_AUTO_TEST_CASE(everything_survives_a_reopen) {
@@ -151,8 +153,8 @@ BOOST_AUTO_TEST_CASE(everything_survives_a_reopen) {
     k.expires_at = 1'900'000'000;
     {
         Store store(store_options(dir));
-        store.create_workspace(w);
-        store.create_key(k);
+        store.create_workspace(w, at());
+        store.create_key(k, at());
     }
     Store store(store_options(dir));
     BOOST_TEST(store.generation() == 3u);
@@ -213,20 +215,20 @@ BOOST_FIXTURE_TEST_CASE(first_start_publishes_an_empty_snapshot, DaemonFixture) 
 
 BOOST_FIXTURE_TEST_CASE(each_mutation_is_published_with_its_generation, DaemonFixture) {
     Workspace w = make_workspace("acme", "sales");
-    publisher->apply(store->create_workspace(w));
+    publisher->apply(store->create_workspace(w, at()));
     BOOST_TEST(snapshot_generation() == 2u);
     const auto ws = snapshot_workspace("acme/sales");
     BOOST_REQUIRE(ws);
     BOOST_TEST((ws->id == w.id));
 
     auto [k, raw] = make_key(w.id);
-    publisher->apply(*store->create_key(k));
+    publisher->apply(*store->create_key(k, at()));
     BOOST_TEST(snapshot_generation() == 3u);
     auto rec = snapshot_key(raw);
     BOOST_REQUIRE(rec);
     BOOST_TEST((rec->status == KeyStatus::active));
 
-    publisher->apply(*store->delete_workspace(w.id, 5000));
+    publisher->apply(*store->delete_workspace(w.id, at(5000)));
     BOOST_TEST(snapshot_generation() == 4u);
     BOOST_TEST(!snapshot_workspace("acme/sales"));
     rec = snapshot_key(raw);
@@ -236,9 +238,9 @@ BOOST_FIXTURE_TEST_CASE(each_mutation_is_published_with_its_generation, DaemonFi
 
 BOOST_FIXTURE_TEST_CASE(crash_between_the_two_commits_is_repaired_at_start, DaemonFixture) {
     Workspace w = make_workspace("acme", "sales");
-    publisher->apply(store->create_workspace(w));
+    publisher->apply(store->create_workspace(w, at()));
     auto [k, raw] = make_key(w.id);
-    store->create_key(k);  // committed, never published: the daemon "crashed" here
+    store->create_key(k, at());  // committed, never published: the daemon "crashed" here
     BOOST_TEST(!snapshot_key(raw));
     BOOST_TEST(snapshot_generation() == 2u);
 
@@ -250,9 +252,9 @@ BOOST_FIXTURE_TEST_CASE(crash_between_the_two_commits_is_repaired_at_start, Daem
 
 BOOST_FIXTURE_TEST_CASE(a_gap_in_generations_rebuilds_instead_of_applying, DaemonFixture) {
     Workspace w = make_workspace("acme", "sales");
-    store->create_workspace(w);  // not published
+    store->create_workspace(w, at());  // not published
     auto [k, raw] = make_key(w.id);
-    const auto change = store->create_key(k);
+    const auto change = store->create_key(k, at());
     publisher->apply(*change);  // generation 3 on top of 1: a delta would lose the workspace
     BOOST_TEST(snapshot_generation() == 3u);
     BOOST_TEST(snapshot_workspace("acme/sales").has_value());
@@ -261,18 +263,18 @@ BOOST_FIXTURE_TEST_CASE(a_gap_in_generations_rebuilds_instead_of_applying, Daemo
 
 BOOST_FIXTURE_TEST_CASE(deleted_snapshot_is_rebuilt_with_everything, DaemonFixture) {
     Workspace live = make_workspace("acme", "live"), gone = make_workspace("acme", "gone");
-    publisher->apply(store->create_workspace(live));
-    publisher->apply(store->create_workspace(gone));
+    publisher->apply(store->create_workspace(live, at()));
+    publisher->apply(store->create_workspace(gone, at()));
     auto [k1, raw1] = make_key(live.id);
     auto [k2, raw2] = make_key(live.id);
     auto [k3, raw3] = make_key(gone.id);
-    publisher->apply(*store->create_key(k1));
-    publisher->apply(*store->create_key(k2));
-    publisher->apply(*store->create_key(k3));
+    publisher->apply(*store->create_key(k1, at()));
+    publisher->apply(*store->create_key(k2, at()));
+    publisher->apply(*store->create_key(k3, at()));
     Change change;
-    store->revoke_key(live.id, k2.id, 10, change);
+    store->revoke_key(live.id, k2.id, at(10), change);
     publisher->apply(change);
-    publisher->apply(*store->delete_workspace(gone.id, 11));
+    publisher->apply(*store->delete_workspace(gone.id, at(11)));
 
     close();
     std::filesystem::remove_all(snapshot_dir());
@@ -292,7 +294,7 @@ BOOST_FIXTURE_TEST_CASE(deleted_snapshot_is_rebuilt_with_everything, DaemonFixtu
 
 BOOST_FIXTURE_TEST_CASE(stale_snapshot_content_is_replaced_by_a_rebuild, DaemonFixture) {
     Workspace w = make_workspace("acme", "sales");
-    publisher->apply(store->create_workspace(w));
+    publisher->apply(store->create_workspace(w, at()));
     close();
     // Something foreign in the snapshot (an older store's data) at another generation.
     {
@@ -311,7 +313,7 @@ BOOST_FIXTURE_TEST_CASE(stale_snapshot_content_is_replaced_by_a_rebuild, DaemonF
 
 BOOST_FIXTURE_TEST_CASE(up_to_date_snapshot_is_not_rebuilt, DaemonFixture) {
     Workspace w = make_workspace("acme", "sales");
-    publisher->apply(store->create_workspace(w));
+    publisher->apply(store->create_workspace(w, at()));
     close();
     store = std::make_unique<Store>(Store::Options{store_dir(), 64u << 20});
     publisher = std::make_unique<Publisher>(*store, apikey::test::writer_options(snapshot_dir()));

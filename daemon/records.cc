@@ -79,7 +79,7 @@ std::string encode(const EntitySettings &s) {
 
 EntitySettings decode_entity_settings(std::string_view bytes) {
     return decode_with(bytes, "entity settings",
-                       [](const json &j) { return parse_entity_settings(j.at("settings")); });
+                       [](const json &j) { return entity_settings_from_json(j.at("settings")); });
 }
 
 std::string encode(const ApiKey &k) {
@@ -112,7 +112,7 @@ Workspace decode_workspace(std::string_view bytes) {
         w.seq = j.at("seq").get<std::uint64_t>();
         // Absent in records written before settings existed: nothing set.
         if (const auto it = j.find("settings"); it != j.end())
-            w.settings = parse_workspace_settings(*it);
+            w.settings = workspace_settings_from_json(*it);
         return w;
     });
 }

@@ -336,7 +336,7 @@ WorkspaceSettings parse_workspace_settings(std::string_view body) {
     return workspace_from(JsonObject(body, kWorkspaceFields));
 }
 
-WorkspaceSettings parse_workspace_settings(const json &value) {
+WorkspaceSettings workspace_settings_from_json(const json &value) {
     return workspace_from(JsonObject(value, kWorkspaceFields));
 }
 
@@ -344,7 +344,7 @@ EntitySettings parse_entity_settings(std::string_view body) {
     return entity_from(JsonObject(body, kEntityFields));
 }
 
-EntitySettings parse_entity_settings(const json &value) {
+EntitySettings entity_settings_from_json(const json &value) {
     return entity_from(JsonObject(value, kEntityFields));
 }
 

@@ -94,8 +94,8 @@ struct EntitySettings {
 WorkspaceSettings parse_workspace_settings(std::string_view body);
 EntitySettings parse_entity_settings(std::string_view body);
 // The same from parsed JSON (used to decode the store's records).
-WorkspaceSettings parse_workspace_settings(const nlohmann::json &object);
-EntitySettings parse_entity_settings(const nlohmann::json &object);
+WorkspaceSettings workspace_settings_from_json(const nlohmann::json &object);
+EntitySettings entity_settings_from_json(const nlohmann::json &object);
 
 // Entity and column names: [A-Za-z_][A-Za-z0-9_]{0,63}.
 bool is_identifier(std::string_view text) noexcept;

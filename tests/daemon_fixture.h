@@ -124,6 +124,31 @@ struct DaemonFixture {
                                          std::string(found.cors_origins)};
     }
 
+    // The snapshot's record of an entity of a workspace (by id), or nullopt.
+    std::optional<snapshot::EntityRecord> snapshot_entity(const std::string &workspace_id,
+                                                          const std::string &entity) const {
+        auto r = reader();
+        BOOST_REQUIRE(r);
+        auto view = r->view();
+        BOOST_REQUIRE(view.ok());
+        const auto id = apikey::parse_uuid(workspace_id);
+        BOOST_REQUIRE(id);
+        snapshot::EntityView found;
+        if (view.find_entity(*id, entity, found) != snapshot::Lookup::found) return std::nullopt;
+        snapshot::EntityRecord record;
+        record.public_access = found.public_access;
+        record.max_expand_depth = found.max_expand_depth;
+        auto copy = [](const std::optional<std::string_view> &v) {
+            return v ? std::optional<std::string>(std::string(*v)) : std::nullopt;
+        };
+        record.default_expand = copy(found.default_expand);
+        record.default_fields = copy(found.default_fields);
+        record.expandable = copy(found.expandable);
+        record.filterable = copy(found.filterable);
+        record.hidden_columns = std::string(found.hidden_columns);
+        return record;
+    }
+
     std::uint64_t snapshot_generation() const {
         auto r = reader();
         if (!r) return 0;

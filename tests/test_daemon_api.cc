@@ -508,6 +508,11 @@ BOOST_AUTO_TEST_CASE(loggable_path_hides_anything_but_route_words_and_uuids) {
     BOOST_TEST(loggable_path("/api/v1/workspaces/" + id + "/api-keys?x=1") ==
                "/api/v1/workspaces/" + id + "/api-keys");
     BOOST_TEST(loggable_path("/api/v1/workspaces/sk_live_abcdefgh/x") == "/api/v1/workspaces/*/*");
+    BOOST_TEST(loggable_path("/api/v1/workspaces/" + id + "/entities/patients/settings") ==
+               "/api/v1/workspaces/" + id + "/entities/*/settings");
+    BOOST_TEST(loggable_path("/api/v1/workspaces/" + id + "/changes?after=sk_live_x") ==
+               "/api/v1/workspaces/" + id + "/changes");
+    BOOST_TEST(loggable_path("/api/v1/changes") == "/api/v1/changes");
     BOOST_TEST(loggable_path("http://host/x") == "*");
     BOOST_TEST(loggable_path(std::string(1000, '/')).size() < 210u);
 }

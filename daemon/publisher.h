@@ -1,7 +1,8 @@
 // Publishes the store's state to the data-plane snapshot (shared/snapshot_writer.h).
 //
-// After every committed store mutation, apply() writes that mutation's delta in one
-// snapshot transaction stamped with the store generation it produced. A delta is only
+// After every committed store mutation, apply() writes that mutation's delta (keys,
+// workspace records with their resolved settings, resolved entity records; see
+// settings.h) in one snapshot transaction stamped with the store generation it produced. A delta is only
 // applied on top of the generation right before it; in every other case (first start,
 // snapshot deleted or stale after a crash between the two commits, a publish that failed
 // earlier) the snapshot is rebuilt from the store in one transaction. Readers never see a

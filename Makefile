@@ -95,3 +95,23 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(CORE_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+
+# ---- make bench (bench/, docs/BENCHMARKS.md) --------------------------------------------
+# Builds the snapshot generator and the decision microbenchmark, then runs bench/run.sh:
+# generated 1M-key snapshot, Google Benchmark, wrk against bare nginx vs nginx + module.
+BENCH_BINS := $(BUILD)/bench/gen_snapshot $(BUILD)/bench/decision_bench
+
+$(BUILD)/bench/gen_snapshot: $(BUILD)/bench/gen_snapshot.o $(CORE_LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS_CORE)
+
+$(BUILD)/bench/decision_bench: $(BUILD)/bench/decision_bench.o $(CORE_LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) -lbenchmark -lpthread $(LDLIBS_CORE)
+
+.PHONY: bench bench-bins
+bench-bins: $(BENCH_BINS)
+
+bench: deps
+	$(MAKE) all bench-bins
+	bash bench/run.sh
+
+-include $(BENCH_BINS:%=%.d)

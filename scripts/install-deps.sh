@@ -10,6 +10,7 @@ packages=(
     liblmdb-dev lmdb-utils
     libyaml-cpp-dev libboost-dev libboost-test-dev nlohmann-json3-dev
     curl
+    wrk libbenchmark-dev                                       # make bench
 )
 
 missing=()

@@ -63,6 +63,8 @@ typedef struct {
 typedef struct {
     apikey_result_t            result;
     ngx_str_t                  entity;
+    ngx_str_t                  origin;             /* for the CORS grant */
+    ngx_str_t                  request_headers;    /* of a preflight */
     unsigned                   entity_set:1;
 } ngx_http_apikey_ctx_t;
 
@@ -74,11 +76,23 @@ typedef enum {
     NGX_HTTP_APIKEY_VAR_WORKSPACE_ID,
     NGX_HTTP_APIKEY_VAR_RESULT,
     NGX_HTTP_APIKEY_VAR_GENERATION,
-    NGX_HTTP_APIKEY_VAR_ENTITY
+    NGX_HTTP_APIKEY_VAR_ENTITY,
+    NGX_HTTP_APIKEY_VAR_PUBLIC,
+    NGX_HTTP_APIKEY_VAR_EXPAND,
+    NGX_HTTP_APIKEY_VAR_FIELDS,
+    NGX_HTTP_APIKEY_VAR_HIDDEN_COLUMNS
 } ngx_http_apikey_var_e;
 
 
 static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static void ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx, ngx_uint_t *preflight);
+static ngx_int_t ngx_http_apikey_preflight(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
+static ngx_int_t ngx_http_apikey_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_header_is(ngx_table_elt_t *h,
+    const char *name, size_t len);
+static void *ngx_http_apikey_alloc(void *pool, size_t size);
 static ngx_int_t ngx_http_apikey_reject(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_add_header(ngx_http_request_t *r,
@@ -202,8 +216,23 @@ static ngx_http_variable_t  ngx_http_apikey_vars[] = {
     { ngx_string("apikey_entity"), NULL, ngx_http_apikey_variable,
       NGX_HTTP_APIKEY_VAR_ENTITY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("apikey_public"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_PUBLIC, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_expand"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_EXPAND, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_fields"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_FIELDS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("apikey_hidden_columns"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_HIDDEN_COLUMNS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
+
+
+static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
 
 
 /* request path */
@@ -212,6 +241,7 @@ static ngx_int_t
 ngx_http_apikey_handler(ngx_http_request_t *r)
 {
     ngx_str_t                     workspace;
+    ngx_uint_t                    preflight;
     apikey_request_t              req;
     ngx_http_apikey_ctx_t        *ctx;
     ngx_http_apikey_loc_conf_t   *alcf;
@@ -249,20 +279,32 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
             ctx->entity_set = 1;
         }
 
-        if (r->headers_in.authorization) {
-            req.authorization = (const char *)
-                                r->headers_in.authorization->value.data;
-            req.authorization_len = r->headers_in.authorization->value.len;
+        ngx_memzero(&req, sizeof(apikey_request_t));
 
-        } else {
-            req.authorization = NULL;
-            req.authorization_len = 0;
+        if (r->headers_in.authorization) {
+            req.authorization.data = (const char *)
+                                     r->headers_in.authorization->value.data;
+            req.authorization.len = r->headers_in.authorization->value.len;
         }
 
-        req.workspace = (const char *) workspace.data;
-        req.workspace_len = workspace.len;
+        ngx_http_apikey_cors_headers_in(r, ctx, &preflight);
+
+        if (ctx->origin.data) {
+            req.origin.data = (const char *) ctx->origin.data;
+            req.origin.len = ctx->origin.len;
+        }
+
+        req.workspace.data = (const char *) workspace.data;
+        req.workspace.len = workspace.len;
+        req.entity.data = (const char *) ctx->entity.data;
+        req.entity.len = ctx->entity.len;
+        req.args.data = (const char *) r->args.data;
+        req.args.len = r->args.len;
         req.mutating = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
+        req.preflight = (int) preflight;
         req.now = (int64_t) ngx_time();
+        req.alloc = ngx_http_apikey_alloc;
+        req.alloc_ctx = r->pool;
 
         apikey_authenticate(amcf->reader, &req, &ctx->result);
 
@@ -276,6 +318,10 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
     if (ctx->result.http_status == NGX_HTTP_OK) {
         return NGX_OK;
+    }
+
+    if (ctx->result.http_status == NGX_HTTP_NO_CONTENT) {
+        return ngx_http_apikey_preflight(r, ctx);
     }
 
     if (ctx->result.http_status == NGX_HTTP_SERVICE_UNAVAILABLE) {
@@ -376,7 +422,11 @@ ngx_http_apikey_reject(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
             goto failed;
         }
 
-    } else if (ngx_http_apikey_www_authenticate(r, ctx) != NGX_OK) {
+    } else if ((ctx->result.http_status == NGX_HTTP_UNAUTHORIZED
+                || ngx_strcmp(apikey_code_name(ctx->result.code),
+                              "read_only_key") == 0)
+               && ngx_http_apikey_www_authenticate(r, ctx) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -384,8 +434,14 @@ ngx_http_apikey_reject(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
 
     name = apikey_code_name(ctx->result.code);
     name_len = apikey_code_name_len(ctx->result.code);
-    message = apikey_code_message(ctx->result.code);
-    message_len = apikey_code_message_len(ctx->result.code);
+    if (ctx->result.message.data) {
+        message = ctx->result.message.data;
+        message_len = ctx->result.message.len;
+
+    } else {
+        message = apikey_code_message(ctx->result.code);
+        message_len = apikey_code_message_len(ctx->result.code);
+    }
 
     len = sizeof("{\"error\":{\"code\":\"") - 1
           + name_len + ngx_escape_json(NULL, (u_char *) name, name_len)
@@ -507,6 +563,192 @@ ngx_http_apikey_add_header(ngx_http_request_t *r, ngx_str_t *key,
 }
 
 
+/*
+ * CORS (seed 003). The grant is decided from the workspace's allowed origins
+ * together with the rest of the decision; the header filter puts it on every
+ * response of the request, the upstream's and our own rejections alike
+ * (add_header would skip 4xx).
+ */
+
+static ngx_int_t
+ngx_http_apikey_header_is(ngx_table_elt_t *h, const char *name, size_t len)
+{
+    return h->key.len == len
+           && ngx_strncasecmp(h->key.data, (u_char *) name, len) == 0;
+}
+
+
+static void
+ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx, ngx_uint_t *preflight)
+{
+    ngx_uint_t        i, request_method;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    request_method = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_apikey_header_is(&h[i], "Origin", sizeof("Origin") - 1)) {
+            ctx->origin = h[i].value;
+
+        } else if (ngx_http_apikey_header_is(&h[i],
+                       "Access-Control-Request-Method",
+                       sizeof("Access-Control-Request-Method") - 1))
+        {
+            request_method = 1;
+
+        } else if (ngx_http_apikey_header_is(&h[i],
+                       "Access-Control-Request-Headers",
+                       sizeof("Access-Control-Request-Headers") - 1))
+        {
+            ctx->request_headers = h[i].value;
+        }
+    }
+
+    *preflight = (r->method == NGX_HTTP_OPTIONS && ctx->origin.data != NULL
+                  && request_method);
+}
+
+
+/* Answers a preflight from an allowed origin: 204, no key needed. */
+
+static ngx_int_t
+ngx_http_apikey_preflight(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
+{
+    u_char     *p;
+    ngx_int_t   rc;
+    ngx_str_t   key, value;
+
+    static ngx_str_t  allow_methods = ngx_string("Access-Control-Allow-Methods");
+    static ngx_str_t  methods =
+                  ngx_string("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    static ngx_str_t  allow_headers = ngx_string("Access-Control-Allow-Headers");
+    static ngx_str_t  always_allowed = ngx_string("Authorization, Content-Type");
+    static ngx_str_t  max_age = ngx_string("Access-Control-Max-Age");
+    static ngx_str_t  ten_minutes = ngx_string("600");
+
+    r->expect_tested = 1;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    key = allow_methods;
+    value = methods;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        goto failed;
+    }
+
+    value = always_allowed;
+
+    if (ctx->request_headers.len
+        && apikey_cors_header_list_is_echoable(
+               (const char *) ctx->request_headers.data,
+               ctx->request_headers.len))
+    {
+        value.len = always_allowed.len + 2 + ctx->request_headers.len;
+        value.data = ngx_pnalloc(r->pool, value.len);
+        if (value.data == NULL) {
+            goto failed;
+        }
+
+        p = ngx_cpymem(value.data, always_allowed.data, always_allowed.len);
+        p = ngx_cpymem(p, ", ", 2);
+        ngx_memcpy(p, ctx->request_headers.data, ctx->request_headers.len);
+    }
+
+    key = allow_headers;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        goto failed;
+    }
+
+    key = max_age;
+    value = ten_minutes;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        goto failed;
+    }
+
+    r->headers_out.status = NGX_HTTP_NO_CONTENT;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    rc = ngx_http_send_header(r);
+
+    /* as for a rejection: the response is complete, stop the phase engine */
+
+    ngx_http_finalize_request(r, rc);
+    return NGX_DONE;
+
+failed:
+
+    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t               key, value;
+    ngx_http_apikey_ctx_t  *ctx;
+
+    static ngx_str_t  allow_origin = ngx_string("Access-Control-Allow-Origin");
+    static ngx_str_t  any_origin = ngx_string("*");
+    static ngx_str_t  vary = ngx_string("Vary");
+    static ngx_str_t  origin = ngx_string("Origin");
+
+    ctx = (r == r->main) ? ngx_http_get_module_ctx(r, ngx_http_apikey_module)
+                         : NULL;
+
+    if (ctx == NULL || ctx->result.cors == APIKEY_CORS_NONE) {
+        return ngx_http_apikey_next_header_filter(r);
+    }
+
+    key = allow_origin;
+    value = (ctx->result.cors == APIKEY_CORS_ANY) ? any_origin : ctx->origin;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the answer depends on Origin even when it is "*" for this workspace */
+
+    key = vary;
+    value = origin;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_apikey_next_header_filter(r);
+}
+
+
+static void *
+ngx_http_apikey_alloc(void *pool, size_t size)
+{
+    return ngx_pnalloc(pool, size);
+}
+
+
 static void
 ngx_http_apikey_log_unavailable(ngx_http_request_t *r,
     ngx_http_apikey_main_conf_t *amcf, ngx_http_apikey_ctx_t *ctx)
@@ -623,6 +865,30 @@ ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
         p = ctx->entity.data;
         len = ctx->entity.len;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_PUBLIC:
+        if (!ctx->result.is_public) {
+            goto not_found;
+        }
+
+        p = (u_char *) "1";
+        len = 1;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_EXPAND:
+        p = (u_char *) ctx->result.expand.data;
+        len = ctx->result.expand.len;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_FIELDS:
+        p = (u_char *) ctx->result.fields.data;
+        len = ctx->result.fields.len;
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_HIDDEN_COLUMNS:
+        p = (u_char *) ctx->result.hidden_columns.data;
+        len = ctx->result.hidden_columns.len;
         break;
 
     default:
@@ -892,6 +1158,9 @@ ngx_http_apikey_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_apikey_handler;
+
+    ngx_http_apikey_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_apikey_header_filter;
 
     return NGX_OK;
 }

@@ -16,8 +16,23 @@ struct apikey_reader_s {
 
 namespace {
 
+std::string_view view_of(const apikey_str_t &s) noexcept { return {s.data, s.len}; }
+
+// Copies `text` into memory from the request's allocator; false when that fails.
+bool copy_out(const apikey_request_t *request, std::string_view text, apikey_str_t &out) noexcept {
+    out.data = nullptr;
+    out.len = 0;
+    if (text.empty()) return true;
+    auto *p = static_cast<char *>(request->alloc(request->alloc_ctx, text.size()));
+    if (p == nullptr) return false;
+    std::memcpy(p, text.data(), text.size());
+    out.data = p;
+    out.len = text.size();
+    return true;
+}
+
 apikey::Code to_code(int code) noexcept {
-    if (code < 0 || code > static_cast<int>(apikey::Code::snapshot_unavailable))
+    if (code < 0 || code > static_cast<int>(apikey::kLastCode))
         return apikey::Code::snapshot_unavailable;
     return static_cast<apikey::Code>(code);
 }
@@ -54,38 +69,68 @@ int apikey_reader_check(apikey_reader_t *reader) {
 
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,
                          apikey_result_t *result) {
-    result->key_found = 0;
-    result->permission = nullptr;
-    result->generation = 0;
-    result->error = nullptr;
+    std::memset(result, 0, sizeof(*result));
+    auto finish = [&](apikey::Code code) {
+        result->code = static_cast<int>(code);
+        result->http_status = apikey::http_status(code);
+    };
     if (reader == nullptr) {
-        result->code = static_cast<int>(apikey::Code::snapshot_unavailable);
-        result->http_status = apikey::http_status(apikey::Code::snapshot_unavailable);
+        finish(apikey::Code::snapshot_unavailable);
         result->error = "no snapshot is open";
+        copy_out(request, apikey::code_message(apikey::Code::snapshot_unavailable), result->message);
         return;
     }
 
     const auto view = reader->reader->view();
-    std::optional<std::string_view> authorization;
-    if (request->authorization != nullptr)
-        authorization.emplace(request->authorization, request->authorization_len);
-    apikey::RequestFacts facts;
-    facts.mutating = request->mutating != 0;
-    facts.now = request->now;
+    apikey::Request req;
+    if (request->authorization.data != nullptr) req.authorization = view_of(request->authorization);
+    if (request->origin.data != nullptr) req.origin = view_of(request->origin);
+    req.workspace_path = view_of(request->workspace);
+    req.entity = view_of(request->entity);
+    req.query = view_of(request->args);
+    req.preflight = request->preflight != 0;
+    req.facts.mutating = request->mutating != 0;
+    req.facts.now = request->now;
 
-    const apikey::AuthResult auth = apikey::authenticate(
-        view, authorization, {request->workspace, request->workspace_len}, facts);
-    result->code = static_cast<int>(auth.code);
-    result->http_status = apikey::http_status(auth.code);
+    const apikey::Decision d = apikey::decide(view, req);
+    finish(d.code);
     result->generation = view.generation();
     result->error = view.error();
-    if (auth.key_found) {
+    result->is_public = d.code == apikey::Code::public_access;
+    result->cors = d.cors == apikey::CorsGrant::any_origin    ? APIKEY_CORS_ANY
+                   : d.cors == apikey::CorsGrant::this_origin ? APIKEY_CORS_ORIGIN
+                                                              : APIKEY_CORS_NONE;
+    if (d.key_found) {
         result->key_found = 1;
-        apikey::format_uuid(auth.key.id, result->key_id);
-        apikey::format_uuid(auth.key.workspace_id, result->workspace_id);
-        std::memcpy(result->key_prefix, auth.key.prefix.data(), APIKEY_PREFIX_LEN);
-        result->permission = apikey::snapshot::to_string(auth.key.permission).data();
+        apikey::format_uuid(d.key.id, result->key_id);
+        apikey::format_uuid(d.key.workspace_id, result->workspace_id);
+        std::memcpy(result->key_prefix, d.key.prefix.data(), APIKEY_PREFIX_LEN);
+        result->permission = apikey::snapshot::to_string(d.key.permission).data();
     }
+
+    bool copied = true;
+    if (apikey::admitted(d.code)) {
+        // Out of the map before the view's transaction ends.
+        copied = copy_out(request, d.query.expand, result->expand) &&
+                 copy_out(request, d.query.fields, result->fields) &&
+                 copy_out(request, d.hidden_columns, result->hidden_columns);
+    } else if (apikey::http_status(d.code) != 204) {
+        try {
+            copied = copy_out(request, apikey::rejection_message(d.code, d.query.offender),
+                              result->message);
+        } catch (...) {
+            copied = false;
+        }
+    }
+    if (!copied) {
+        std::memset(result, 0, sizeof(*result));
+        finish(apikey::Code::snapshot_unavailable);
+        result->error = "out of memory";
+    }
+}
+
+int apikey_cors_header_list_is_echoable(const char *list, size_t len) {
+    return apikey::is_echoable_header_list({list, len}) ? 1 : 0;
 }
 
 const char *apikey_code_name(int code) { return apikey::code_name(to_code(code)).data(); }

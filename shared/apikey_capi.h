@@ -21,32 +21,61 @@ void apikey_reader_close(apikey_reader_t *reader);
 int apikey_reader_check(apikey_reader_t *reader);
 
 typedef struct {
-    const char *authorization; /* NULL when the request has no Authorization header */
-    size_t authorization_len;
-    const char *workspace; /* "org/slug" as the location computed it */
-    size_t workspace_len;
-    int mutating; /* any method other than GET and HEAD */
-    int64_t now;  /* unix seconds */
+    const char *data;
+    size_t len;
+} apikey_str_t;
+
+/* Allocates memory that lives as long as the request (nginx: the request pool). */
+typedef void *(*apikey_alloc_pt)(void *ctx, size_t size);
+
+typedef struct {
+    apikey_str_t authorization; /* data NULL: the request has no Authorization header */
+    apikey_str_t workspace;     /* "org/slug" as the location computed it */
+    apikey_str_t entity;        /* may be empty */
+    apikey_str_t args;          /* the raw query string */
+    apikey_str_t origin;        /* data NULL: no Origin header */
+    int mutating;  /* any method other than GET and HEAD */
+    int preflight; /* OPTIONS with Origin and Access-Control-Request-Method */
+    int64_t now;   /* unix seconds */
+    apikey_alloc_pt alloc;
+    void *alloc_ctx;
 } apikey_request_t;
 
 #define APIKEY_UUID_LEN 36
 #define APIKEY_PREFIX_LEN 12
 
+enum {
+    APIKEY_CORS_NONE = 0,   /* no grant: add no CORS headers */
+    APIKEY_CORS_ANY = 1,    /* every origin is allowed: "*" */
+    APIKEY_CORS_ORIGIN = 2  /* this origin is allowed: echo it, with Vary: Origin */
+};
+
 typedef struct {
     int code;        /* stable outcome code, see apikey_code_name() */
-    int http_status; /* 200 (allow), 401, 403 or 503 */
+    int http_status; /* 200 (pass on), 204 (answer the preflight), 400, 401, 403, 503 */
     int key_found;   /* the key fields below are set */
+    int is_public;   /* admitted without a key */
+    int cors;        /* APIKEY_CORS_* */
     char key_id[APIKEY_UUID_LEN];
     char workspace_id[APIKEY_UUID_LEN];
     char key_prefix[APIKEY_PREFIX_LEN];
     const char *permission; /* "read_only" / "read_write", static storage */
     uint64_t generation;    /* of the snapshot the decision was made from; 0 if none */
     const char *error;      /* why the snapshot could not be read, static storage */
+    /* Allocated with request->alloc; empty when there is nothing to say. */
+    apikey_str_t expand;         /* effective ?expand, when admitted */
+    apikey_str_t fields;         /* effective ?fields, when admitted; empty = all */
+    apikey_str_t hidden_columns; /* the entity's hidden columns, when admitted */
+    apikey_str_t message;        /* the rejection's message (JSON-safe) */
 } apikey_result_t;
 
 /* `reader` may be NULL (no snapshot yet): the result is then 503. */
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,
                          apikey_result_t *result);
+
+/* True for an Access-Control-Request-Headers value safe to echo in
+ * Access-Control-Allow-Headers: header names, commas and spaces, bounded length. */
+int apikey_cors_header_list_is_echoable(const char *list, size_t len);
 
 const char *apikey_code_name(int code);
 const char *apikey_code_message(int code);

@@ -18,6 +18,12 @@ std::string_view code_name(Code code) noexcept {
     case Code::wrong_workspace: return "wrong_workspace";
     case Code::read_only_key: return "read_only_key";
     case Code::snapshot_unavailable: return "snapshot_unavailable";
+    case Code::public_access: return "public_access";
+    case Code::cors_preflight: return "cors_preflight";
+    case Code::cors_origin_not_allowed: return "cors_origin_not_allowed";
+    case Code::invalid_query: return "invalid_query";
+    case Code::expand_not_allowed: return "expand_not_allowed";
+    case Code::filter_not_allowed: return "filter_not_allowed";
     }
     return "internal_error";
 }
@@ -34,14 +40,26 @@ std::string_view code_message(Code code) noexcept {
     case Code::wrong_workspace: return "The API key does not belong to this workspace";
     case Code::read_only_key: return "The API key is read-only: only GET and HEAD are allowed";
     case Code::snapshot_unavailable: return "Authentication data is unavailable; try again shortly";
+    case Code::public_access: return "Allowed without a key: the entity is public";
+    case Code::cors_preflight: return "Preflight allowed";
+    case Code::cors_origin_not_allowed: return "This origin may not call this API";
+    case Code::invalid_query: return "The query string is malformed";
+    case Code::expand_not_allowed: return "A relationship in expand may not be expanded";
+    case Code::filter_not_allowed: return "A field in filter may not be filtered on";
     }
     return "Internal error";
 }
 
 int http_status(Code code) noexcept {
     switch (code) {
-    case Code::ok: return 200;
-    case Code::read_only_key: return 403;
+    case Code::ok:
+    case Code::public_access: return 200;
+    case Code::cors_preflight: return 204;
+    case Code::read_only_key:
+    case Code::cors_origin_not_allowed: return 403;
+    case Code::invalid_query:
+    case Code::expand_not_allowed:
+    case Code::filter_not_allowed: return 400;
     case Code::snapshot_unavailable: return 503;
     default: return 401;
     }
@@ -58,16 +76,12 @@ Code decide_key(const snapshot::KeyRecord &key, const std::optional<Uuid> &locat
     return Code::ok;
 }
 
-AuthResult authenticate(const snapshot::Reader::View &view,
-                        std::optional<std::string_view> authorization,
-                        std::string_view workspace_path, const RequestFacts &request) noexcept {
+AuthResult authenticate(const snapshot::Reader::View &view, std::string_view authorization,
+                        const std::optional<Uuid> &location_workspace,
+                        const RequestFacts &request) noexcept {
     AuthResult result;
     if (!view.ok()) return result;
-    if (!authorization) {
-        result.code = Code::missing_credentials;
-        return result;
-    }
-    const BearerToken bearer = parse_authorization(*authorization);
+    const BearerToken bearer = parse_authorization(authorization);
     if (bearer.status != AuthHeader::bearer) {
         result.code = Code::invalid_authorization;
         return result;
@@ -86,16 +100,120 @@ AuthResult authenticate(const snapshot::Reader::View &view,
     case snapshot::Lookup::found: break;
     }
     result.key_found = true;
-
-    std::optional<Uuid> location_workspace;
-    snapshot::WorkspaceView workspace;
-    switch (view.find_workspace(workspace_path, workspace)) {
-    case snapshot::Lookup::found: location_workspace = workspace.id; break;
-    case snapshot::Lookup::absent: break;
-    case snapshot::Lookup::corrupt: result.code = Code::snapshot_unavailable; return result;
-    }
     result.code = decide_key(result.key, location_workspace, request);
     return result;
+}
+
+Code decide_public(snapshot::PublicAccess access, bool mutating) noexcept {
+    switch (access) {
+    case snapshot::PublicAccess::read_write: return Code::public_access;
+    case snapshot::PublicAccess::read_only:
+        return mutating ? Code::missing_credentials : Code::public_access;
+    case snapshot::PublicAccess::none: break;
+    }
+    return Code::missing_credentials;
+}
+
+namespace {
+
+Code code_of(QueryStatus status) noexcept {
+    switch (status) {
+    case QueryStatus::invalid_query: return Code::invalid_query;
+    case QueryStatus::expand_not_allowed: return Code::expand_not_allowed;
+    case QueryStatus::filter_not_allowed: return Code::filter_not_allowed;
+    case QueryStatus::ok: break;
+    }
+    return Code::ok;
+}
+
+// Offenders come from the query string: any bytes. Keep printable ASCII only.
+void append_json_safe(std::string &out, std::string_view text) {
+    for (char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(c);
+        } else {
+            out.push_back(u >= 0x20 && u < 0x7F ? c : '?');
+        }
+    }
+}
+
+}  // namespace
+
+Decision decide(const snapshot::Reader::View &view, const Request &request) noexcept {
+    Decision d;
+    if (!view.ok()) return d;
+
+    std::optional<Uuid> workspace_id;
+    snapshot::WorkspaceView workspace;
+    switch (view.find_workspace(request.workspace_path, workspace)) {
+    case snapshot::Lookup::found: workspace_id = workspace.id; break;
+    case snapshot::Lookup::absent: break;
+    case snapshot::Lookup::corrupt: return d;
+    }
+
+    // An unknown workspace grants nothing: its settings are unknown.
+    if (request.origin && workspace_id) d.cors = cors_grant(workspace.cors_origins, *request.origin);
+    if (request.preflight) {
+        d.code = d.cors != CorsGrant::none ? Code::cors_preflight : Code::cors_origin_not_allowed;
+        return d;
+    }
+
+    snapshot::EntityView entity;
+    if (workspace_id) {
+        entity.max_expand_depth = workspace.max_expand_depth;
+        if (!request.entity.empty() &&
+            view.find_entity(*workspace_id, request.entity, entity) == snapshot::Lookup::corrupt)
+            return d;
+    }
+
+    if (request.authorization) {
+        AuthResult auth = authenticate(view, *request.authorization, workspace_id, request.facts);
+        d.code = auth.code;
+        d.key_found = auth.key_found;
+        d.key = auth.key;
+    } else {
+        d.code = decide_public(entity.public_access, request.facts.mutating);
+    }
+    if (!admitted(d.code)) return d;
+
+    try {
+        d.query = apply_query_policy(request.query, entity);
+    } catch (...) {  // out of memory: refuse rather than admit unchecked
+        d.code = Code::snapshot_unavailable;
+        return d;
+    }
+    if (d.query.status != QueryStatus::ok) {
+        d.code = code_of(d.query.status);
+        return d;
+    }
+    d.hidden_columns = entity.hidden_columns;
+    return d;
+}
+
+std::string rejection_message(Code code, std::string_view offender) {
+    std::string message;
+    switch (code) {
+    case Code::invalid_query:
+        message = "The query string is malformed near '";
+        break;
+    case Code::expand_not_allowed:
+        message = "The relationship '";
+        break;
+    case Code::filter_not_allowed:
+        message = "The field '";
+        break;
+    default:
+        return std::string(code_message(code));
+    }
+    append_json_safe(message, offender);
+    switch (code) {
+    case Code::expand_not_allowed: message += "' may not be expanded on this entity"; break;
+    case Code::filter_not_allowed: message += "' may not be filtered on for this entity"; break;
+    default: message += "'"; break;
+    }
+    return message;
 }
 
 }  // namespace apikey

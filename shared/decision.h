@@ -2,11 +2,14 @@
 // no nginx, no LMDB, so every rule is unit-tested on its own.
 #pragma once
 
+#include "cors.h"
+#include "query_policy.h"
 #include "snapshot_reader.h"
 #include "snapshot_schema.h"
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace apikey {
@@ -24,7 +27,18 @@ enum class Code : std::uint8_t {
     wrong_workspace,
     read_only_key,
     snapshot_unavailable,
+    public_access,            // admitted without a key: the entity is public
+    cors_preflight,           // a preflight from an allowed origin, answered 204
+    cors_origin_not_allowed,  // a preflight from an origin the workspace does not allow
+    invalid_query,
+    expand_not_allowed,
+    filter_not_allowed,
 };
+
+inline constexpr Code kLastCode = Code::filter_not_allowed;
+
+// True for the codes that let the request through to the upstream.
+inline bool admitted(Code code) noexcept { return code == Code::ok || code == Code::public_access; }
 
 std::string_view code_name(Code code) noexcept;
 std::string_view code_message(Code code) noexcept;
@@ -46,10 +60,39 @@ struct AuthResult {
     snapshot::KeyRecord key;
 };
 
-// The whole check for one request: header, key shape, hash lookup, decide_key.
-// `authorization` is nullopt when the request has no Authorization header.
-AuthResult authenticate(const snapshot::Reader::View &view,
-                        std::optional<std::string_view> authorization,
-                        std::string_view workspace_path, const RequestFacts &request) noexcept;
+// The key check for one request: header, key shape, hash lookup, decide_key.
+// `authorization` is the Authorization header's value.
+AuthResult authenticate(const snapshot::Reader::View &view, std::string_view authorization,
+                        const std::optional<Uuid> &location_workspace,
+                        const RequestFacts &request) noexcept;
+
+// No key: the entity's publicAccess decides (seed 003).
+Code decide_public(snapshot::PublicAccess access, bool mutating) noexcept;
+
+struct Request {
+    std::optional<std::string_view> authorization;  // nullopt: no Authorization header
+    std::string_view workspace_path;                // "org/slug"
+    std::string_view entity;
+    std::string_view query;                         // raw, after '?'
+    std::optional<std::string_view> origin;         // the Origin header
+    bool preflight = false;  // OPTIONS with Origin and Access-Control-Request-Method
+    RequestFacts facts;
+};
+
+struct Decision {
+    Code code = Code::snapshot_unavailable;
+    bool key_found = false;
+    snapshot::KeyRecord key;
+    CorsGrant cors = CorsGrant::none;
+    QueryOutcome query;               // effective expand and fields when admitted
+    std::string_view hidden_columns;  // into the view: copy before it ends
+};
+
+// Everything for one request, in order: CORS preflight, authentication (or public
+// access), permission, query policy. Never throws; anything unreadable is a 503.
+Decision decide(const snapshot::Reader::View &view, const Request &request) noexcept;
+
+// The message of a rejection, naming what was refused for the query codes. JSON-safe.
+std::string rejection_message(Code code, std::string_view offender);
 
 }  // namespace apikey

@@ -69,7 +69,7 @@ BOOST_AUTO_TEST_CASE(statuses_and_names_are_stable) {
     BOOST_TEST(http_status(Code::snapshot_unavailable) == 503);
     BOOST_TEST(code_name(Code::key_revoked) == "key_revoked");
     // Messages go into JSON bodies verbatim: nothing in them may need escaping.
-    for (int c = 0; c <= static_cast<int>(Code::snapshot_unavailable); ++c)
+    for (int c = 0; c <= static_cast<int>(kLastCode); ++c)
         for (char ch : code_message(static_cast<Code>(c)))
             BOOST_TEST((ch != '"' && ch != '\\' && static_cast<unsigned char>(ch) >= 0x20));
 }
@@ -95,9 +95,11 @@ struct SnapshotFixture {
 
     Code run(std::optional<std::string> header, std::string_view workspace, bool mutating) {
         auto view = reader->view();
-        std::optional<std::string_view> value;
-        if (header) value = *header;
-        return authenticate(view, value, workspace, RequestFacts{mutating, kNow}).code;
+        Request request;
+        if (header) request.authorization = *header;
+        request.workspace_path = workspace;
+        request.facts = RequestFacts{mutating, kNow};
+        return decide(view, request).code;
     }
 };
 
@@ -136,8 +138,7 @@ BOOST_FIXTURE_TEST_CASE(authenticate_end_to_end, SnapshotFixture) {
 BOOST_FIXTURE_TEST_CASE(authenticate_reports_the_key_found, SnapshotFixture) {
     auto view = reader->view();
     const std::string header = "Bearer " + ro_key;
-    const AuthResult r = authenticate(view, std::string_view(header), "acme-corp/sales",
-                                      RequestFacts{true, kNow});
+    const AuthResult r = authenticate(view, header, sales, RequestFacts{true, kNow});
     BOOST_TEST((r.code == Code::read_only_key));
     BOOST_TEST(r.key_found);
     BOOST_TEST((r.key.workspace_id == sales));

@@ -146,3 +146,110 @@ BOOST_FIXTURE_TEST_CASE(authenticate_reports_the_key_found, SnapshotFixture) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(request_decision)
+
+struct SettingsFixture {
+    test::TempDir dir;
+    Writer writer{test::writer_options(dir.sub("snap"))};
+    Uuid ws = random_uuid();
+    std::string ro_key = generate_key();
+    std::unique_ptr<Reader> reader;
+
+    SettingsFixture() {
+        writer.publish(1, [&](Batch &b) {
+            b.put_workspace("acme-corp/sales", WorkspaceRecord{ws, 2, "https://app.example.com"});
+            b.put_key(sha256(ro_key), active_key(Permission::read_only, ws));
+            EntityRecord catalog;
+            catalog.public_access = PublicAccess::read_only;
+            catalog.max_expand_depth = 1;
+            catalog.hidden_columns = "cost";
+            b.put_entity(ws, "Catalog", catalog);
+            EntityRecord forms;
+            forms.public_access = PublicAccess::read_write;
+            forms.expandable = "owner";
+            b.put_entity(ws, "Form", forms);
+        });
+        std::string error;
+        reader = Reader::open(dir.sub("snap"), error);
+        BOOST_REQUIRE_MESSAGE(reader, error);
+    }
+
+    Decision run(const char *entity, bool mutating, std::optional<std::string> header = {},
+                 const char *query = "", std::optional<std::string_view> origin = {},
+                 bool preflight = false) {
+        auto view = reader->view();
+        BOOST_REQUIRE(view.ok());
+        Request r;
+        if (header) r.authorization = *header;
+        r.workspace_path = "acme-corp/sales";
+        r.entity = entity;
+        r.query = query;
+        r.origin = origin;
+        r.preflight = preflight;
+        r.facts = RequestFacts{mutating, kNow};
+        Decision d = decide(view, r);
+        d.hidden_columns = {};  // a view into the map: gone with the transaction
+        return d;
+    }
+};
+
+BOOST_FIXTURE_TEST_CASE(public_access_table, SettingsFixture) {
+    struct Case {
+        const char *entity;
+        bool mutating;
+        Code expected;
+    };
+    const Case cases[] = {
+        {"Order", false, Code::missing_credentials},   // no record: NONE
+        {"Order", true, Code::missing_credentials},
+        {"Catalog", false, Code::public_access},       // READ_ONLY
+        {"Catalog", true, Code::missing_credentials},
+        {"Form", false, Code::public_access},          // READ_WRITE
+        {"Form", true, Code::public_access},
+    };
+    for (const auto &c : cases) {
+        const Code got = run(c.entity, c.mutating).code;
+        BOOST_TEST((got == c.expected), c.entity << " mutating=" << c.mutating << ": "
+                                                 << code_name(got));
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_key_on_a_public_entity_is_still_checked, SettingsFixture) {
+    BOOST_TEST((run("Form", true, "Bearer " + ro_key).code == Code::read_only_key));
+    BOOST_TEST((run("Form", false, "Bearer " + generate_key()).code == Code::unknown_key));
+    BOOST_TEST((run("Form", false, "Bearer " + ro_key).code == Code::ok));
+}
+
+BOOST_FIXTURE_TEST_CASE(cors_grants_and_preflights, SettingsFixture) {
+    const std::string_view allowed = "https://app.example.com", other = "https://evil.test";
+    BOOST_TEST((run("Order", false, {}, "", allowed, true).code == Code::cors_preflight));
+    BOOST_TEST((run("Order", false, {}, "", other, true).code == Code::cors_origin_not_allowed));
+    // The grant rides along with rejections too.
+    const Decision rejected = run("Order", false, {}, "", allowed);
+    BOOST_TEST((rejected.code == Code::missing_credentials));
+    BOOST_TEST((rejected.cors == CorsGrant::this_origin));
+    BOOST_TEST((run("Order", false, {}, "", other).cors == CorsGrant::none));
+}
+
+BOOST_FIXTURE_TEST_CASE(query_policy_uses_resolved_entity_settings, SettingsFixture) {
+    const Decision catalog = run("Catalog", false, {}, "expand=a.b.c&fields=name,cost");
+    BOOST_TEST((catalog.code == Code::public_access));
+    BOOST_TEST(catalog.query.expand == "a");  // entity depth 1
+    BOOST_TEST(catalog.query.fields == "id,name");
+    const Decision order = run("Order", false, "Bearer " + ro_key, "expand=a.b.c");
+    BOOST_TEST(order.query.expand == "a.b");  // workspace depth 2
+    const Decision form = run("Form", false, {}, "expand=secrets");
+    BOOST_TEST((form.code == Code::expand_not_allowed));
+    BOOST_TEST(rejection_message(form.code, form.query.offender).find("'secrets'") !=
+               std::string::npos);
+    // Unauthenticated requests never learn about the policy.
+    BOOST_TEST((run("Order", false, {}, "expand=%zz").code == Code::missing_credentials));
+}
+
+BOOST_AUTO_TEST_CASE(rejection_messages_are_json_safe) {
+    const std::string m = rejection_message(Code::filter_not_allowed, "a\"b\\c\x01\xff");
+    BOOST_TEST(m.find("a\\\"b\\\\c??") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

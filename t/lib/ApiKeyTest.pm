@@ -191,7 +191,9 @@ APIKEY
     my $location_extra = $o{location_extra} // '';
     my $backend_body = '{"key_id":"$http_x_api_key_id","permission":"$http_x_api_key_permission",'
         . '"workspace_id":"$http_x_api_workspace_id","prefix":"$http_x_api_key_prefix",'
-        . '"method":"$request_method"}';
+        . '"method":"$request_method","public":"$http_x_api_public",'
+        . '"expand":"$http_x_api_expand","fields":"$http_x_api_fields",'
+        . '"hidden":"$http_x_api_hidden_columns"}';
 
     return <<"CONF";
 ${user}load_module $MODULE;
@@ -231,6 +233,10 @@ $apikey
             proxy_set_header X-Api-Key-Permission \$apikey_permission;
             proxy_set_header X-Api-Workspace-Id   \$apikey_workspace_id;
             proxy_set_header X-Api-Key-Prefix     \$apikey_key_prefix;
+            proxy_set_header X-Api-Public         \$apikey_public;
+            proxy_set_header X-Api-Expand         \$apikey_expand;
+            proxy_set_header X-Api-Fields         \$apikey_fields;
+            proxy_set_header X-Api-Hidden-Columns \$apikey_hidden_columns;
 $location_extra
             proxy_pass http://127.0.0.1:$self->{backend_port};
         }
@@ -654,6 +660,18 @@ sub revoke_key {
     my ($self, $ws_id, $key_id) = @_;
     my $r = $self->admin(DELETE => "/api/v1/workspaces/$ws_id/api-keys/$key_id");
     return _expect($r, 200, "revoke key $key_id");
+}
+
+sub put_workspace_settings {
+    my ($self, $ws_id, $settings) = @_;
+    my $r = $self->admin(PUT => "/api/v1/workspaces/$ws_id/settings", $settings);
+    return _expect($r, 200, "put settings of $ws_id");
+}
+
+sub put_entity_settings {
+    my ($self, $ws_id, $entity, $settings) = @_;
+    my $r = $self->admin(PUT => "/api/v1/workspaces/$ws_id/entities/$entity/settings", $settings);
+    return _expect($r, 200, "put settings of $entity in $ws_id");
 }
 
 # ---------------------------------------------------------------------------------------

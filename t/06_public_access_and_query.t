@@ -1,0 +1,120 @@
+# Entity settings in the data plane: public access (seed 003's table, every method),
+# keys on public entities, and the query policy (expand / filter / fields) as the
+# upstream receives it.
+use strict;
+use warnings;
+use Test::More;
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new;
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $ro = $t->create_key($ws->{id}, permission => 'read_only');
+my $rw = $t->create_key($ws->{id}, permission => 'read_write');
+
+$t->put_entity_settings($ws->{id}, 'Catalog', { publicAccess => 'READ_ONLY' });
+$t->put_entity_settings($ws->{id}, 'Form',    { publicAccess => 'READ_WRITE' });
+$t->put_entity_settings($ws->{id}, 'Customer', {
+    defaultExpand           => 'customer,items.product',
+    defaultFields           => 'name,email,ssn',
+    expandableRelationships => 'customer,items',
+    filterableFields        => 'name,email',
+    maxExpandDepth          => 2,
+    columns                 => { ssn => { apiVisible => JSON::PP::false } },
+});
+
+my $base = '/api/v1/acme-corp/sales';
+
+sub body_of { my $r = shift; ref $r->{json} eq 'HASH' ? $r->{json} : {} }
+
+# --- public access: every row of the seed's table, every method --------------------------
+
+my %expect = (
+    Order   => { GET => 401, HEAD => 401, POST => 401, PUT => 401, PATCH => 401, DELETE => 401 },
+    Catalog => { GET => 200, HEAD => 200, POST => 401, PUT => 401, PATCH => 401, DELETE => 401 },
+    Form    => { GET => 200, HEAD => 200, POST => 200, PUT => 200, PATCH => 200, DELETE => 200 },
+);
+for my $entity (sort keys %expect) {
+    for my $m (qw(GET HEAD POST PUT PATCH DELETE)) {
+        my $r = $t->api($m, "$base/$entity", $m =~ /^P/ ? (body => '{}') : ());
+        is $r->{status}, $expect{$entity}{$m}, "no key: $m $entity -> $expect{$entity}{$m}";
+        if ($r->{status} == 401 && $m ne 'HEAD') {
+            is body_of($r)->{error}{code}, 'missing_credentials', "  code missing_credentials";
+        } elsif ($m ne 'HEAD') {
+            is body_of($r)->{public}, '1', '  the upstream is told the request is public';
+            is body_of($r)->{key_id}, '', '  and gets no key id';
+        }
+    }
+}
+
+# With Authorization, the key decides, also on public entities.
+is $t->api(POST => "$base/Form", key => $ro->{key}, body => '{}')->{status}, 403,
+    'read_only key on a READ_WRITE entity: POST is 403';
+is $t->api(GET => "$base/Form", key => ApiKeyTest::make_key())->{status}, 401,
+    'unknown key on a public entity is 401';
+is $t->api(GET => "$base/Catalog", key => 'garbage')->{status}, 401,
+    'malformed key on a public entity is 401';
+my $keyed = $t->api(GET => "$base/Catalog", key => $rw->{key});
+is $keyed->{status}, 200, 'valid key on a public entity';
+is body_of($keyed)->{key_id}, $rw->{id}, '  upstream sees the key, not a public request';
+is body_of($keyed)->{public}, '', '  and no public flag';
+
+# --- query policy ----------------------------------------------------------------------
+
+sub upstream {
+    my ($query, $name) = @_;
+    my $r = $t->api(GET => "$base/Customer?$query", key => $ro->{key});
+    is $r->{status}, 200, "$name: 200" or diag $r->{body};
+    return body_of($r);
+}
+
+sub refused {
+    my ($query, $code, $offender, $name) = @_;
+    my $r = $t->api(GET => "$base/Customer?$query", key => $ro->{key});
+    is $r->{status}, 400, "$name: 400";
+    is body_of($r)->{error}{code}, $code, "  code $code";
+    like body_of($r)->{error}{message} // '', qr/'\Q$offender\E'/, "  message names '$offender'";
+    ok !defined body_of($r)->{method}, '  the upstream was not called';
+}
+
+my $u = upstream('', 'no parameters');
+is $u->{expand}, 'customer,items.product', 'default expand applied when absent';
+is $u->{fields}, 'id,name,email', 'default fields: hidden ssn removed, id kept';
+is $u->{hidden}, 'ssn', 'hidden columns passed on';
+
+is upstream('expand=', 'empty expand')->{expand}, '', 'an empty expand means none, not the default';
+is upstream('expand=items.product.vendor,customer.address.country', 'deep expand')->{expand},
+    'items.product,customer.address', 'paths truncated at the entity depth 2, not rejected';
+is upstream('expand=customer&expand=items', 'repeated expand')->{expand}, 'customer,items',
+    'repeated expand parameters are joined';
+is upstream('fields=name,ssn', 'asking for a hidden column')->{fields}, 'id,name',
+    'a hidden column never appears in the effective fields';
+is upstream('filter[name]=bob', 'allowed filter')->{method}, 'GET', 'whitelisted filter passes';
+is upstream('filter%5Bemail%5D=a%40b', 'encoded filter')->{method}, 'GET',
+    'percent-encoded filter name is decoded';
+
+refused('expand=orders', 'expand_not_allowed', 'orders', 'expand outside the whitelist');
+refused('expand=customer,orders.lines', 'expand_not_allowed', 'orders', 'second path outside');
+refused('filter[status]=x', 'filter_not_allowed', 'status', 'filter outside the whitelist');
+refused('filter%5Bstatus%5D=x', 'filter_not_allowed', 'status', 'encoded filter outside');
+refused('filter[ssn]=1', 'filter_not_allowed', 'ssn', 'filter on a hidden column');
+refused('expand=%zz', 'invalid_query', 'expand', 'broken percent-escape');
+
+# Workspace depth applies where the entity sets none; the system default is 3.
+is body_of($t->api(GET => "$base/Order?expand=a.b.c.d", key => $ro->{key}))->{expand}, 'a.b.c',
+    'system default depth 3';
+$t->put_workspace_settings($ws->{id}, { maxExpandDepth => 1 });
+ok $t->wait_until(sub {
+    body_of($t->api(GET => "$base/Order?expand=a.b.c.d", key => $ro->{key}))->{expand} eq 'a'
+}, 1), 'workspace depth 1 reaches nginx within 1 s';
+is body_of($t->api(GET => "$base/Customer?expand=items.product", key => $ro->{key}))->{expand},
+    'items.product', 'the entity depth still wins over the workspace';
+
+# A settings change reaches nginx within a second.
+$t->put_entity_settings($ws->{id}, 'Order', { publicAccess => 'READ_ONLY' });
+ok $t->wait_until(sub { $t->api(GET => "$base/Order")->{status} == 200 }, 1),
+    'making an entity public reaches nginx within 1 s';
+$t->put_entity_settings($ws->{id}, 'Order', {});
+ok $t->wait_until(sub { $t->api(GET => "$base/Order")->{status} == 401 }, 1),
+    'and taking it back too';
+
+done_testing;

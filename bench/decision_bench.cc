@@ -1,0 +1,209 @@
+// Microbenchmark of the request decision over a generated snapshot (bench/gen_snapshot).
+//
+//   decision_bench --snapshot DIR --valid FILE --unknown FILE [Google Benchmark flags]
+//
+// authenticate/*: apikey::authenticate on one open read view: Authorization parse, key
+//   shape + CRC32 checksum, SHA-256, B-tree lookup, record decode, checks. Keys are taken
+//   in a shuffled order from the sample file (spread over the whole snapshot), so lookups
+//   touch pages all over the map, as real traffic does.
+// request/*: what the module does per request through the C API: renew the read
+//   transaction (Reader::view, which also reads the meta records), then apikey::decide
+//   (workspace + entity lookup, authenticate, query policy), then end the transaction.
+// parts/*: the pieces alone, to see where the time goes.
+#include "authorization.h"
+#include "decision.h"
+#include "key_format.h"
+#include "sha256.h"
+#include "snapshot_reader.h"
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace apikey;
+
+std::unique_ptr<snapshot::Reader> g_reader;
+std::optional<Uuid> g_workspace;
+// "Bearer <key>" header values, in shuffled order.
+std::vector<std::string> g_valid, g_unknown, g_malformed;
+const RequestFacts kFacts{false, 1700000000};
+constexpr std::string_view kWorkspacePath = "acme-corp/sales";
+
+std::vector<std::string> read_keys(const std::string &path) {
+    std::ifstream in(path);
+    if (!in) {
+        std::fprintf(stderr, "decision_bench: cannot read %s\n", path.c_str());
+        std::exit(2);
+    }
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) out.push_back("Bearer " + line);
+    if (out.empty()) {
+        std::fprintf(stderr, "decision_bench: no keys in %s\n", path.c_str());
+        std::exit(2);
+    }
+    std::shuffle(out.begin(), out.end(), std::mt19937_64(42));
+    return out;
+}
+
+// Same key with its last checksum character changed: the checksum check fails only after
+// the whole CRC32, the most expensive way to be malformed.
+std::vector<std::string> make_malformed(const std::vector<std::string> &valid) {
+    std::vector<std::string> out;
+    for (std::string s : valid) {
+        s.back() = s.back() == 'A' ? 'B' : 'A';
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+void run_authenticate(benchmark::State &state, const std::vector<std::string> &headers,
+                      Code expected) {
+    auto view = g_reader->view();
+    if (!view.ok()) {
+        state.SkipWithError("no snapshot view");
+        return;
+    }
+    std::size_t i = 0;
+    for (auto _ : state) {
+        const AuthResult r = authenticate(view, headers[i], g_workspace, kFacts);
+        benchmark::DoNotOptimize(r);
+        if (r.code != expected) {
+            state.SkipWithError("unexpected decision");
+            break;
+        }
+        if (++i == headers.size()) i = 0;
+    }
+}
+
+void BM_authenticate_valid(benchmark::State &s) { run_authenticate(s, g_valid, Code::ok); }
+void BM_authenticate_unknown(benchmark::State &s) {
+    run_authenticate(s, g_unknown, Code::unknown_key);
+}
+void BM_authenticate_malformed(benchmark::State &s) {
+    run_authenticate(s, g_malformed, Code::malformed_key);
+}
+
+void run_request(benchmark::State &state, const std::vector<std::string> &headers,
+                 Code expected) {
+    std::size_t i = 0;
+    Request req;
+    req.workspace_path = kWorkspacePath;
+    req.entity = "Customer";
+    req.facts = kFacts;
+    for (auto _ : state) {
+        const auto view = g_reader->view();
+        req.authorization = headers[i];
+        const Decision d = decide(view, req);
+        benchmark::DoNotOptimize(d);
+        if (d.code != expected) {
+            state.SkipWithError("unexpected decision");
+            break;
+        }
+        if (++i == headers.size()) i = 0;
+    }
+}
+
+void BM_request_valid(benchmark::State &s) { run_request(s, g_valid, Code::ok); }
+void BM_request_unknown(benchmark::State &s) { run_request(s, g_unknown, Code::unknown_key); }
+
+void BM_parts_view(benchmark::State &state) {
+    for (auto _ : state) {
+        const auto view = g_reader->view();
+        benchmark::DoNotOptimize(view.generation());
+    }
+}
+
+void BM_parts_checksum(benchmark::State &state) {
+    std::size_t i = 0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(is_well_formed_key(std::string_view(g_valid[i]).substr(7)));
+        if (++i == g_valid.size()) i = 0;
+    }
+}
+
+void BM_parts_sha256(benchmark::State &state) {
+    std::size_t i = 0;
+    Digest d;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(sha256(std::string_view(g_valid[i]).substr(7), d));
+        if (++i == g_valid.size()) i = 0;
+    }
+}
+
+void BM_parts_lookup(benchmark::State &state) {
+    std::vector<Digest> hashes;
+    for (const auto &h : g_valid) hashes.push_back(sha256(std::string_view(h).substr(7)));
+    auto view = g_reader->view();
+    std::size_t i = 0;
+    snapshot::KeyRecord rec;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(view.find_key(hashes[i], rec));
+        if (++i == hashes.size()) i = 0;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    benchmark::Initialize(&argc, argv);
+    std::string dir, valid, unknown;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--snapshot") dir = argv[i + 1];
+        else if (a == "--valid") valid = argv[i + 1];
+        else if (a == "--unknown") unknown = argv[i + 1];
+        else {
+            std::fprintf(stderr, "decision_bench: unknown option %s\n", a.c_str());
+            return 2;
+        }
+    }
+    if (dir.empty() || valid.empty() || unknown.empty()) {
+        std::fprintf(stderr, "usage: decision_bench --snapshot DIR --valid FILE --unknown FILE "
+                             "[--benchmark_...]\n");
+        return 2;
+    }
+    std::string error;
+    g_reader = snapshot::Reader::open(dir, error);
+    if (!g_reader) {
+        std::fprintf(stderr, "decision_bench: %s\n", error.c_str());
+        return 1;
+    }
+    {
+        auto view = g_reader->view();
+        snapshot::WorkspaceView w;
+        if (view.find_workspace(kWorkspacePath, w) != snapshot::Lookup::found) {
+            std::fprintf(stderr, "decision_bench: no workspace %s in the snapshot\n",
+                         std::string(kWorkspacePath).c_str());
+            return 1;
+        }
+        g_workspace = w.id;
+    }
+    g_valid = read_keys(valid);
+    g_unknown = read_keys(unknown);
+    g_malformed = make_malformed(g_valid);
+
+    benchmark::RegisterBenchmark("authenticate/valid", BM_authenticate_valid);
+    benchmark::RegisterBenchmark("authenticate/unknown", BM_authenticate_unknown);
+    benchmark::RegisterBenchmark("authenticate/malformed", BM_authenticate_malformed);
+    benchmark::RegisterBenchmark("request/valid", BM_request_valid);
+    benchmark::RegisterBenchmark("request/unknown", BM_request_unknown);
+    benchmark::RegisterBenchmark("parts/view_renew", BM_parts_view);
+    benchmark::RegisterBenchmark("parts/checksum", BM_parts_checksum);
+    benchmark::RegisterBenchmark("parts/sha256", BM_parts_sha256);
+    benchmark::RegisterBenchmark("parts/lookup", BM_parts_lookup);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    g_reader.reset();
+    return 0;
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/perl
+# Turns bench/run.sh's raw result lines into the markdown tables of docs/BENCHMARKS.md.
+use strict;
+use warnings;
+
+my (%size, %micro, %wrk, %start, %rss);
+while (<>) {
+    my @f = split;
+    next unless @f;
+    if ($f[0] eq 'size') { %size = map { split /=/, $_, 2 } @f[1 .. $#f] }
+    elsif ($f[0] eq 'micro') { $micro{$f[1]} = [$f[2], $f[3]] }
+    elsif ($f[0] eq 'wrk') {
+        my (undef, $sc, $wp, $pair, $v, $rps, $p50, $p99, $non2xx, $err, $n) = @f;
+        $wrk{"$sc/$wp"}{$pair}{$v} = {rps => $rps, p50 => $p50, p99 => $p99,
+                                      non2xx => $non2xx, err => $err, n => $n};
+    }
+    elsif ($f[0] eq 'start') { push @{$start{$f[1]}}, $f[3] }
+    elsif ($f[0] eq 'rss') { push @{$rss{"$f[1]/$f[2]"}}, {rss => $f[4], anon => $f[5], file => $f[6]} }
+}
+
+sub median { my @s = sort { $a <=> $b } @_; return undef unless @s;
+             @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2 }
+sub minmax { my @s = sort { $a <=> $b } @_; ($s[0], $s[-1]) }
+sub us { my $v = shift; defined $v ? sprintf('%.0f µs', $v) : '-' }
+
+my (%fig);  # for the target summary
+
+print "\n## Snapshot\n\n";
+if (%size) {
+    my $used = ($size{pages_used} - $size{pages_free}) * $size{page_size};
+    $fig{bytes_per_key} = $size{data_bytes} / $size{keys};
+    printf "| keys | data.mdb | bytes/key (file) | bytes/key (pages in use) | generated at |\n|---|---|---|---|---|\n";
+    printf "| %d | %.1f MiB | %.0f | %.0f | %d keys/s |\n", $size{keys}, $size{data_bytes} / 1048576,
+        $fig{bytes_per_key}, $used / $size{keys}, $size{gen_keys_per_s} // 0;
+}
+
+print "\n## Decision microbenchmark (median of repetitions, ns per call)\n\n";
+print "| benchmark | median | CV |\n|---|---|---|\n";
+for my $name (sort keys %micro) {
+    printf "| %s | %.0f ns | %.1f %% |\n", $name, $micro{$name}[0], 100 * $micro{$name}[1];
+}
+$fig{micro} = $micro{'authenticate/valid'}[0] if $micro{'authenticate/valid'};
+
+print "\n## wrk: bare nginx (A) vs nginx + module (B), interleaved A B A B\n\n";
+print "| scenario | workers | pairs | bare req/s | module req/s | ratio min / median / max |"
+    . " bare p50 / p99 | module p50 / p99 | p99 added (median) | module non-2xx |\n";
+print "|---|---|---|---|---|---|---|---|---|---|\n";
+my %label = (valid => 'valid keys', unknown => 'unknown keys (401)', valid_c1 => 'valid keys, 1 connection');
+for my $k (sort { my ($as, $aw) = split m{/}, $a; my ($bs, $bw) = split m{/}, $b;
+                  $aw <=> $bw || $as cmp $bs } keys %wrk) {
+    my ($sc, $wp) = split m{/}, $k;
+    my @pairs = grep { $wrk{$k}{$_}{bare} && $wrk{$k}{$_}{module} } sort { $a <=> $b } keys %{$wrk{$k}};
+    my (@ratio, @added, @b, @m, %l);
+    my $non2xx = 0;
+    for my $p (@pairs) {
+        my ($A, $B) = ($wrk{$k}{$p}{bare}, $wrk{$k}{$p}{module});
+        push @ratio, $B->{rps} / $A->{rps};
+        push @added, $B->{p99} - $A->{p99};
+        push @b, $A->{rps}; push @m, $B->{rps};
+        push @{$l{bp50}}, $A->{p50}; push @{$l{bp99}}, $A->{p99};
+        push @{$l{mp50}}, $B->{p50}; push @{$l{mp99}}, $B->{p99};
+        $non2xx += $B->{non2xx};
+        warn "report: socket errors in $k pair $p\n" if $A->{err} || $B->{err};
+    }
+    next unless @pairs;
+    my ($rmin, $rmax) = minmax(@ratio);
+    printf "| %s | %s | %d | %.0f | %.0f | %.3f / %.3f / %.3f | %s / %s | %s / %s | %s | %d |\n",
+        $label{$sc} // $sc, $wp, scalar @pairs, median(@b), median(@m), $rmin, median(@ratio), $rmax,
+        us(median(@{$l{bp50}})), us(median(@{$l{bp99}})), us(median(@{$l{mp50}})),
+        us(median(@{$l{mp99}})), us(median(@added)), $non2xx;
+    if ($sc eq 'valid') {
+        $fig{"ratio/$wp"} = median(@ratio);
+        $fig{"ratio_min/$wp"} = $rmin;
+        $fig{"p99/$wp"} = median(@added);
+    }
+    $fig{"p99_c1"} = median(@added) if $sc eq 'valid_c1';
+}
+
+if (%start) {
+    print "\n## nginx start, until the first 200 (module: with a valid key)\n\n";
+    print "| variant | starts | median | min | max |\n|---|---|---|---|---|\n";
+    for my $v (qw(bare module)) {
+        next unless $start{$v};
+        my ($lo, $hi) = minmax(@{$start{$v}});
+        printf "| %s | %d | %.1f ms | %.1f ms | %.1f ms |\n", $v, scalar @{$start{$v}},
+            median(@{$start{$v}}), $lo, $hi;
+    }
+    $fig{start} = median(@{$start{module}}) - median(@{$start{bare}}) if $start{module} && $start{bare};
+}
+
+if (%rss) {
+    print "\n## RSS per worker after the load (KiB)\n\n";
+    print "| variant | workers | RSS | anon | file (incl. mapped snapshot pages) |\n|---|---|---|---|---|\n";
+    for my $k (sort { my ($av, $aw) = split m{/}, $a; my ($bv, $bw) = split m{/}, $b;
+                      $aw <=> $bw || $av cmp $bv } keys %rss) {
+        my ($v, $wp) = split m{/}, $k;
+        my @w = @{$rss{$k}};
+        printf "| %s | %s | %s | %s | %s |\n", $v, $wp,
+            join(', ', map { $_->{rss} } @w), join(', ', map { $_->{anon} } @w),
+            join(', ', map { $_->{file} } @w);
+    }
+}
+
+print "\n## Against the targets of issue 5\n\n| figure | target | measured | |\n|---|---|---|---|\n";
+sub row { my ($what, $target, $val, $fmt, $ok) = @_;
+          printf "| %s | %s | %s | %s |\n", $what, $target,
+              defined $val ? sprintf($fmt, $val) : 'not measured',
+              defined $val ? ($ok->($val) ? 'met' : '**missed**') : '' }
+for my $wp (1, 2) {
+    row("throughput module/bare, valid keys, $wp worker(s) (median ratio)", '≥ 0.95',
+        $fig{"ratio/$wp"}, '%.3f', sub { $_[0] >= 0.95 });
+}
+for my $wp (1, 2) {
+    row("p99 added over bare, -c32, $wp worker(s)", '≤ 50 µs', $fig{"p99/$wp"}, '%.0f µs', sub { $_[0] <= 50 });
+}
+row('p99 added over bare, 1 connection', '≤ 50 µs', $fig{p99_c1}, '%.0f µs', sub { $_[0] <= 50 });
+row('decision microbenchmark (authenticate, valid key), median', '≤ 1 µs', $fig{micro}, '%.0f ns',
+    sub { $_[0] <= 1000 });
+row('snapshot bytes per key (data.mdb / keys)', '≤ 160', $fig{bytes_per_key}, '%.0f', sub { $_[0] <= 160 });
+row('nginx start with the snapshot, over bare (median)', '< 100 ms', $fig{start}, '%+.1f ms',
+    sub { $_[0] < 100 });
+print "| revoke → enforced in nginx, p99, 1M keys | ≤ 100 ms | not measured (needs bulk import) | |\n";
+print "| key creates/s, 8 clients, durable | ≥ 1,000 | not measured (needs bulk import for 1M) | |\n";

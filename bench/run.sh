@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# make bench: generates a snapshot of BENCH_KEYS keys, runs the decision microbenchmark,
+# then wrk against bare nginx (A) and nginx + apikey module (B), interleaved A B A B, and
+# prints one table (bench/report.pl). See docs/BENCHMARKS.md for what each figure means.
+#
+# Knobs (environment):
+#   BENCH_KEYS=1000000      keys in the snapshot
+#   BENCH_SAMPLE=100000     valid keys wrk and the microbenchmark draw from (spread over all)
+#   BENCH_PAIRS=5           A/B pairs per scenario
+#   BENCH_DURATION=5        seconds per wrk run
+#   BENCH_CONNECTIONS=32    wrk connections for the throughput scenarios
+#   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
+#   BENCH_MICRO_REPS=5      Google Benchmark repetitions
+#   BENCH_WORKERS="1 2"     worker_processes settings to run
+#   BENCH_KEEP=1            keep the work directory (snapshot, logs, raw results)
+#   NGINX=/usr/sbin/nginx
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+KEYS=${BENCH_KEYS:-1000000}
+SAMPLE=${BENCH_SAMPLE:-100000}
+PAIRS=${BENCH_PAIRS:-5}
+DUR=${BENCH_DURATION:-5}
+CONNS=${BENCH_CONNECTIONS:-32}
+START_REPS=${BENCH_START_REPS:-5}
+MICRO_REPS=${BENCH_MICRO_REPS:-5}
+WORKER_SETTINGS=${BENCH_WORKERS:-"1 2"}
+NGINX=${NGINX:-/usr/sbin/nginx}
+MODULE=$ROOT/build/ngx_http_apikey_module.so
+GEN=$ROOT/build/bench/gen_snapshot
+MICRO=$ROOT/build/bench/decision_bench
+URL_PATH=/api/v1/acme-corp/sales/Customer
+NCPU=$(nproc)
+
+for f in "$MODULE" "$GEN" "$MICRO"; do
+    [ -x "$f" ] || [ -f "$f" ] || { echo "bench: $f missing: run 'make bench'" >&2; exit 1; }
+done
+for t in wrk curl perl mdb_stat "$NGINX"; do
+    command -v "$t" >/dev/null || { echo "bench: $t not found (make deps)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/apikey-bench.XXXXXX)
+chmod 755 "$WORK"  # nginx workers (nobody) must reach the snapshot
+RAW=$WORK/raw.txt
+: >"$RAW"
+RUNNING=()  # pid files of nginx instances still up
+
+stop_nginx() {  # pidfile
+    local pidfile=$1 pid i
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    kill -QUIT "$pid" 2>/dev/null || return 0
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local p
+    for p in "${RUNNING[@]}"; do stop_nginx "$p"; done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+free_port() {
+    perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
+        LocalPort => 0, Listen => 1, ReuseAddr => 1) or die; print $s->sockport'
+}
+
+# Workers run as nobody:nogroup when nginx starts as root, as in production; the
+# snapshot is then group-readable by nogroup (apikeyd's snapshot_group).
+if [ "$(id -u)" = 0 ]; then
+    USER_LINE="user nobody nogroup;"
+    GROUP_ARGS=(--group nogroup)
+else
+    USER_LINE=""
+    GROUP_ARGS=()
+fi
+
+# ---- data ---------------------------------------------------------------------------
+SNAP=$WORK/snapshot
+VALID=$WORK/valid_keys.txt
+UNKNOWN=$WORK/unknown_keys.txt
+log "generating a snapshot with $KEYS keys"
+gen_out=$("$GEN" --dir "$SNAP" --keys "$KEYS" --valid-out "$VALID" --valid-sample "$SAMPLE" \
+    --unknown-out "$UNKNOWN" --unknown-count 10000 "${GROUP_ARGS[@]}")
+echo "$gen_out" >&2
+chmod 644 "$VALID" "$UNKNOWN"
+gen_rate=$(echo "$gen_out" | sed -n 's/.*(\([0-9]*\) keys\/s).*/\1/p')
+data_bytes=$(stat -c %s "$SNAP/data.mdb")
+envinfo=$(mdb_stat -ef "$SNAP")
+page_size=$(echo "$envinfo" | awk '/Page size:/ {print $3}')
+pages_used=$(echo "$envinfo" | awk '/Number of pages used:/ {print $5}')
+pages_free=$(echo "$envinfo" | awk '/Free pages:/ {print $3}')
+echo "size keys=$KEYS data_bytes=$data_bytes page_size=$page_size pages_used=$pages_used pages_free=$pages_free gen_keys_per_s=$gen_rate" >>"$RAW"
+
+# ---- decision microbenchmark --------------------------------------------------------
+PIN_LOAD=()  # the load generator's CPU (and the microbenchmark's)
+PIN_NGX=""   # worker_cpu_affinity for worker_processes 1
+if [ "$NCPU" -ge 2 ]; then
+    PIN_LOAD=(taskset -c 0)
+    PIN_NGX="worker_cpu_affinity 10;"  # binary mask: CPU 1
+fi
+log "decision microbenchmark ($MICRO_REPS repetitions)"
+"${PIN_LOAD[@]}" "$MICRO" --snapshot "$SNAP" --valid "$VALID" --unknown "$UNKNOWN" \
+    --benchmark_repetitions="$MICRO_REPS" --benchmark_report_aggregates_only=true \
+    --benchmark_min_time="${BENCH_MICRO_MIN_TIME:-0.5}" \
+    --benchmark_format=json >"$WORK/micro.json" 2>"$WORK/micro.err" || {
+    cat "$WORK/micro.err" >&2
+    exit 1
+}
+perl -MJSON::PP -e '
+    local $/; my $j = decode_json(<STDIN>); my (%med, %cv);
+    for my $b (@{$j->{benchmarks}}) {
+        die "microbenchmark error in $b->{run_name}: $b->{error_message}\n" if $b->{error_occurred};
+        my $unit = {ns => 1, us => 1e3, ms => 1e6}->{$b->{time_unit}} // 1;
+        $med{$b->{run_name}} = $b->{real_time} * $unit if $b->{aggregate_name} eq "median";
+        $cv{$b->{run_name}} = $b->{real_time} if $b->{aggregate_name} eq "cv";
+    }
+    printf "micro %s %.1f %.3f\n", $_, $med{$_}, $cv{$_} // 0 for sort keys %med;
+' <"$WORK/micro.json" >>"$RAW"
+
+# ---- nginx --------------------------------------------------------------------------
+# write_conf DIR VARIANT WORKERS PORT AFFINITY_LINE: one prefix per instance.
+write_conf() {
+    local dir=$1 variant=$2 workers=$3 port=$4 affinity=$5 load="" snap="" check=""
+    mkdir -p "$dir/logs" "$dir/tmp"
+    if [ "$variant" = module ]; then
+        load="load_module $MODULE;"
+        snap="apikey_snapshot $SNAP;"
+        check='apikey on; apikey_workspace $org/$ws; apikey_entity $entity;'
+    fi
+    # empty_gif is a content handler: the access phase (the module) runs before it.
+    # (`return` would answer in the rewrite phase, before any access check.)
+    cat >"$dir/nginx.conf" <<EOF
+$load
+$USER_LINE
+worker_processes $workers;
+$affinity
+error_log logs/error.log notice;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 120s;
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    $snap
+    server {
+        listen 127.0.0.1:$port;
+        location ~ ^/api/v1/(?<org>[^/]+)/(?<ws>[^/]+)/(?<entity>[^/?]+) {
+            $check
+            empty_gif;
+        }
+    }
+}
+EOF
+}
+
+nginx_cmd() { echo "$NGINX" -p "$1/" -e logs/error.log -c nginx.conf; }
+
+start_nginx() {  # DIR PORT
+    local dir=$1 port=$2 i
+    $(nginx_cmd "$dir") || { cat "$dir/logs/error.log" >&2; exit 1; }
+    RUNNING+=("$dir/logs/nginx.pid")
+    for i in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+        sleep 0.05
+    done
+    echo "bench: nginx in $dir did not come up" >&2
+    exit 1
+}
+
+status_of() {  # PORT KEY|-
+    local auth=()
+    [ "$2" != - ] && auth=(-H "Authorization: Bearer $2")
+    curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "http://127.0.0.1:$1$URL_PATH"
+}
+
+expect_status() {  # PORT KEY WANT WHAT
+    local got
+    got=$(status_of "$1" "$2")
+    [ "$got" = "$3" ] || { echo "bench: sanity check failed: $4: got $got, want $3" >&2; exit 1; }
+}
+
+run_wrk() {  # PORT KEYFILE THREADS CONNS DURATION PIN(0|1) -> "rps p50 p99 non2xx errors requests"
+    local port=$1 keys=$2 threads=$3 conns=$4 dur=$5 pin=$6 out pincmd=()
+    [ "$pin" = 1 ] && pincmd=("${PIN_LOAD[@]}")
+    out=$("${pincmd[@]}" wrk -t"$threads" -c"$conns" -d"${dur}s" --latency \
+        -s "$ROOT/bench/keys.lua" "http://127.0.0.1:$port$URL_PATH" -- "$keys")
+    echo "$out" >>"$WORK/wrk.log"
+    echo "$out" | awk '/^WRKRESULT/ {print $2, $3, $4, $5, $6, $7}'
+}
+
+# scenario NAME WORKERS KEYFILE THREADS CONNS PIN: PAIRS x (A = bare, B = module).
+scenario() {
+    local name=$1 workers=$2 keys=$3 threads=$4 conns=$5 pin=$6 pair r
+    log "scenario $name, worker_processes $workers: $PAIRS pairs of ${DUR}s runs, -t$threads -c$conns"
+    for pair in $(seq "$PAIRS"); do
+        r=$(run_wrk "$PORT_BARE" "$keys" "$threads" "$conns" "$DUR" "$pin")
+        echo "wrk $name $workers $pair bare $r" >>"$RAW"
+        r=$(run_wrk "$PORT_MOD" "$keys" "$threads" "$conns" "$DUR" "$pin")
+        echo "wrk $name $workers $pair module $r" >>"$RAW"
+    done
+}
+
+record_rss() {  # VARIANT WORKERS DIR
+    local master w
+    master=$(cat "$3/logs/nginx.pid")
+    for w in $(cat "/proc/$master/task/$master/children"); do
+        awk -v v="$1" -v wp="$2" -v pid="$w" '
+            /^VmRSS:/ {rss=$2} /^RssAnon:/ {anon=$2} /^RssFile:/ {file=$2} /^RssShmem:/ {shm=$2}
+            END {print "rss", v, wp, pid, rss, anon, file, shm}' "/proc/$w/status" >>"$RAW"
+    done
+}
+
+first_key=$(head -1 "$VALID")
+for wp in $WORKER_SETTINGS; do
+    PORT_BARE=$(free_port)
+    PORT_MOD=$(free_port)
+    while [ "$PORT_MOD" = "$PORT_BARE" ]; do PORT_MOD=$(free_port); done
+    affinity=""; threads=2; pin=0
+    if [ "$wp" = 1 ] && [ -n "$PIN_NGX" ]; then affinity=$PIN_NGX; threads=1; pin=1; fi
+    write_conf "$WORK/bare-$wp" bare "$wp" "$PORT_BARE" "$affinity"
+    write_conf "$WORK/module-$wp" module "$wp" "$PORT_MOD" "$affinity"
+    start_nginx "$WORK/bare-$wp" "$PORT_BARE"
+    start_nginx "$WORK/module-$wp" "$PORT_MOD"
+
+    expect_status "$PORT_BARE" "$first_key" 200 "bare nginx"
+    expect_status "$PORT_MOD" "$first_key" 200 "module, valid key"
+    expect_status "$PORT_MOD" "$(head -1 "$UNKNOWN")" 401 "module, unknown key"
+    expect_status "$PORT_MOD" - 401 "module, no key"
+
+    log "warm-up, worker_processes $wp"
+    run_wrk "$PORT_BARE" "$VALID" "$threads" "$CONNS" 2 "$pin" >/dev/null
+    run_wrk "$PORT_MOD" "$VALID" "$threads" "$CONNS" 2 "$pin" >/dev/null
+
+    scenario valid "$wp" "$VALID" "$threads" "$CONNS" "$pin"
+    scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin"
+    if [ "$wp" = 1 ]; then scenario valid_c1 "$wp" "$VALID" 1 1 "$pin"; fi
+
+    record_rss bare "$wp" "$WORK/bare-$wp"
+    record_rss module "$wp" "$WORK/module-$wp"
+    stop_nginx "$WORK/bare-$wp/logs/nginx.pid"
+    stop_nginx "$WORK/module-$wp/logs/nginx.pid"
+    RUNNING=()
+done
+
+# ---- start time: until the first 200 (with a valid key for the module) --------------
+log "nginx start time, $START_REPS starts per variant"
+PORT_START=$(free_port)
+write_conf "$WORK/start-bare" bare 1 "$PORT_START" ""
+write_conf "$WORK/start-module" module 1 "$PORT_START" ""
+for rep in $(seq "$START_REPS"); do
+    for v in bare module; do
+        dir=$WORK/start-$v
+        RUNNING=("$dir/logs/nginx.pid")
+        # shellcheck disable=SC2046
+        ms=$(perl "$ROOT/bench/first_response.pl" "$PORT_START" "$URL_PATH" "$first_key" 200 10 \
+            -- $(nginx_cmd "$dir"))
+        echo "start $v $rep $ms" >>"$RAW"
+        stop_nginx "$dir/logs/nginx.pid"
+        RUNNING=()
+    done
+done
+
+cp "$RAW" "$ROOT/build/bench/last-raw.txt"
+{
+    echo "# make bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# $NCPU CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p')), nginx $("$NGINX" -v 2>&1 | sed 's/.*\///')," \
+        "wrk -d${DUR}s -c$CONNS, $PAIRS pairs, $KEYS keys, sample $SAMPLE"
+    perl "$ROOT/bench/report.pl" "$RAW"
+} | tee "$ROOT/build/bench/last-report.md"

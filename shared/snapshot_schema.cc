@@ -10,9 +10,11 @@ constexpr std::uint8_t kKeyRecordVersion = 1;
 constexpr std::uint8_t kWorkspaceRecordVersion = 1;
 constexpr std::uint8_t kEntityRecordVersion = 1;
 constexpr std::uint8_t kHasExpiry = 0x01;
+constexpr std::uint8_t kHasRateLimit = 0x02;
 
-// version, permission, status, flags, expires_at, id, workspace_id, prefix
-constexpr std::size_t kKeyRecordSize = 4 + 8 + 16 + 16 + 12;
+// version, permission, status, flags, expires_at, id, workspace_id, prefix,
+// rate limit (limit, window)
+constexpr std::size_t kKeyRecordSize = 4 + 8 + 16 + 16 + 12 + 4 + 4;
 // version, id, max_expand_depth, then a string
 constexpr std::size_t kWorkspaceRecordFixed = 1 + 16 + 1;
 // version, public_access, max_expand_depth, presence flags, then five strings
@@ -27,6 +29,15 @@ enum EntityPresence : std::uint8_t {
 
 void put_u64(std::string &out, std::uint64_t v) {
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i) & 0xFF));
+}
+
+void put_u32(std::string &out, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i) & 0xFF));
+}
+
+std::uint32_t get_u32(const unsigned char *p) noexcept {
+    return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+           static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
 }
 
 std::uint64_t get_u64(const unsigned char *p) noexcept {
@@ -92,12 +103,16 @@ std::string encode(const KeyRecord &r) {
     out.push_back(static_cast<char>(kKeyRecordVersion));
     out.push_back(static_cast<char>(r.permission));
     out.push_back(static_cast<char>(r.status));
-    out.push_back(static_cast<char>(r.expires_at ? kHasExpiry : 0));
+    out.push_back(static_cast<char>((r.expires_at ? kHasExpiry : 0) |
+                                    (r.rate_limit ? kHasRateLimit : 0)));
     put_u64(out, static_cast<std::uint64_t>(r.expires_at.value_or(0)));
     out.append(reinterpret_cast<const char *>(r.id.bytes.data()), r.id.bytes.size());
     out.append(reinterpret_cast<const char *>(r.workspace_id.bytes.data()),
                r.workspace_id.bytes.size());
     out.append(r.prefix.data(), r.prefix.size());
+    const RateLimit limit = r.rate_limit.value_or(RateLimit{});
+    put_u32(out, limit.limit);
+    put_u32(out, limit.window_seconds);
     return out;
 }
 
@@ -120,6 +135,10 @@ bool decode(std::string_view bytes, KeyRecord &out) noexcept {
     std::memcpy(out.id.bytes.data(), p + 12, 16);
     std::memcpy(out.workspace_id.bytes.data(), p + 28, 16);
     std::memcpy(out.prefix.data(), p + 44, out.prefix.size());
+    if (p[3] & kHasRateLimit)
+        out.rate_limit = RateLimit{get_u32(p + 56), get_u32(p + 60)};
+    else
+        out.rate_limit.reset();
     return true;
 }
 

@@ -48,12 +48,24 @@ std::string_view to_string(Permission p) noexcept;
 std::optional<Permission> parse_permission(std::string_view text) noexcept;
 std::string_view to_string(KeyStatus s) noexcept;
 
+// A key's request budget: `limit` requests per `window_seconds`, smoothed (GCRA).
+struct RateLimit {
+    std::uint32_t limit = 0;
+    std::uint32_t window_seconds = 0;
+    friend bool operator==(const RateLimit &a, const RateLimit &b) {
+        return a.limit == b.limit && a.window_seconds == b.window_seconds;
+    }
+};
+
 struct KeyRecord {
     Uuid id;
     Uuid workspace_id;
     Permission permission = Permission::read_only;
     KeyStatus status = KeyStatus::active;
     std::optional<std::int64_t> expires_at;  // unix seconds
+    // Resolved by apikeyd: the key's own limit, else its workspace's default. Unset:
+    // nginx's apikey_rate_limit default applies (or none).
+    std::optional<RateLimit> rate_limit;
     std::array<char, 12> prefix{};           // kKeyPrefixLength characters
 };
 

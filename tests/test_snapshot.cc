@@ -35,6 +35,7 @@ void check_equal(const KeyRecord &a, const KeyRecord &b) {
     BOOST_TEST((a.status == b.status));
     BOOST_TEST((a.expires_at == b.expires_at));
     BOOST_TEST((a.prefix == b.prefix));
+    BOOST_TEST((a.rate_limit == b.rate_limit));
 }
 
 }  // namespace
@@ -45,8 +46,11 @@ BOOST_AUTO_TEST_CASE(key_record_round_trip) {
     for (const auto &expiry : {std::optional<std::int64_t>{}, std::optional<std::int64_t>{0},
                                std::optional<std::int64_t>{1893456000},
                                std::optional<std::int64_t>{-5}}) {
-        const KeyRecord in = sample_record(expiry);
+        KeyRecord in = sample_record(expiry);
         KeyRecord out;
+        BOOST_REQUIRE(decode(encode(in), out));
+        check_equal(in, out);
+        in.rate_limit = RateLimit{100, 60};
         BOOST_REQUIRE(decode(encode(in), out));
         check_equal(in, out);
     }

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "apikey_capi.h"
+#include "ngx_http_apikey_rate_limit.h"
 
 
 /* How often a worker retries opening a missing snapshot and checks whether
@@ -54,6 +55,12 @@ typedef struct {
     ngx_http_complex_value_t  *workspace;
     ngx_http_complex_value_t  *entity;
 
+    /* "apikey_rate_limit": NULL for off; defaults for keys without a limit */
+    ngx_shm_zone_t            *rate_zone;
+    ngx_uint_t                 rate_default_limit;
+    time_t                     rate_default_window;
+    ngx_uint_t                 rate_set;           /* at this level */
+
     /* where "apikey" was set, for configuration errors found on merge */
     ngx_str_t                  enable_file;
     ngx_uint_t                 enable_line;
@@ -65,7 +72,11 @@ typedef struct {
     ngx_str_t                  entity;
     ngx_str_t                  origin;             /* for the CORS grant */
     ngx_str_t                  request_headers;    /* of a preflight */
+    ngx_http_apikey_rate_t     rate;
+    ngx_uint_t                 rate_limit;         /* the budget applied */
+    time_t                     rate_window;
     unsigned                   entity_set:1;
+    unsigned                   rate_applied:1;
 } ngx_http_apikey_ctx_t;
 
 
@@ -123,6 +134,12 @@ static char *ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
+static ngx_int_t ngx_http_apikey_rate_headers(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
 
 static ngx_int_t ngx_http_apikey_init_process(ngx_cycle_t *cycle);
 static void ngx_http_apikey_exit_process(ngx_cycle_t *cycle);
@@ -156,6 +173,20 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
       ngx_http_apikey_set_value,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_apikey_loc_conf_t, entity),
+      NULL },
+
+    { ngx_string("apikey_rate_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey_rate_limit_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("apikey_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_apikey_rate_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -308,6 +339,12 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         apikey_authenticate(amcf->reader, &req, &ctx->result);
 
+        /* last: refused requests never spend a key's budget */
+
+        if (ctx->result.http_status == NGX_HTTP_OK && ctx->result.key_found) {
+            ngx_http_apikey_apply_rate_limit(r, alcf, ctx);
+        }
+
         ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -417,6 +454,20 @@ ngx_http_apikey_reject(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
     if (ctx->result.http_status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         key = retry_after;
         value = one_second;
+
+        if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+            goto failed;
+        }
+
+    } else if (ctx->result.http_status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        key = retry_after;
+        value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (value.data == NULL) {
+            goto failed;
+        }
+
+        value.len = ngx_sprintf(value.data, "%T", ctx->rate.retry_after)
+                    - value.data;
 
         if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
             goto failed;
@@ -718,7 +769,15 @@ ngx_http_apikey_header_filter(ngx_http_request_t *r)
     ctx = (r == r->main) ? ngx_http_get_module_ctx(r, ngx_http_apikey_module)
                          : NULL;
 
-    if (ctx == NULL || ctx->result.cors == APIKEY_CORS_NONE) {
+    if (ctx == NULL) {
+        return ngx_http_apikey_next_header_filter(r);
+    }
+
+    if (ctx->rate_applied && ngx_http_apikey_rate_headers(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->result.cors == APIKEY_CORS_NONE) {
         return ngx_http_apikey_next_header_filter(r);
     }
 
@@ -739,6 +798,88 @@ ngx_http_apikey_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_apikey_next_header_filter(r);
+}
+
+
+/* per-key rate limit (ngx_http_apikey_rate_limit.c holds the zone) */
+
+static void
+ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx)
+{
+    if (alcf->rate_zone == NULL) {
+        return;
+    }
+
+    if (ctx->result.rate_limit) {
+        ctx->rate_limit = ctx->result.rate_limit;
+        ctx->rate_window = (time_t) ctx->result.rate_window;
+
+    } else if (alcf->rate_default_limit) {
+        ctx->rate_limit = alcf->rate_default_limit;
+        ctx->rate_window = alcf->rate_default_window;
+
+    } else {
+        return;
+    }
+
+    ngx_http_apikey_rate_limit_check(alcf->rate_zone,
+                                     (u_char *) ctx->result.key_id,
+                                     APIKEY_UUID_LEN, ctx->rate_limit,
+                                     ctx->rate_window, &ctx->rate,
+                                     r->connection->log);
+    ctx->rate_applied = 1;
+
+    if (!ctx->rate.allowed) {
+        ctx->result.code = apikey_code_rate_limited();
+        ctx->result.http_status = NGX_HTTP_TOO_MANY_REQUESTS;
+        ctx->result.message.data = NULL;
+        ctx->result.message.len = 0;
+    }
+}
+
+
+/*
+ * The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers):
+ *   RateLimit-Policy: "apikey";q=<limit>;w=<window>
+ *   RateLimit: "apikey";r=<remaining>;t=<seconds until the budget is full>
+ */
+
+static ngx_int_t
+ngx_http_apikey_rate_headers(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
+{
+    ngx_str_t  key, value;
+
+    static ngx_str_t  policy = ngx_string("RateLimit-Policy");
+    static ngx_str_t  state = ngx_string("RateLimit");
+
+    value.data = ngx_pnalloc(r->pool,
+                             sizeof("\"apikey\";q=;w=") + 2 * NGX_INT_T_LEN);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.len = ngx_sprintf(value.data, "\"apikey\";q=%ui;w=%T",
+                            ctx->rate_limit, ctx->rate_window)
+                - value.data;
+    key = policy;
+
+    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    value.data = ngx_pnalloc(r->pool,
+                             sizeof("\"apikey\";r=;t=") + 2 * NGX_INT_T_LEN);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.len = ngx_sprintf(value.data, "\"apikey\";r=%ui;t=%T",
+                            ctx->rate.remaining, ctx->rate.reset)
+                - value.data;
+    key = state;
+
+    return ngx_http_apikey_add_header(r, &key, &value, NULL);
 }
 
 
@@ -1208,6 +1349,7 @@ ngx_http_apikey_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->enable = NGX_CONF_UNSET;
+    conf->rate_zone = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -1235,6 +1377,22 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->entity == NULL) {
         conf->entity = prev->entity;
+    }
+
+    if (!conf->rate_set) {
+        conf->rate_zone = prev->rate_zone;
+        conf->rate_default_limit = prev->rate_default_limit;
+        conf->rate_default_window = prev->rate_default_window;
+    }
+
+    ngx_conf_merge_ptr_value(conf->rate_zone, prev->rate_zone, NULL);
+
+    if (conf->rate_zone && conf->rate_zone->data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"apikey_rate_limit\" uses zone \"%V\" but no "
+                           "\"apikey_rate_limit_zone\" declares it",
+                           &conf->rate_zone->shm.name);
+        return NGX_CONF_ERROR;
     }
 
     if (!conf->enable) {
@@ -1408,4 +1566,93 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* apikey_rate_limit zone=name [default=N/window] | off */
+
+static char *
+ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_loc_conf_t *alcf = conf;
+
+    u_char     *slash;
+    time_t      window;
+    ngx_int_t   limit;
+    ngx_str_t  *value, name, s;
+    ngx_uint_t  i;
+
+    if (alcf->rate_set) {
+        return "is duplicate";
+    }
+
+    alcf->rate_set = 1;
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts != 2) {
+            return "takes no parameters after \"off\"";
+        }
+
+        alcf->rate_zone = NULL;
+        return NGX_CONF_OK;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+
+            if (name.len == 0) {
+                goto invalid;
+            }
+
+            alcf->rate_zone = ngx_http_apikey_rate_limit_zone_ref(cf, &name);
+            if (alcf->rate_zone == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "default=", 8) == 0) {
+            s.data = value[i].data + 8;
+            slash = (u_char *) ngx_strchr(s.data, '/');
+
+            if (slash == NULL) {
+                goto invalid;
+            }
+
+            limit = ngx_atoi(s.data, slash - s.data);
+
+            s.data = slash + 1;
+            s.len = value[i].data + value[i].len - s.data;
+            window = ngx_parse_time(&s, 1);
+
+            if (limit <= 0 || window == (time_t) NGX_ERROR || window <= 0) {
+                goto invalid;
+            }
+
+            alcf->rate_default_limit = (ngx_uint_t) limit;
+            alcf->rate_default_window = window;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (alcf->rate_zone == NGX_CONF_UNSET_PTR || alcf->rate_zone == NULL) {
+        return "needs \"zone=name\" (or \"off\")";
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" (expected \"zone=name\", "
+                       "\"default=requests/window\" such as default=100/60s, "
+                       "or \"off\")", &value[i]);
+    return NGX_CONF_ERROR;
 }

@@ -106,6 +106,10 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
         apikey::format_uuid(d.key.workspace_id, result->workspace_id);
         std::memcpy(result->key_prefix, d.key.prefix.data(), APIKEY_PREFIX_LEN);
         result->permission = apikey::snapshot::to_string(d.key.permission).data();
+        if (d.key.rate_limit) {
+            result->rate_limit = d.key.rate_limit->limit;
+            result->rate_window = d.key.rate_limit->window_seconds;
+        }
     }
 
     bool copied = true;
@@ -132,6 +136,8 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
 int apikey_cors_header_list_is_echoable(const char *list, size_t len) {
     return apikey::is_echoable_header_list({list, len}) ? 1 : 0;
 }
+
+int apikey_code_rate_limited(void) { return static_cast<int>(apikey::Code::rate_limited); }
 
 const char *apikey_code_name(int code) { return apikey::code_name(to_code(code)).data(); }
 const char *apikey_code_message(int code) { return apikey::code_message(to_code(code)).data(); }

@@ -60,6 +60,8 @@ typedef struct {
     char workspace_id[APIKEY_UUID_LEN];
     char key_prefix[APIKEY_PREFIX_LEN];
     const char *permission; /* "read_only" / "read_write", static storage */
+    uint32_t rate_limit;    /* the key's resolved budget: rate_limit requests per */
+    uint32_t rate_window;   /* rate_window seconds; 0 when the snapshot sets none */
     uint64_t generation;    /* of the snapshot the decision was made from; 0 if none */
     const char *error;      /* why the snapshot could not be read, static storage */
     /* Allocated with request->alloc; empty when there is nothing to say. */
@@ -76,6 +78,9 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
 /* True for an Access-Control-Request-Headers value safe to echo in
  * Access-Control-Allow-Headers: header names, commas and spaces, bounded length. */
 int apikey_cors_header_list_is_echoable(const char *list, size_t len);
+
+/* The code of a request refused by the rate limiter (429). */
+int apikey_code_rate_limited(void);
 
 const char *apikey_code_name(int code);
 const char *apikey_code_message(int code);

@@ -24,6 +24,7 @@ std::string_view code_name(Code code) noexcept {
     case Code::invalid_query: return "invalid_query";
     case Code::expand_not_allowed: return "expand_not_allowed";
     case Code::filter_not_allowed: return "filter_not_allowed";
+    case Code::rate_limited: return "rate_limited";
     }
     return "internal_error";
 }
@@ -46,6 +47,7 @@ std::string_view code_message(Code code) noexcept {
     case Code::invalid_query: return "The query string is malformed";
     case Code::expand_not_allowed: return "A relationship in expand may not be expanded";
     case Code::filter_not_allowed: return "A field in filter may not be filtered on";
+    case Code::rate_limited: return "The API key is over its rate limit: retry after Retry-After seconds";
     }
     return "Internal error";
 }
@@ -61,6 +63,7 @@ int http_status(Code code) noexcept {
     case Code::expand_not_allowed:
     case Code::filter_not_allowed: return 400;
     case Code::snapshot_unavailable: return 503;
+    case Code::rate_limited: return 429;
     default: return 401;
     }
 }

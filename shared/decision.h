@@ -33,9 +33,10 @@ enum class Code : std::uint8_t {
     invalid_query,
     expand_not_allowed,
     filter_not_allowed,
+    rate_limited,  // decided by the module's shared rate-limit zone, after everything else
 };
 
-inline constexpr Code kLastCode = Code::filter_not_allowed;
+inline constexpr Code kLastCode = Code::rate_limited;
 
 // True for the codes that let the request through to the upstream.
 inline bool admitted(Code code) noexcept { return code == Code::ok || code == Code::public_access; }

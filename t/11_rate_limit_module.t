@@ -1,0 +1,80 @@
+# Per-key rate limiting in nginx: exact budgets, Retry-After, RateLimit headers, one
+# budget shared by both workers, independent keys, state kept across reload, refused
+# requests spending nothing, and a full zone that degrades instead of failing.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new(
+    workers    => 2,
+    http_extra => '    apikey_rate_limit_zone zone=keys:32k;',
+    location_extra => '            apikey_rate_limit zone=keys default=5/3s;',
+);
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $k1 = $t->create_key($ws->{id}, permission => 'read_only');
+my $k2 = $t->create_key($ws->{id}, permission => 'read_only');
+my $PATH = '/api/v1/acme-corp/sales/orders';
+
+sub get { $t->api(GET => $PATH, key => $_[0]{key}) }
+
+# Exactly the budget, then 429.
+my @statuses = map { get($k1)->{status} } 1 .. 5;
+is_deeply \@statuses, [ (200) x 5 ], 'a key limited to 5 per 3 s gets 5 through';
+my $first = get($k1);
+is $first->{status}, 429, 'the 6th is refused with 429';
+is $first->{json}{error}{code}, 'rate_limited', '  JSON error code rate_limited';
+like $first->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '  Retry-After in whole seconds, >= 1';
+ok(($first->{headers}{'retry-after'} // 99) <= 1,
+   '  and not more than the true wait (one interval of 0.6 s, so 1)');
+like $first->{headers}{'ratelimit-policy'} // '', qr/^"apikey";q=5;w=3$/, '  RateLimit-Policy';
+like $first->{headers}{'ratelimit'} // '', qr/^"apikey";r=0;t=\d+$/, '  RateLimit with r=0';
+ok !defined $first->{json}{method}, '  the upstream was not called';
+
+# Independent keys.
+is get($k2)->{status}, 200, 'another key has its own budget';
+like get($k2)->{headers}{'ratelimit'} // '', qr/^"apikey";r=3;t=\d+$/,
+    'RateLimit counts down on allowed responses';
+
+# Recovery: one request per interval (0.6 s) comes back.
+sleep 0.7;
+is get($k1)->{status}, 200, 'after one interval the key gets one more request';
+is get($k1)->{status}, 429, '  and only one';
+
+# Both workers share one budget: spread requests over many connections (reuseport).
+my $k3 = $t->create_key($ws->{id}, permission => 'read_only');
+my %pids;
+my $ok = 0;
+for (1 .. 20) {
+    my $r = get($k3);
+    $ok++ if $r->{status} == 200;
+}
+is $ok, 5, 'twenty requests over both workers: exactly 5 allowed in total';
+my @workers = $t->worker_pids;
+is scalar(@workers), 2, 'two workers were running';
+
+# Refused requests do not spend the budget.
+my $k4 = $t->create_key($ws->{id}, permission => 'read_only');
+is $t->api(POST => $PATH, key => $k4->{key}, body => '{}')->{status}, 403, 'read-only POST: 403'
+    for 1 .. 6;
+is get($k4)->{status}, 200, '403s spent nothing: the key still has its budget';
+like get($k4)->{headers}{'ratelimit'} // '', qr/r=3;/, '  4 left after 2 GETs, not fewer';
+
+# Reload keeps the state.
+my $k5 = $t->create_key($ws->{id}, permission => 'read_only');
+get($k5) for 1 .. 5;
+$t->reload_nginx;
+is get($k5)->{status}, 429, 'after nginx -s reload the spent budget is still spent';
+
+# A full zone (32k holds a few hundred keys) evicts the least recently used state
+# instead of failing requests.
+my @many = map { $t->create_key($ws->{id}, permission => 'read_only') } 1 .. 400;
+my %seen;
+$seen{ get($_)->{status} }++ for @many;
+is_deeply \%seen, { 200 => 400 }, 'four hundred keys in a small zone: every first request passes';
+unlike $t->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts in the error log';
+unlike $t->error_log, qr/cannot hold another key/, 'eviction always made room';
+is get($k2)->{status}, 200, 'nginx still answers after the zone filled';
+
+done_testing;

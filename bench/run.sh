@@ -12,6 +12,7 @@
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
 #   BENCH_WORKERS="1 2"     worker_processes settings to run
+#   BENCH_REVOKES=200       revokes for the revoke -> 401 figure (data-plane half)
 #   BENCH_KEEP=1            keep the work directory (snapshot, logs, raw results)
 #   NGINX=/usr/sbin/nginx
 set -euo pipefail
@@ -29,10 +30,12 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=$ROOT/build/ngx_http_apikey_module.so
 GEN=$ROOT/build/bench/gen_snapshot
 MICRO=$ROOT/build/bench/decision_bench
+PROBE=$ROOT/build/bench/revoke_probe
+REVOKES=${BENCH_REVOKES:-200}
 URL_PATH=/api/v1/acme-corp/sales/Customer
 NCPU=$(nproc)
 
-for f in "$MODULE" "$GEN" "$MICRO"; do
+for f in "$MODULE" "$GEN" "$MICRO" "$PROBE"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "bench: $f missing: run 'make bench'" >&2; exit 1; }
 done
 for t in wrk curl perl mdb_stat "$NGINX"; do
@@ -42,7 +45,7 @@ done
 WORK=$(mktemp -d /tmp/apikey-bench.XXXXXX)
 chmod 755 "$WORK"  # nginx workers (nobody) must reach the snapshot
 RAW=$WORK/raw.txt
-: >"$RAW"
+echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)" >"$RAW"
 RUNNING=()  # pid files of nginx instances still up
 
 stop_nginx() {  # pidfile
@@ -276,6 +279,18 @@ for rep in $(seq "$START_REPS"); do
     done
 done
 
+# ---- revoke -> 401, data-plane half, at the full snapshot size ------------------------
+# Last: the revoked keys would turn up as 401s in the valid-key runs.
+log "revoke -> 401: $REVOKES revokes published into the $KEYS-key snapshot"
+dir=$WORK/start-module
+RUNNING=("$dir/logs/nginx.pid")
+start_nginx "$dir" "$PORT_START"
+"$PROBE" --snapshot "$SNAP" --keys "$VALID" --count "$REVOKES" --port "$PORT_START" \
+    --path "$URL_PATH" "${GROUP_ARGS[@]}" | awk '/^REVOKE/ {print "revoke", $2, $3, $4}' >>"$RAW"
+stop_nginx "$dir/logs/nginx.pid"
+RUNNING=()
+
+echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 cp "$RAW" "$ROOT/build/bench/last-raw.txt"
 {
     echo "# make bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"

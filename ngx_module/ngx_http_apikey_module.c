@@ -14,6 +14,7 @@
 
 #include "apikey_capi.h"
 #include "ngx_http_apikey_rate_limit.h"
+#include "ngx_http_apikey_usage.h"
 
 
 /* How often a worker retries opening a missing snapshot and checks whether
@@ -47,6 +48,8 @@ typedef struct {
     time_t                     unavailable_logged;
     const char                *unavailable_reason;
     u_char                     open_error[NGX_HTTP_APIKEY_ERR_SIZE];
+
+    ngx_http_apikey_usage_t    usage;              /* last_used_at reports */
 } ngx_http_apikey_main_conf_t;
 
 
@@ -173,6 +176,13 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
       ngx_http_apikey_set_value,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_apikey_loc_conf_t, entity),
+      NULL },
+
+    { ngx_string("apikey_usage_report"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_apikey_usage_report,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_apikey_main_conf_t, usage),
       NULL },
 
     { ngx_string("apikey_rate_limit_zone"),
@@ -343,6 +353,17 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         if (ctx->result.http_status == NGX_HTTP_OK && ctx->result.key_found) {
             ngx_http_apikey_apply_rate_limit(r, alcf, ctx);
+        }
+
+        /* a key that authenticated was used, whatever else was refused */
+
+        if (ctx->result.key_found
+            && ctx->result.http_status != NGX_HTTP_UNAUTHORIZED
+            && ctx->result.http_status != NGX_HTTP_SERVICE_UNAVAILABLE)
+        {
+            ngx_http_apikey_usage_record(&amcf->usage,
+                                         (u_char *) ctx->result.key_id,
+                                         ngx_time());
         }
 
         ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
@@ -1238,6 +1259,12 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
 
     ngx_add_timer(&amcf->watch, NGX_HTTP_APIKEY_WATCH_INTERVAL);
 
+    if (ngx_http_apikey_usage_init_process(&amcf->usage, cycle) != NGX_OK) {
+        /* requests are still decided; only last_used_at goes unreported */
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "apikey: usage reports are off in this worker");
+    }
+
     return NGX_OK;
 }
 
@@ -1261,6 +1288,8 @@ ngx_http_apikey_exit_process(ngx_cycle_t *cycle)
         apikey_reader_close(amcf->reader);
         amcf->reader = NULL;
     }
+
+    ngx_http_apikey_usage_exit_process(&amcf->usage);
 }
 
 
@@ -1324,6 +1353,8 @@ ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
      *     amcf->data_file = { 0, NULL };
      *     amcf->reader = NULL;
      */
+
+    ngx_http_apikey_usage_init_conf(&amcf->usage);
 
     return amcf;
 }

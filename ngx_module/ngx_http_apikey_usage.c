@@ -1,0 +1,261 @@
+/*
+ * Key usage reports for last_used_at (see ngx_http_apikey_usage.h).
+ */
+
+#include "ngx_http_apikey_usage.h"
+#include "apikey_capi.h"
+
+
+/* Keys remembered per worker between flushes; more are counted as dropped
+ * and reported on their next use after the flush. */
+#define NGX_HTTP_APIKEY_USAGE_SLOTS     4096
+#define NGX_HTTP_APIKEY_USAGE_PROBES    8
+
+/* Fits a loopback datagram comfortably, and any Ethernet MTU. */
+#define NGX_HTTP_APIKEY_USAGE_DATAGRAM  1400
+
+#define NGX_HTTP_APIKEY_USAGE_HEADER    "apikey-usage 1\n"
+
+
+struct ngx_http_apikey_usage_slot_s {
+    time_t    used_at;                      /* 0: empty */
+    u_char    id[APIKEY_UUID_LEN];
+};
+
+
+static void ngx_http_apikey_usage_flush(ngx_http_apikey_usage_t *usage);
+static void ngx_http_apikey_usage_flush_handler(ngx_event_t *ev);
+
+
+char *
+ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_usage_t  *usage;
+
+    ngx_str_t  *value, s;
+    ngx_url_t   u;
+    ngx_int_t   interval;
+
+    usage = (ngx_http_apikey_usage_t *) ((char *) conf + cmd->offset);
+
+    if (usage->addr) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0 || u.no_port) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"%V\" (expected an IP "
+                           "address and port, such as 127.0.0.1:8089)",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    usage->addr = &u.addrs[0];
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "interval=", 9) != 0) {
+            goto invalid;
+        }
+
+        s.data = value[2].data + 9;
+        s.len = value[2].len - 9;
+        interval = ngx_parse_time(&s, 0);
+
+        if (interval == NGX_ERROR || interval < 100) {
+            goto invalid;
+        }
+
+        usage->interval = (ngx_msec_t) interval;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" (expected interval=time of "
+                       "at least 100ms)", &value[2]);
+    return NGX_CONF_ERROR;
+}
+
+
+void
+ngx_http_apikey_usage_init_conf(ngx_http_apikey_usage_t *usage)
+{
+    usage->interval = 1000;
+    usage->fd = (ngx_socket_t) -1;
+}
+
+
+ngx_int_t
+ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
+    ngx_cycle_t *cycle)
+{
+    ngx_socket_t  fd;
+
+    if (usage->addr == NULL) {
+        return NGX_OK;
+    }
+
+    usage->slots = ngx_pcalloc(cycle->pool, NGX_HTTP_APIKEY_USAGE_SLOTS
+                                        * sizeof(ngx_http_apikey_usage_slot_t));
+    if (usage->slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_socket(usage->addr->sockaddr->sa_family, SOCK_DGRAM, 0);
+
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      "apikey: usage report socket failed");
+        return NGX_ERROR;
+    }
+
+    if (ngx_nonblocking(fd) == -1
+        || connect(fd, usage->addr->sockaddr, usage->addr->socklen) == -1)
+    {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      "apikey: usage report socket to %V failed",
+                      &usage->addr->name);
+        ngx_close_socket(fd);
+        return NGX_ERROR;
+    }
+
+    usage->fd = fd;
+    usage->log = cycle->log;
+
+    usage->flush.handler = ngx_http_apikey_usage_flush_handler;
+    usage->flush.data = usage;
+    usage->flush.log = cycle->log;
+    usage->flush.cancelable = 1;
+
+    ngx_add_timer(&usage->flush, usage->interval);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage)
+{
+    if (usage->fd == (ngx_socket_t) -1) {
+        return;
+    }
+
+    /* what this worker saw since the last tick is not lost on a reload */
+    ngx_http_apikey_usage_flush(usage);
+
+    ngx_close_socket(usage->fd);
+    usage->fd = (ngx_socket_t) -1;
+}
+
+
+void
+ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
+    time_t now)
+{
+    ngx_uint_t                     i, n;
+    ngx_http_apikey_usage_slot_t  *slot;
+
+    if (usage->slots == NULL) {
+        return;
+    }
+
+    i = ngx_crc32_short(id, APIKEY_UUID_LEN);
+
+    for (n = 0; n < NGX_HTTP_APIKEY_USAGE_PROBES; n++, i++) {
+        slot = &usage->slots[i & (NGX_HTTP_APIKEY_USAGE_SLOTS - 1)];
+
+        if (slot->used_at == 0) {
+            ngx_memcpy(slot->id, id, APIKEY_UUID_LEN);
+            slot->used_at = now;
+            usage->used++;
+            return;
+        }
+
+        if (ngx_memcmp(slot->id, id, APIKEY_UUID_LEN) == 0) {
+            slot->used_at = now;
+            return;
+        }
+    }
+
+    usage->dropped++;
+}
+
+
+static void
+ngx_http_apikey_usage_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_apikey_usage_t  *usage = ev->data;
+
+    ngx_http_apikey_usage_flush(usage);
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, usage->interval);
+    }
+}
+
+
+static void
+ngx_http_apikey_usage_flush(ngx_http_apikey_usage_t *usage)
+{
+    u_char                        *p, *last;
+    ngx_uint_t                     i, lines;
+    ngx_http_apikey_usage_slot_t  *slot;
+    u_char                         buf[NGX_HTTP_APIKEY_USAGE_DATAGRAM];
+
+    if (usage->used == 0) {
+        return;
+    }
+
+    if (usage->dropped) {
+        ngx_log_error(NGX_LOG_WARN, usage->log, 0,
+                      "apikey: %ui key uses not recorded since the last usage "
+                      "report (more than %d keys per interval in one worker); "
+                      "they are reported on their next use",
+                      usage->dropped, NGX_HTTP_APIKEY_USAGE_SLOTS);
+        usage->dropped = 0;
+    }
+
+    last = buf + sizeof(buf);
+    p = ngx_cpymem(buf, NGX_HTTP_APIKEY_USAGE_HEADER,
+                   sizeof(NGX_HTTP_APIKEY_USAGE_HEADER) - 1);
+    lines = 0;
+
+    for (i = 0; i < NGX_HTTP_APIKEY_USAGE_SLOTS; i++) {
+        slot = &usage->slots[i];
+
+        if (slot->used_at == 0) {
+            continue;
+        }
+
+        if ((size_t) (last - p) < APIKEY_UUID_LEN + 2 + NGX_TIME_T_LEN) {
+            (void) send(usage->fd, buf, p - buf, 0);
+            p = buf + sizeof(NGX_HTTP_APIKEY_USAGE_HEADER) - 1;
+            lines = 0;
+        }
+
+        p = ngx_cpymem(p, slot->id, APIKEY_UUID_LEN);
+        p = ngx_sprintf(p, " %T\n", slot->used_at);
+        lines++;
+
+        slot->used_at = 0;
+    }
+
+    /*
+     * Errors are not retried: apikeyd may be down (ECONNREFUSED from an
+     * earlier datagram) and the next use of each key is reported again.
+     */
+
+    if (lines) {
+        (void) send(usage->fd, buf, p - buf, 0);
+    }
+
+    usage->used = 0;
+}

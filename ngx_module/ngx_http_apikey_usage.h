@@ -1,0 +1,51 @@
+/*
+ * Key usage reports for last_used_at: each worker remembers the latest use
+ * of each key in a fixed table (no allocation, no syscall per request) and a
+ * timer sends it to apikeyd as UDP datagrams on loopback:
+ *
+ *     apikey-usage 1\n
+ *     <key uuid> <unix seconds>\n ...
+ *
+ * Loss is harmless: apikeyd keeps the newest time it has seen per key, and
+ * the next use is reported again.
+ */
+
+#ifndef NGX_HTTP_APIKEY_USAGE_H
+#define NGX_HTTP_APIKEY_USAGE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+typedef struct ngx_http_apikey_usage_slot_s  ngx_http_apikey_usage_slot_t;
+
+typedef struct {
+    /* configuration */
+    ngx_addr_t                     *addr;        /* NULL: no reports */
+    ngx_msec_t                      interval;
+
+    /* per worker */
+    ngx_socket_t                    fd;
+    ngx_http_apikey_usage_slot_t   *slots;
+    ngx_uint_t                      used;
+    ngx_uint_t                      dropped;     /* table full since last flush */
+    ngx_event_t                     flush;
+    ngx_log_t                      *log;
+} ngx_http_apikey_usage_t;
+
+
+/* "apikey_usage_report address [interval=time];" (http) */
+char *ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+void ngx_http_apikey_usage_init_conf(ngx_http_apikey_usage_t *usage);
+ngx_int_t ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
+    ngx_cycle_t *cycle);
+void ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage);
+
+/* Remembers that key `id` (APIKEY_UUID_LEN bytes) was used at `now`. */
+void ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
+    time_t now);
+
+#endif /* NGX_HTTP_APIKEY_USAGE_H */

@@ -12,8 +12,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "apikey_capi.h"
+#include "ngx_http_apikey_module.h"
 #include "ngx_http_apikey_rate_limit.h"
+#include "ngx_http_apikey_status.h"
 #include "ngx_http_apikey_usage.h"
 
 
@@ -50,6 +51,7 @@ typedef struct {
     u_char                     open_error[NGX_HTTP_APIKEY_ERR_SIZE];
 
     ngx_http_apikey_usage_t    usage;              /* last_used_at reports */
+    ngx_shm_zone_t            *counters;           /* decisions by outcome */
 } ngx_http_apikey_main_conf_t;
 
 
@@ -183,6 +185,13 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
       ngx_http_apikey_usage_report,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_apikey_main_conf_t, usage),
+      NULL },
+
+    { ngx_string("apikey_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_apikey_status,
+      0,
+      0,
       NULL },
 
     { ngx_string("apikey_rate_limit_zone"),
@@ -354,6 +363,8 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         if (ctx->result.http_status == NGX_HTTP_OK && ctx->result.key_found) {
             ngx_http_apikey_apply_rate_limit(r, alcf, ctx);
         }
+
+        ngx_http_apikey_status_count(amcf->counters, ctx->result.code);
 
         /* a key that authenticated was used, whatever else was refused */
 
@@ -1317,7 +1328,8 @@ ngx_http_apikey_add_variables(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_apikey_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
+    ngx_http_handler_pt          *h;
+    ngx_http_apikey_main_conf_t  *amcf;
     ngx_http_core_main_conf_t  *cmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -1328,6 +1340,14 @@ ngx_http_apikey_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_apikey_handler;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->snapshot.len
+        && ngx_http_apikey_status_init_zone(cf, &amcf->counters) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ngx_http_apikey_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_apikey_header_filter;
@@ -1686,4 +1706,28 @@ invalid:
                        "\"default=requests/window\" such as default=100/60s, "
                        "or \"off\")", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* for the module's other files (ngx_http_apikey_module.h) */
+
+apikey_reader_t *
+ngx_http_apikey_worker_reader(ngx_http_request_t *r)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    return amcf->reader;
+}
+
+
+ngx_shm_zone_t *
+ngx_http_apikey_counters(ngx_http_request_t *r)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    return amcf->counters;
 }

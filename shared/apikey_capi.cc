@@ -137,6 +137,20 @@ int apikey_cors_header_list_is_echoable(const char *list, size_t len) {
     return apikey::is_echoable_header_list({list, len}) ? 1 : 0;
 }
 
+int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
+                             int64_t *published_at_ms) {
+    if (reader == nullptr) return -1;
+    const auto view = reader->reader->view();
+    if (!view.ok()) return -1;
+    *generation = view.generation();
+    *published_at_ms = view.published_at_ms();
+    return 0;
+}
+
+int apikey_code_count(void) { return static_cast<int>(apikey::kLastCode) + 1; }
+
+int apikey_code_http_status(int code) { return apikey::http_status(to_code(code)); }
+
 int apikey_code_rate_limited(void) { return static_cast<int>(apikey::Code::rate_limited); }
 
 const char *apikey_code_name(int code) { return apikey::code_name(to_code(code)).data(); }

@@ -79,6 +79,15 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
  * Access-Control-Allow-Headers: header names, commas and spaces, bounded length. */
 int apikey_cors_header_list_is_echoable(const char *list, size_t len);
 
+/* Generation and publication time (unix ms) of the newest snapshot; 0 on
+ * success, -1 when no snapshot can be read. */
+int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
+                             int64_t *published_at_ms);
+
+/* Codes are 0 .. apikey_code_count() - 1. */
+int apikey_code_count(void);
+int apikey_code_http_status(int code);
+
 /* The code of a request refused by the rate limiter (429). */
 int apikey_code_rate_limited(void);
 

@@ -99,13 +99,17 @@ clean:
 # ---- make bench (bench/, docs/BENCHMARKS.md) --------------------------------------------
 # Builds the snapshot generator and the decision microbenchmark, then runs bench/run.sh:
 # generated 1M-key snapshot, Google Benchmark, wrk against bare nginx vs nginx + module.
-BENCH_BINS := $(BUILD)/bench/gen_snapshot $(BUILD)/bench/decision_bench $(BUILD)/bench/revoke_probe
+BENCH_BINS := $(BUILD)/bench/gen_snapshot $(BUILD)/bench/decision_bench $(BUILD)/bench/revoke_probe \
+	$(BUILD)/bench/control_probe
 
 $(BUILD)/bench/gen_snapshot: $(BUILD)/bench/gen_snapshot.o $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS_CORE)
 
 $(BUILD)/bench/revoke_probe: $(BUILD)/bench/revoke_probe.o $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS_CORE)
+
+$(BUILD)/bench/control_probe: $(BUILD)/bench/control_probe.o
+	$(CXX) $(CXXFLAGS) -o $@ $< -lpthread
 
 $(BUILD)/bench/decision_bench: $(BUILD)/bench/decision_bench.o $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) -lbenchmark -lpthread $(LDLIBS_CORE)

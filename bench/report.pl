@@ -3,7 +3,7 @@
 use strict;
 use warnings;
 
-my (%size, %micro, %wrk, %start, %rss, @revoke, %load);
+my (%size, %micro, %wrk, %start, %rss, @revoke, %load, %create, @e2e);
 while (<>) {
     my @f = split;
     next unless @f;
@@ -15,6 +15,8 @@ while (<>) {
                                       non2xx => $non2xx, err => $err, n => $n};
     }
     elsif ($f[0] eq 'revoke') { push @revoke, {publish => $f[1], enforced => $f[2], requests => $f[3]} }
+    elsif ($f[0] eq 'create') { @create{qw(clients keys secs p50 p99)} = @f[1 .. 5] }
+    elsif ($f[0] eq 'revoke_e2e') { push @e2e, {delete => $f[1], after => $f[2], requests => $f[3]} }
     elsif ($f[0] =~ /^load_(\w+)/) { $load{$1} = "@f[1 .. $#f]" }
     elsif ($f[0] eq 'start') { push @{$start{$f[1]}}, $f[3] }
     elsif ($f[0] eq 'rss') { push @{$rss{"$f[1]/$f[2]"}}, {rss => $f[4], anon => $f[5], file => $f[6]} }
@@ -116,6 +118,22 @@ if (@revoke) {
         us(pct(50, @enf)), us(pct(99, @enf)), us((minmax(@enf))[1]), (minmax(@req))[1];
     $fig{revoke} = pct(99, @enf);
 }
+if (%create) {
+    $fig{creates} = $create{keys} / $create{secs};
+    print "\n## Control plane through apikeyd (store of $create{keys} keys, not 1M)\n\n";
+    print "| clients | keys created | creates/s | create latency p50 / p99 |\n|---|---|---|---|\n";
+    printf "| %d | %d | %.0f | %s / %s |\n", $create{clients}, $create{keys}, $fig{creates},
+        us($create{p50}), us($create{p99});
+}
+if (@e2e) {
+    my @del = map { $_->{delete} } @e2e;
+    my @aft = map { $_->{after} } @e2e;
+    my @req = map { $_->{requests} } @e2e;
+    $fig{revoke_e2e} = pct(99, @aft);
+    print "\n| revokes through apikeyd | DELETE latency p50 / p99 | revoke's 200 -> first 401 p50 / p99 / max | requests until 401 (max) |\n|---|---|---|---|\n";
+    printf "| %d | %s / %s | %s / %s / %s | %d |\n", scalar @e2e, us(pct(50, @del)), us(pct(99, @del)),
+        us(pct(50, @aft)), us(pct(99, @aft)), us((minmax(@aft))[1]), (minmax(@req))[1];
+}
 if (%load) {
     printf "\nLoad average (1/5/15 min) before: %s, after: %s (other users of the machine).\n",
         $load{before} // '?', $load{after} // '?';
@@ -139,6 +157,9 @@ row('decision microbenchmark (authenticate, valid key), median', '≤ 1 µs', $f
 row('snapshot bytes per key (data.mdb / keys)', '≤ 160', $fig{bytes_per_key}, '%.0f', sub { $_[0] <= 160 });
 row('nginx start with the snapshot, over bare (median)', '< 100 ms', $fig{start}, '%+.1f ms',
     sub { $_[0] < 100 });
-row('revoke → enforced in nginx, p99 (data-plane half only, see above)', '≤ 100 ms',
+row("revoke → enforced in nginx, p99: snapshot publish + next request, $size{keys} keys", '≤ 100 ms',
     defined $fig{revoke} ? $fig{revoke} / 1000 : undef, '%.2f ms', sub { $_[0] <= 100 });
-print "| key creates/s, 8 clients, durable | ≥ 1,000 | not measured (needs bulk import for 1M) | |\n";
+row("revoke's 200 (apikeyd) → first 401, p99, store of " . ($create{keys} // '?') . ' keys', '≤ 100 ms',
+    defined $fig{revoke_e2e} ? $fig{revoke_e2e} / 1000 : undef, '%.2f ms', sub { $_[0] <= 100 });
+row('key creates/s, 8 clients, durable, store of ' . ($create{keys} // '?') . ' keys', '≥ 1,000',
+    $fig{creates}, '%.0f', sub { $_[0] >= 1000 });

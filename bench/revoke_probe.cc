@@ -12,21 +12,16 @@
 //
 // This is not apikeyd: the store half of a revoke (apikeyd's own LMDB commit and its HTTP
 // answer) is not in these figures.
+#include "http_client.h"
 #include "sha256.h"
 #include "snapshot_reader.h"
 #include "snapshot_writer.h"
 
-#include <arpa/inet.h>
 #include <grp.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -35,60 +30,8 @@
 namespace {
 
 using namespace apikey;
+using bench::die;
 using Clock = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string &why) {
-    std::fprintf(stderr, "revoke_probe: %s\n", why.c_str());
-    std::exit(1);
-}
-
-class Client {
-public:
-    explicit Client(int port) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(static_cast<std::uint16_t>(port));
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0)
-            die("cannot connect to nginx");
-        int one = 1;
-        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    ~Client() { ::close(fd_); }
-
-    // One keep-alive GET; returns the status code.
-    int get(const std::string &path, const std::string &key) {
-        const std::string req = "GET " + path + " HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer " +
-                                key + "\r\n\r\n";
-        if (::write(fd_, req.data(), req.size()) != static_cast<ssize_t>(req.size()))
-            die("write to nginx failed");
-        // Read the header, then Content-Length bytes of body.
-        std::size_t end;
-        while ((end = buf_.find("\r\n\r\n")) == std::string::npos) fill();
-        const int status = std::atoi(buf_.c_str() + 9);
-        std::size_t length = 0;
-        const std::string head = buf_.substr(0, end);
-        for (std::size_t p = 0; (p = head.find("\r\n", p)) != std::string::npos;) {
-            p += 2;
-            if (strncasecmp(head.c_str() + p, "content-length:", 15) == 0)
-                length = std::strtoul(head.c_str() + p + 15, nullptr, 10);
-        }
-        while (buf_.size() < end + 4 + length) fill();
-        buf_.erase(0, end + 4 + length);
-        return status;
-    }
-
-private:
-    void fill() {
-        char tmp[4096];
-        const ssize_t n = ::read(fd_, tmp, sizeof tmp);
-        if (n <= 0) die("nginx closed the connection");
-        buf_.append(tmp, static_cast<std::size_t>(n));
-    }
-    int fd_ = -1;
-    std::string buf_;
-};
 
 }  // namespace
 
@@ -130,7 +73,7 @@ int main(int argc, char **argv) {
     options.dir = dir;
     options.group = group;
     snapshot::Writer writer(options);
-    Client client(port);
+    bench::Client client(port);
 
     for (const std::string &key : keys) {
         const Digest hash = sha256(key);
@@ -139,7 +82,7 @@ int main(int argc, char **argv) {
             auto view = reader->view();
             if (view.find_key(hash, record) != snapshot::Lookup::found) die("key not in snapshot");
         }
-        if (client.get(path, key) != 200) die("key not admitted before its revoke");
+        if (client.request("GET", path, key).status != 200) die("key not admitted before its revoke");
         record.status = snapshot::KeyStatus::revoked;
         const auto t0 = Clock::now();
         writer.publish(writer.generation() + 1,
@@ -147,7 +90,7 @@ int main(int argc, char **argv) {
         const auto t1 = Clock::now();
         int requests = 0, status = 0;
         do {
-            status = client.get(path, key);
+            status = client.request("GET", path, key).status;
             ++requests;
             if (Clock::now() - t0 > std::chrono::seconds(10)) die("revoke not enforced in 10 s");
         } while (status != 401);

@@ -12,7 +12,8 @@
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
 #   BENCH_WORKERS="1 2"     worker_processes settings to run
-#   BENCH_REVOKES=200       revokes for the revoke -> 401 figure (data-plane half)
+#   BENCH_REVOKES=200       revokes for the revoke -> 401 figures
+#   BENCH_CREATES_PER_CLIENT=250  key creates per client (8 clients) through apikeyd
 #   BENCH_KEEP=1            keep the work directory (snapshot, logs, raw results)
 #   NGINX=/usr/sbin/nginx
 set -euo pipefail
@@ -31,11 +32,14 @@ MODULE=$ROOT/build/ngx_http_apikey_module.so
 GEN=$ROOT/build/bench/gen_snapshot
 MICRO=$ROOT/build/bench/decision_bench
 PROBE=$ROOT/build/bench/revoke_probe
+CONTROL=$ROOT/build/bench/control_probe
+APIKEYD=$ROOT/build/apikeyd
+CREATES_PER_CLIENT=${BENCH_CREATES_PER_CLIENT:-250}
 REVOKES=${BENCH_REVOKES:-200}
 URL_PATH=/api/v1/acme-corp/sales/Customer
 NCPU=$(nproc)
 
-for f in "$MODULE" "$GEN" "$MICRO" "$PROBE"; do
+for f in "$MODULE" "$GEN" "$MICRO" "$PROBE" "$CONTROL" "$APIKEYD"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "bench: $f missing: run 'make bench'" >&2; exit 1; }
 done
 for t in wrk curl perl mdb_stat "$NGINX"; do
@@ -47,6 +51,7 @@ chmod 755 "$WORK"  # nginx workers (nobody) must reach the snapshot
 RAW=$WORK/raw.txt
 echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)" >"$RAW"
 RUNNING=()  # pid files of nginx instances still up
+APIKEYD_PID=""
 
 stop_nginx() {  # pidfile
     local pidfile=$1 pid i
@@ -63,6 +68,7 @@ stop_nginx() {  # pidfile
 cleanup() {
     local p
     for p in "${RUNNING[@]}"; do stop_nginx "$p"; done
+    if [ -n "$APIKEYD_PID" ]; then kill -TERM "$APIKEYD_PID" 2>/dev/null || true; wait "$APIKEYD_PID" 2>/dev/null || true; fi
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         echo "bench: work directory kept: $WORK"
     else
@@ -132,13 +138,13 @@ perl -MJSON::PP -e '
 ' <"$WORK/micro.json" >>"$RAW"
 
 # ---- nginx --------------------------------------------------------------------------
-# write_conf DIR VARIANT WORKERS PORT AFFINITY_LINE: one prefix per instance.
+# write_conf DIR VARIANT WORKERS PORT AFFINITY_LINE [SNAPSHOT]: one prefix per instance.
 write_conf() {
-    local dir=$1 variant=$2 workers=$3 port=$4 affinity=$5 load="" snap="" check=""
+    local dir=$1 variant=$2 workers=$3 port=$4 affinity=$5 snapshot=${6:-$SNAP} load="" snap="" check=""
     mkdir -p "$dir/logs" "$dir/tmp"
     if [ "$variant" = module ]; then
         load="load_module $MODULE;"
-        snap="apikey_snapshot $SNAP;"
+        snap="apikey_snapshot $snapshot;"
         check='apikey on; apikey_workspace $org/$ws; apikey_entity $entity;'
     fi
     # empty_gif is a content handler: the access phase (the module) runs before it.
@@ -289,6 +295,41 @@ start_nginx "$dir" "$PORT_START"
     --path "$URL_PATH" "${GROUP_ARGS[@]}" | awk '/^REVOKE/ {print "revoke", $2, $3, $4}' >>"$RAW"
 stop_nginx "$dir/logs/nginx.pid"
 RUNNING=()
+
+# ---- control plane through the real apikeyd (a store of a few thousand keys) --------
+log "apikeyd: key creates with 8 clients, then $REVOKES revokes through the admin API -> 401"
+CP=$WORK/apikeyd
+mkdir -p "$CP"
+(umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$CP/token")
+ADMIN_PORT=$(free_port)
+{
+    echo "listen: 127.0.0.1:$ADMIN_PORT"
+    echo "data_dir: $CP/data"
+    echo "snapshot_path: $CP/snapshot"
+    [ "$(id -u)" = 0 ] && echo "snapshot_group: nogroup"
+    echo "admin_tokens:"
+    echo "  - name: bench"
+    echo "    token_sha256: $("$APIKEYD" hash-token <"$CP/token")"
+} >"$CP/apikeyd.yaml"
+"$APIKEYD" --config "$CP/apikeyd.yaml" 2>"$CP/apikeyd.log" &
+APIKEYD_PID=$!
+for i in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/" && break
+    kill -0 "$APIKEYD_PID" 2>/dev/null || { cat "$CP/apikeyd.log" >&2; exit 1; }
+    sleep 0.1
+done
+PORT_CP=$(free_port)
+write_conf "$WORK/cp-module" module 1 "$PORT_CP" "" "$CP/snapshot"
+RUNNING=("$WORK/cp-module/logs/nginx.pid")
+start_nginx "$WORK/cp-module" "$PORT_CP"
+"$CONTROL" --admin-port "$ADMIN_PORT" --token-file "$CP/token" --nginx-port "$PORT_CP" \
+    --clients 8 --per-client "$CREATES_PER_CLIENT" --revokes "$REVOKES" |
+    awk '/^CREATE/ {print "create", $2, $3, $4, $5, $6} /^REVOKE_E2E/ {print "revoke_e2e", $2, $3, $4}' >>"$RAW"
+stop_nginx "$WORK/cp-module/logs/nginx.pid"
+RUNNING=()
+kill -TERM "$APIKEYD_PID"
+wait "$APIKEYD_PID" || true
+APIKEYD_PID=""
 
 echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
 cp "$RAW" "$ROOT/build/bench/last-raw.txt"

@@ -1,0 +1,63 @@
+# The module's status handler: Prometheus text with decision counters shared by the
+# workers, and the snapshot's generation and age for alerting on a stale data plane.
+use strict;
+use warnings;
+use Test::More;
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new(
+    workers      => 2,
+    server_extra => "        location = /apikey-status { apikey_status; }\n",
+);
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $key = $t->create_key($ws->{id}, permission => 'read_only');
+my $PATH = '/api/v1/acme-corp/sales/orders';
+
+# name{labels} => value, after checking every line is valid exposition format.
+sub scrape {
+    my $r = $t->api(GET => '/apikey-status');
+    is $r->{status}, 200, 'status handler answers 200';
+    like $r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4}, '  Prometheus content type';
+    my (%v, @bad, %typed);
+    for my $line (split /\n/, $r->{body}) {
+        if ($line =~ /^# TYPE (\w+) (counter|gauge)$/) { $typed{$1} = 1; next }
+        next if $line =~ /^# HELP \w+ .+$/;
+        if ($line =~ /^(\w+)(\{[^}]*\})? (-?\d+(?:\.\d+)?)$/) {
+            push @bad, "untyped $1" unless $typed{$1};
+            $v{ $1 . ($2 // '') } = $3;
+        } else {
+            push @bad, $line;
+        }
+    }
+    is_deeply \@bad, [], '  every line parses as Prometheus text';
+    return \%v;
+}
+
+my $before = scrape();
+ok exists $before->{'apikey_requests_total{code="ok",status="200"}'}, 'has a counter per outcome';
+is $before->{apikey_snapshot_up}, 1, 'snapshot up';
+
+$t->api(GET => $PATH, key => $key->{key}) for 1 .. 7;
+$t->api(GET => $PATH) for 1 .. 3;
+$t->api(POST => $PATH, key => $key->{key}, body => '{}') for 1 .. 2;
+$t->api(GET => $PATH, key => ApiKeyTest::make_key());
+
+my $after = scrape();
+my %moved = (
+    'apikey_requests_total{code="ok",status="200"}'                  => 7,
+    'apikey_requests_total{code="missing_credentials",status="401"}' => 3,
+    'apikey_requests_total{code="read_only_key",status="403"}'       => 2,
+    'apikey_requests_total{code="unknown_key",status="401"}'         => 1,
+    'apikey_requests_total{code="rate_limited",status="429"}'        => 0,
+);
+for my $name (sort keys %moved) {
+    is $after->{$name} - $before->{$name}, $moved{$name},
+        "$name moved by $moved{$name} (requests over both workers)";
+}
+
+$t->create_key($ws->{id});
+ok $t->wait_until(sub { (scrape()->{apikey_snapshot_generation} // 0) > $after->{apikey_snapshot_generation} }, 2),
+    'the generation follows a publish';
+ok scrape()->{apikey_snapshot_age_seconds} < 5, 'snapshot age is small right after a publish';
+
+done_testing;

@@ -10,9 +10,9 @@ while (<>) {
     if ($f[0] eq 'size') { %size = map { split /=/, $_, 2 } @f[1 .. $#f] }
     elsif ($f[0] eq 'micro') { $micro{$f[1]} = [$f[2], $f[3]] }
     elsif ($f[0] eq 'wrk') {
-        my (undef, $sc, $wp, $pair, $v, $rps, $p50, $p99, $non2xx, $err, $n) = @f;
+        my (undef, $sc, $wp, $pair, $v, $rps, $p50, $p99, $non2xx, $err, $n, $cpu) = @f;
         $wrk{"$sc/$wp"}{$pair}{$v} = {rps => $rps, p50 => $p50, p99 => $p99,
-                                      non2xx => $non2xx, err => $err, n => $n};
+                                      non2xx => $non2xx, err => $err, n => $n, cpu => $cpu // 0};
     }
     elsif ($f[0] eq 'revoke') { push @revoke, {publish => $f[1], enforced => $f[2], requests => $f[3]} }
     elsif ($f[0] eq 'create') { @create{qw(clients keys secs p50 p99)} = @f[1 .. 5] }
@@ -49,11 +49,13 @@ $fig{micro} = $micro{'authenticate/valid'}[0] if $micro{'authenticate/valid'};
 
 print "\n## wrk: bare nginx (A) vs nginx + module (B), interleaved A B A B\n\n";
 print "| scenario | workers | pairs | bare req/s | module req/s | ratio min / median / max |"
-    . " bare p50 / p99 | module p50 / p99 | p99 added (median) | module non-2xx |\n";
-print "|---|---|---|---|---|---|---|---|---|---|\n";
-my %label = (valid => 'valid keys', unknown => 'unknown keys (401)', valid_c1 => 'valid keys, 1 connection');
+    . " bare p50 / p99 | module p50 / p99 | p99 added (median) | worker CPU/request bare / module | module non-2xx |\n";
+print "|---|---|---|---|---|---|---|---|---|---|---|\n";
+my %label = (valid => 'valid keys', unknown => 'unknown keys (401)', valid_c1 => 'valid keys, 1 connection',
+             cold => 'valid keys, first run after start (cold)');
+my %order = (cold => 0, valid => 1, unknown => 2, valid_c1 => 3);
 for my $k (sort { my ($as, $aw) = split m{/}, $a; my ($bs, $bw) = split m{/}, $b;
-                  $aw <=> $bw || $as cmp $bs } keys %wrk) {
+                  $aw <=> $bw || ($order{$as} // 9) <=> ($order{$bs} // 9) } keys %wrk) {
     my ($sc, $wp) = split m{/}, $k;
     my @pairs = grep { $wrk{$k}{$_}{bare} && $wrk{$k}{$_}{module} } sort { $a <=> $b } keys %{$wrk{$k}};
     my (@ratio, @added, @b, @m, %l);
@@ -65,15 +67,17 @@ for my $k (sort { my ($as, $aw) = split m{/}, $a; my ($bs, $bw) = split m{/}, $b
         push @b, $A->{rps}; push @m, $B->{rps};
         push @{$l{bp50}}, $A->{p50}; push @{$l{bp99}}, $A->{p99};
         push @{$l{mp50}}, $B->{p50}; push @{$l{mp99}}, $B->{p99};
+        push @{$l{bcpu}}, $A->{cpu}; push @{$l{mcpu}}, $B->{cpu};
         $non2xx += $B->{non2xx};
         warn "report: socket errors in $k pair $p\n" if $A->{err} || $B->{err};
     }
     next unless @pairs;
     my ($rmin, $rmax) = minmax(@ratio);
-    printf "| %s | %s | %d | %.0f | %.0f | %.3f / %.3f / %.3f | %s / %s | %s / %s | %s | %d |\n",
+    printf "| %s | %s | %d | %.0f | %.0f | %.3f / %.3f / %.3f | %s / %s | %s / %s | %s | %.1f / %.1f µs | %d |\n",
         $label{$sc} // $sc, $wp, scalar @pairs, median(@b), median(@m), $rmin, median(@ratio), $rmax,
         us(median(@{$l{bp50}})), us(median(@{$l{bp99}})), us(median(@{$l{mp50}})),
-        us(median(@{$l{mp99}})), us(median(@added)), $non2xx;
+        us(median(@{$l{mp99}})), us(median(@added)), median(@{$l{bcpu}}) / 1000,
+        median(@{$l{mcpu}}) / 1000, $non2xx;
     if ($sc eq 'valid') {
         $fig{"ratio/$wp"} = median(@ratio);
         $fig{"ratio_min/$wp"} = $rmin;

@@ -8,6 +8,8 @@
 #   BENCH_SAMPLE=100000     valid keys wrk and the microbenchmark draw from (spread over all)
 #   BENCH_PAIRS=5           A/B pairs per scenario
 #   BENCH_DURATION=5        seconds per wrk run
+#   BENCH_WARMUPS=3         unrecorded A/B warm-up pairs per worker setting (the first is
+#                           reported as "cold": fresh workers fault the snapshot's pages in)
 #   BENCH_CONNECTIONS=32    wrk connections for the throughput scenarios
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
@@ -36,6 +38,7 @@ CONTROL=$ROOT/build/bench/control_probe
 APIKEYD=$ROOT/build/apikeyd
 CREATES_PER_CLIENT=${BENCH_CREATES_PER_CLIENT:-250}
 REVOKES=${BENCH_REVOKES:-200}
+WARMUPS=${BENCH_WARMUPS:-3}
 URL_PATH=/api/v1/acme-corp/sales/Customer
 NCPU=$(nproc)
 
@@ -204,13 +207,27 @@ expect_status() {  # PORT KEY WANT WHAT
     [ "$got" = "$3" ] || { echo "bench: sanity check failed: $4: got $got, want $3" >&2; exit 1; }
 }
 
-run_wrk() {  # PORT KEYFILE THREADS CONNS DURATION PIN(0|1) -> "rps p50 p99 non2xx errors requests"
-    local port=$1 keys=$2 threads=$3 conns=$4 dur=$5 pin=$6 out pincmd=()
+worker_cpu_ns() {  # DIR -> CPU time of all its workers so far (ns, /proc/PID/schedstat)
+    local master w total=0
+    master=$(cat "$1/logs/nginx.pid")
+    for w in $(cat "/proc/$master/task/$master/children"); do
+        total=$((total + $(cut -d' ' -f1 "/proc/$w/schedstat")))
+    done
+    echo "$total"
+}
+
+# run_wrk DIR PORT KEYFILE THREADS CONNS DURATION PIN(0|1)
+#   -> "rps p50_us p99_us non2xx errors requests worker_cpu_ns_per_request"
+run_wrk() {
+    local dir=$1 port=$2 keys=$3 threads=$4 conns=$5 dur=$6 pin=$7 out pincmd=() c0 c1
     [ "$pin" = 1 ] && pincmd=("${PIN_LOAD[@]}")
+    c0=$(worker_cpu_ns "$dir")
     out=$("${pincmd[@]}" wrk -t"$threads" -c"$conns" -d"${dur}s" --latency \
         -s "$ROOT/bench/keys.lua" "http://127.0.0.1:$port$URL_PATH" -- "$keys")
+    c1=$(worker_cpu_ns "$dir")
     echo "$out" >>"$WORK/wrk.log"
-    echo "$out" | awk '/^WRKRESULT/ {print $2, $3, $4, $5, $6, $7}'
+    echo "$out" | awk -v cpu=$((c1 - c0)) '/^WRKRESULT/ {
+        printf "%s %s %s %s %s %s %.0f\n", $2, $3, $4, $5, $6, $7, ($7 > 0 ? cpu / $7 : 0) }'
 }
 
 # scenario NAME WORKERS KEYFILE THREADS CONNS PIN: PAIRS x (A = bare, B = module).
@@ -218,9 +235,9 @@ scenario() {
     local name=$1 workers=$2 keys=$3 threads=$4 conns=$5 pin=$6 pair r
     log "scenario $name, worker_processes $workers: $PAIRS pairs of ${DUR}s runs, -t$threads -c$conns"
     for pair in $(seq "$PAIRS"); do
-        r=$(run_wrk "$PORT_BARE" "$keys" "$threads" "$conns" "$DUR" "$pin")
+        r=$(run_wrk "$WORK/bare-$workers" "$PORT_BARE" "$keys" "$threads" "$conns" "$DUR" "$pin")
         echo "wrk $name $workers $pair bare $r" >>"$RAW"
-        r=$(run_wrk "$PORT_MOD" "$keys" "$threads" "$conns" "$DUR" "$pin")
+        r=$(run_wrk "$WORK/module-$workers" "$PORT_MOD" "$keys" "$threads" "$conns" "$DUR" "$pin")
         echo "wrk $name $workers $pair module $r" >>"$RAW"
     done
 }
@@ -252,9 +269,15 @@ for wp in $WORKER_SETTINGS; do
     expect_status "$PORT_MOD" "$(head -1 "$UNKNOWN")" 401 "module, unknown key"
     expect_status "$PORT_MOD" - 401 "module, no key"
 
-    log "warm-up, worker_processes $wp"
-    run_wrk "$PORT_BARE" "$VALID" "$threads" "$CONNS" 2 "$pin" >/dev/null
-    run_wrk "$PORT_MOD" "$VALID" "$threads" "$CONNS" 2 "$pin" >/dev/null
+    # Fresh workers have none of the snapshot's pages mapped yet: every first touch of a
+    # page is a page fault. The first warm-up pair is recorded as the "cold" scenario.
+    log "warm-up, worker_processes $wp: $WARMUPS pairs of ${DUR}s runs"
+    for i in $(seq "$WARMUPS"); do
+        r=$(run_wrk "$WORK/bare-$wp" "$PORT_BARE" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
+        [ "$i" = 1 ] && echo "wrk cold $wp 1 bare $r" >>"$RAW"
+        r=$(run_wrk "$WORK/module-$wp" "$PORT_MOD" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
+        [ "$i" = 1 ] && echo "wrk cold $wp 1 module $r" >>"$RAW"
+    done
 
     scenario valid "$wp" "$VALID" "$threads" "$CONNS" "$pin"
     scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin"

@@ -3,11 +3,12 @@
 use strict;
 use warnings;
 
-my (%size, %micro, %wrk, %start, %rss, @revoke, %load, %create, @e2e);
+my (%conf, %size, %micro, %wrk, %start, %rss, @revoke, %load, %create, @e2e, @usage);
 while (<>) {
     my @f = split;
     next unless @f;
-    if ($f[0] eq 'size') { %size = map { split /=/, $_, 2 } @f[1 .. $#f] }
+    if ($f[0] eq 'conf') { %conf = map { split /=/, $_, 2 } @f[1 .. $#f] }
+    elsif ($f[0] eq 'size') { %size = map { split /=/, $_, 2 } @f[1 .. $#f] }
     elsif ($f[0] eq 'micro') { $micro{$f[1]} = [$f[2], $f[3]] }
     elsif ($f[0] eq 'wrk') {
         my (undef, $sc, $wp, $pair, $v, $rps, $p50, $p99, $non2xx, $err, $n, $cpu) = @f;
@@ -15,6 +16,7 @@ while (<>) {
                                       non2xx => $non2xx, err => $err, n => $n, cpu => $cpu // 0};
     }
     elsif ($f[0] eq 'revoke') { push @revoke, {publish => $f[1], enforced => $f[2], requests => $f[3]} }
+    elsif ($f[0] eq 'usage') { @usage = @f[1, 2] }
     elsif ($f[0] eq 'create') { @create{qw(clients keys secs p50 p99)} = @f[1 .. 5] }
     elsif ($f[0] eq 'revoke_e2e') { push @e2e, {delete => $f[1], after => $f[2], requests => $f[3]} }
     elsif ($f[0] =~ /^load_(\w+)/) { $load{$1} = "@f[1 .. $#f]" }
@@ -52,8 +54,9 @@ print "| scenario | workers | pairs | bare req/s | module req/s | ratio min / me
     . " bare p50 / p99 | module p50 / p99 | p99 added (median) | worker CPU/request bare / module | module non-2xx |\n";
 print "|---|---|---|---|---|---|---|---|---|---|---|\n";
 my %label = (valid => 'valid keys', unknown => 'unknown keys (401)', valid_c1 => 'valid keys, 1 connection',
-             cold => 'valid keys, first run after start (cold)');
-my %order = (cold => 0, valid => 1, unknown => 2, valid_c1 => 3);
+             cold => 'valid keys, first run after start (cold)',
+             valid_rl => 'valid keys, rate limiting + usage reports on');
+my %order = (cold => 0, valid => 1, unknown => 2, valid_rl => 3, valid_c1 => 4);
 for my $k (sort { my ($as, $aw) = split m{/}, $a; my ($bs, $bw) = split m{/}, $b;
                   $aw <=> $bw || ($order{$as} // 9) <=> ($order{$bs} // 9) } keys %wrk) {
     my ($sc, $wp) = split m{/}, $k;
@@ -84,7 +87,10 @@ for my $k (sort { my ($as, $aw) = split m{/}, $a; my ($bs, $bw) = split m{/}, $b
         $fig{"p99/$wp"} = median(@added);
     }
     $fig{"p99_c1"} = median(@added) if $sc eq 'valid_c1';
+    $fig{"ratio_rl/$wp"} = median(@ratio) if $sc eq 'valid_rl';
 }
+
+printf "\nUsage reports received during the runs: %d datagrams, %d bytes.\n", @usage if @usage;
 
 if (%start) {
     print "\n## nginx start, until the first 200 (module: with a valid key)\n\n";
@@ -153,7 +159,11 @@ for my $wp (1, 2) {
         $fig{"ratio/$wp"}, '%.3f', sub { $_[0] >= 0.95 });
 }
 for my $wp (1, 2) {
-    row("p99 added over bare, -c32, $wp worker(s)", '≤ 50 µs', $fig{"p99/$wp"}, '%.0f µs', sub { $_[0] <= 50 });
+    row("throughput module/bare, rate limiting + usage reports, $wp worker(s)", '≥ 0.95',
+        $fig{"ratio_rl/$wp"}, '%.3f', sub { $_[0] >= 0.95 });
+}
+for my $wp (1, 2) {
+    row("p99 added over bare, -c" . ($conf{conns} // '?') . ", $wp worker(s)", '≤ 50 µs', $fig{"p99/$wp"}, '%.0f µs', sub { $_[0] <= 50 });
 }
 row('p99 added over bare, 1 connection', '≤ 50 µs', $fig{p99_c1}, '%.0f µs', sub { $_[0] <= 50 });
 row('decision microbenchmark (authenticate, valid key), median', '≤ 1 µs', $fig{micro}, '%.0f ns',

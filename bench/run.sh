@@ -7,9 +7,10 @@
 #   BENCH_KEYS=1000000      keys in the snapshot
 #   BENCH_SAMPLE=100000     valid keys wrk and the microbenchmark draw from (spread over all)
 #   BENCH_PAIRS=5           A/B pairs per scenario
-#   BENCH_DURATION=5        seconds per wrk run
-#   BENCH_WARMUPS=3         unrecorded A/B warm-up pairs per worker setting (the first is
-#                           reported as "cold": fresh workers fault the snapshot's pages in)
+#   BENCH_DURATION=4        seconds per wrk run
+#   BENCH_WARMUPS=2         warm-up rounds per worker setting (the first is reported as
+#                           "cold": fresh workers fault the snapshot's pages in)
+#   BENCH_C1_PAIRS=3        pairs of the one-connection latency scenario
 #   BENCH_CONNECTIONS=32    wrk connections for the throughput scenarios
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
@@ -24,7 +25,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KEYS=${BENCH_KEYS:-1000000}
 SAMPLE=${BENCH_SAMPLE:-100000}
 PAIRS=${BENCH_PAIRS:-5}
-DUR=${BENCH_DURATION:-5}
+DUR=${BENCH_DURATION:-4}
 CONNS=${BENCH_CONNECTIONS:-32}
 START_REPS=${BENCH_START_REPS:-5}
 MICRO_REPS=${BENCH_MICRO_REPS:-5}
@@ -38,7 +39,8 @@ CONTROL=$ROOT/build/bench/control_probe
 APIKEYD=$ROOT/build/apikeyd
 CREATES_PER_CLIENT=${BENCH_CREATES_PER_CLIENT:-250}
 REVOKES=${BENCH_REVOKES:-200}
-WARMUPS=${BENCH_WARMUPS:-3}
+WARMUPS=${BENCH_WARMUPS:-2}
+C1_PAIRS=${BENCH_C1_PAIRS:-3}
 URL_PATH=/api/v1/acme-corp/sales/Customer
 NCPU=$(nproc)
 
@@ -53,8 +55,10 @@ WORK=$(mktemp -d /tmp/apikey-bench.XXXXXX)
 chmod 755 "$WORK"  # nginx workers (nobody) must reach the snapshot
 RAW=$WORK/raw.txt
 echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)" >"$RAW"
+echo "conf conns=$CONNS dur=$DUR pairs=$PAIRS keys=$KEYS sample=$SAMPLE" >>"$RAW"
 RUNNING=()  # pid files of nginx instances still up
 APIKEYD_PID=""
+SINK_PID=""
 
 stop_nginx() {  # pidfile
     local pidfile=$1 pid i
@@ -71,6 +75,7 @@ stop_nginx() {  # pidfile
 cleanup() {
     local p
     for p in "${RUNNING[@]}"; do stop_nginx "$p"; done
+    if [ -n "$SINK_PID" ]; then kill -TERM "$SINK_PID" 2>/dev/null || true; fi
     if [ -n "$APIKEYD_PID" ]; then kill -TERM "$APIKEYD_PID" 2>/dev/null || true; wait "$APIKEYD_PID" 2>/dev/null || true; fi
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         echo "bench: work directory kept: $WORK"
@@ -142,13 +147,23 @@ perl -MJSON::PP -e '
 
 # ---- nginx --------------------------------------------------------------------------
 # write_conf DIR VARIANT WORKERS PORT AFFINITY_LINE [SNAPSHOT]: one prefix per instance.
+# VARIANT: bare (no module loaded), module (apikey on), full (module + rate limiting +
+# usage reports for last_used_at).
 write_conf() {
     local dir=$1 variant=$2 workers=$3 port=$4 affinity=$5 snapshot=${6:-$SNAP} load="" snap="" check=""
     mkdir -p "$dir/logs" "$dir/tmp"
-    if [ "$variant" = module ]; then
+    if [ "$variant" = module ] || [ "$variant" = full ]; then
         load="load_module $MODULE;"
         snap="apikey_snapshot $snapshot;"
         check='apikey on; apikey_workspace $org/$ws; apikey_entity $entity;'
+    fi
+    if [ "$variant" = full ]; then
+        # Rate limiting and last_used_at reports on, with a limit no key reaches: the
+        # cost of keeping the state, not of refusing.
+        snap="$snap
+    apikey_rate_limit_zone zone=bench:64m;
+    apikey_usage_report 127.0.0.1:$USAGE_PORT interval=1s;"
+        check="$check apikey_rate_limit zone=bench default=100000000/1s;"
     fi
     # empty_gif is a content handler: the access phase (the module) runs before it.
     # (`return` would answer in the rewrite phase, before any access check.)
@@ -230,14 +245,14 @@ run_wrk() {
         printf "%s %s %s %s %s %s %.0f\n", $2, $3, $4, $5, $6, $7, ($7 > 0 ? cpu / $7 : 0) }'
 }
 
-# scenario NAME WORKERS KEYFILE THREADS CONNS PIN: PAIRS x (A = bare, B = module).
+# scenario NAME WORKERS KEYFILE THREADS CONNS PIN B-VARIANT [PAIRS]: PAIRS x (A = bare, B).
 scenario() {
-    local name=$1 workers=$2 keys=$3 threads=$4 conns=$5 pin=$6 pair r
-    log "scenario $name, worker_processes $workers: $PAIRS pairs of ${DUR}s runs, -t$threads -c$conns"
-    for pair in $(seq "$PAIRS"); do
-        r=$(run_wrk "$WORK/bare-$workers" "$PORT_BARE" "$keys" "$threads" "$conns" "$DUR" "$pin")
+    local name=$1 workers=$2 keys=$3 threads=$4 conns=$5 pin=$6 b=$7 pairs=${8:-$PAIRS} pair r
+    log "scenario $name, worker_processes $workers: $pairs pairs of ${DUR}s runs, -t$threads -c$conns"
+    for pair in $(seq "$pairs"); do
+        r=$(run_wrk "$WORK/bare-$workers" "${PORT[bare]}" "$keys" "$threads" "$conns" "$DUR" "$pin")
         echo "wrk $name $workers $pair bare $r" >>"$RAW"
-        r=$(run_wrk "$WORK/module-$workers" "$PORT_MOD" "$keys" "$threads" "$conns" "$DUR" "$pin")
+        r=$(run_wrk "$WORK/$b-$workers" "${PORT[$b]}" "$keys" "$threads" "$conns" "$DUR" "$pin")
         echo "wrk $name $workers $pair module $r" >>"$RAW"
     done
 }
@@ -253,42 +268,55 @@ record_rss() {  # VARIANT WORKERS DIR
 }
 
 first_key=$(head -1 "$VALID")
+# The usage reports' receiver (apikeyd's usage_listen in production).
+perl "$ROOT/bench/udp_sink.pl" "$WORK/usage.port" >"$WORK/usage.out" &
+SINK_PID=$!
+for i in $(seq 100); do [ -s "$WORK/usage.port" ] && break; sleep 0.05; done
+USAGE_PORT=$(cat "$WORK/usage.port")
+
+declare -A PORT
+VARIANTS=(bare module full)
 for wp in $WORKER_SETTINGS; do
-    PORT_BARE=$(free_port)
-    PORT_MOD=$(free_port)
-    while [ "$PORT_MOD" = "$PORT_BARE" ]; do PORT_MOD=$(free_port); done
     affinity=""; threads=2; pin=0
     if [ "$wp" = 1 ] && [ -n "$PIN_NGX" ]; then affinity=$PIN_NGX; threads=1; pin=1; fi
-    write_conf "$WORK/bare-$wp" bare "$wp" "$PORT_BARE" "$affinity"
-    write_conf "$WORK/module-$wp" module "$wp" "$PORT_MOD" "$affinity"
-    start_nginx "$WORK/bare-$wp" "$PORT_BARE"
-    start_nginx "$WORK/module-$wp" "$PORT_MOD"
-
-    expect_status "$PORT_BARE" "$first_key" 200 "bare nginx"
-    expect_status "$PORT_MOD" "$first_key" 200 "module, valid key"
-    expect_status "$PORT_MOD" "$(head -1 "$UNKNOWN")" 401 "module, unknown key"
-    expect_status "$PORT_MOD" - 401 "module, no key"
-
-    # Fresh workers have none of the snapshot's pages mapped yet: every first touch of a
-    # page is a page fault. The first warm-up pair is recorded as the "cold" scenario.
-    log "warm-up, worker_processes $wp: $WARMUPS pairs of ${DUR}s runs"
-    for i in $(seq "$WARMUPS"); do
-        r=$(run_wrk "$WORK/bare-$wp" "$PORT_BARE" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
-        [ "$i" = 1 ] && echo "wrk cold $wp 1 bare $r" >>"$RAW"
-        r=$(run_wrk "$WORK/module-$wp" "$PORT_MOD" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
-        [ "$i" = 1 ] && echo "wrk cold $wp 1 module $r" >>"$RAW"
+    for v in "${VARIANTS[@]}"; do
+        PORT[$v]=$(free_port)
+        write_conf "$WORK/$v-$wp" "$v" "$wp" "${PORT[$v]}" "$affinity"
+        start_nginx "$WORK/$v-$wp" "${PORT[$v]}"
     done
 
-    scenario valid "$wp" "$VALID" "$threads" "$CONNS" "$pin"
-    scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin"
-    if [ "$wp" = 1 ]; then scenario valid_c1 "$wp" "$VALID" 1 1 "$pin"; fi
+    expect_status "${PORT[bare]}" "$first_key" 200 "bare nginx"
+    for v in module full; do
+        expect_status "${PORT[$v]}" "$first_key" 200 "$v, valid key"
+        expect_status "${PORT[$v]}" "$(head -1 "$UNKNOWN")" 401 "$v, unknown key"
+        expect_status "${PORT[$v]}" - 401 "$v, no key"
+    done
 
-    record_rss bare "$wp" "$WORK/bare-$wp"
-    record_rss module "$wp" "$WORK/module-$wp"
-    stop_nginx "$WORK/bare-$wp/logs/nginx.pid"
-    stop_nginx "$WORK/module-$wp/logs/nginx.pid"
+    # Fresh workers have none of the snapshot's pages mapped yet: every first touch of a
+    # page is a page fault. The first warm-up run of each is recorded as the "cold" scenario.
+    log "warm-up, worker_processes $wp: $WARMUPS rounds of ${DUR}s runs"
+    for i in $(seq "$WARMUPS"); do
+        for v in "${VARIANTS[@]}"; do
+            r=$(run_wrk "$WORK/$v-$wp" "${PORT[$v]}" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
+            [ "$i" = 1 ] && [ "$v" != full ] && echo "wrk cold $wp 1 $v $r" >>"$RAW"
+        done
+    done
+
+    scenario valid "$wp" "$VALID" "$threads" "$CONNS" "$pin" module
+    scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin" module
+    scenario valid_rl "$wp" "$VALID" "$threads" "$CONNS" "$pin" full
+    if [ "$wp" = 1 ]; then scenario valid_c1 "$wp" "$VALID" 1 1 "$pin" module "$C1_PAIRS"; fi
+
+    for v in "${VARIANTS[@]}"; do
+        record_rss "$v" "$wp" "$WORK/$v-$wp"
+        stop_nginx "$WORK/$v-$wp/logs/nginx.pid"
+    done
     RUNNING=()
 done
+kill -TERM "$SINK_PID"
+wait "$SINK_PID" || true
+SINK_PID=""
+cat "$WORK/usage.out" >>"$RAW"
 
 # ---- start time: until the first 200 (with a valid key for the module) --------------
 log "nginx start time, $START_REPS starts per variant"

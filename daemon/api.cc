@@ -67,6 +67,39 @@ std::string_view query_of(std::string_view target) {
     return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
 }
 
+// `list` is "A" or "A, B": is `method` one of them?
+bool method_listed(std::string_view list, std::string_view method) {
+    while (!list.empty()) {
+        const std::size_t comma = list.find(',');
+        if (list.substr(0, comma) == method) return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+        while (!list.empty() && list.front() == ' ') list.remove_prefix(1);
+    }
+    return false;
+}
+
+// {"limit": 1..1e9, "window_seconds": 1..86400} or null.
+[[noreturn]] void missing_field(const std::string &field) {
+    throw ApiError(400, code::missing_field, quoted_field(field) + " is required");
+}
+
+std::optional<apikey::snapshot::RateLimit> parse_rate_limit(const nlohmann::json &value) {
+    if (value.is_null()) return std::nullopt;
+    if (!value.is_object())
+        invalid_field("rate_limit", "must be {\"limit\": N, \"window_seconds\": S} or null");
+    const JsonObject object(value, {{"limit"}, {"window_seconds"}});
+    const auto bounded = [&](std::string_view field, std::int64_t max) {
+        const nlohmann::json *v = object.get(field);
+        if (v == nullptr) missing_field(std::string("rate_limit.") + std::string(field));
+        if (!v->is_number_integer() || v->get<std::int64_t>() < 1 || v->get<std::int64_t>() > max)
+            invalid_field(std::string("rate_limit.") + std::string(field),
+                          "must be an integer from 1 to " + std::to_string(max));
+        return static_cast<std::uint32_t>(v->get<std::int64_t>());
+    };
+    return apikey::snapshot::RateLimit{bounded("limit", 1000000000), bounded("window_seconds", 86400)};
+}
+
 Response no_route() { return error_response(404, code::not_found, "no such route"); }
 
 // ?after=N&limit=M of the change feed: decimal digits only, each at most once.
@@ -196,14 +229,14 @@ Response Api::route(const Request &request, const std::string &actor) {
     } else if (n == 5 && segments[4] == "changes") {
         route = Route::changes;
     } else if (n == 6 && segments[4] == "api-keys") {
-        route = Route::key, write = "DELETE";
+        route = Route::key, write = "DELETE, PATCH";
     } else if (n == 7 && segments[4] == "entities" && segments[6] == "settings") {
         route = Route::entity_settings, write = "PUT";
     } else {
         return no_route();
     }
     const bool get = method == "GET";
-    if (!get && (write.empty() || method != write))
+    if (!get && (write.empty() || !method_listed(write, method)))
         return method_not_allowed(write.empty() ? std::string("GET, HEAD")
                                                 : "GET, HEAD, " + std::string(write));
 
@@ -233,7 +266,9 @@ Response Api::route(const Request &request, const std::string &actor) {
     }
     const auto key_id = apikey::parse_uuid(segments[5]);
     if (!key_id) return not_found("API key");
-    return get ? get_key(*workspace_id, *key_id) : revoke_key(*workspace_id, *key_id, actor);
+    if (get) return get_key(*workspace_id, *key_id);
+    return method == "PATCH" ? patch_key(*workspace_id, *key_id, request.body, actor)
+                             : revoke_key(*workspace_id, *key_id, actor);
 }
 
 // --- workspaces ------------------------------------------------------------------------
@@ -308,7 +343,7 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
     const JsonObject object(body, {{"name"},
                                    {"permission"},
                                    {"expires_at"},
-                                   {"rate_limit", /*supported=*/false}});
+                                   {"rate_limit"}});
     const std::int64_t now = clock_();
     ApiKey k;
     k.name = checked_name(object.required_string("name"), "name");
@@ -329,6 +364,7 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
                           "must be an RFC 3339 date-time such as 2026-12-01T00:00:00Z");
         if (*k.expires_at <= now) invalid_field("expires_at", "must be in the future");
     }
+    if (const auto *limit = object.get("rate_limit")) k.rate_limit = parse_rate_limit(*limit);
 
     ensure_published();
     std::string raw = apikey::generate_key();
@@ -375,6 +411,28 @@ Response Api::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std
         break;
     }
     return json_response(200, json{{"status", "revoked"}});
+}
+
+Response Api::patch_key(const Uuid &workspace_id, const Uuid &key_id, std::string_view body,
+                        const std::string &actor) {
+    const JsonObject object(body, {{"rate_limit"}});
+    const nlohmann::json *limit = object.get("rate_limit");
+    if (limit == nullptr) missing_field("rate_limit");
+    const auto rate_limit = parse_rate_limit(*limit);
+
+    ensure_published();
+    Change change;
+    switch (store_.set_key_rate_limit(workspace_id, key_id, rate_limit, Audit{actor, clock_()},
+                                      change)) {
+    case Store::Update::not_found: return not_found("API key");
+    case Store::Update::unchanged: break;
+    case Store::Update::updated:
+        log_info("key updated id=" + apikey::to_string(key_id) + " by=" + actor +
+                 " generation=" + std::to_string(change.generation));
+        publish(change);
+        break;
+    }
+    return get_key(workspace_id, key_id);
 }
 
 // --- settings --------------------------------------------------------------------------

@@ -58,6 +58,8 @@ private:
     Response create_key(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response get_key(const Uuid &workspace_id, const Uuid &key_id);
     Response revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std::string &actor);
+    Response patch_key(const Uuid &workspace_id, const Uuid &key_id, std::string_view body,
+                       const std::string &actor);
     Response get_workspace_settings(const Uuid &workspace_id);
     Response put_workspace_settings(const Uuid &workspace_id, std::string_view body,
                                     const std::string &actor);

@@ -55,6 +55,7 @@ apikey::snapshot::KeyRecord ApiKey::snapshot_record() const {
     r.permission = permission;
     r.status = status;
     r.expires_at = expires_at;
+    r.rate_limit = rate_limit;
     std::memset(r.prefix.data(), 0, r.prefix.size());
     std::memcpy(r.prefix.data(), key_prefix.data(), std::min(key_prefix.size(), r.prefix.size()));
     return r;
@@ -93,6 +94,9 @@ std::string encode(const ApiKey &k) {
                 {"status", apikey::snapshot::to_string(k.status)},
                 {"expires_at", optional_time(k.expires_at)},
                 {"last_used_at", optional_time(k.last_used_at)},
+                {"rate_limit", k.rate_limit ? json{{"limit", k.rate_limit->limit},
+                                                   {"window_seconds", k.rate_limit->window_seconds}}
+                                            : json(nullptr)},
                 {"created_by", k.created_by},
                 {"created_at", k.created_at},
                 {"updated_at", k.updated_at},
@@ -138,6 +142,10 @@ ApiKey decode_key(std::string_view bytes) {
         else throw CorruptRecord("bad status");
         k.expires_at = get_optional_time(j, "expires_at");
         k.last_used_at = get_optional_time(j, "last_used_at");
+        // Absent in records written before rate limits existed: none.
+        if (const auto it = j.find("rate_limit"); it != j.end() && !it->is_null())
+            k.rate_limit = apikey::snapshot::RateLimit{it->at("limit").get<std::uint32_t>(),
+                                                       it->at("window_seconds").get<std::uint32_t>()};
         k.created_by = j.at("created_by").get<std::string>();
         k.created_at = j.at("created_at").get<std::int64_t>();
         k.updated_at = j.at("updated_at").get<std::int64_t>();

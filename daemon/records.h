@@ -50,6 +50,7 @@ struct ApiKey {
     KeyStatus status = KeyStatus::active;
     std::optional<std::int64_t> expires_at;
     std::optional<std::int64_t> last_used_at;
+    std::optional<apikey::snapshot::RateLimit> rate_limit;  // unset: nginx's default
     std::string created_by;  // admin token name
     std::int64_t created_at = 0;
     std::int64_t updated_at = 0;

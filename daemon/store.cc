@@ -372,6 +372,24 @@ Store::Revoke Store::revoke_key(const Uuid &workspace_id, const Uuid &key_id, co
     return Revoke::revoked;
 }
 
+Store::Update Store::set_key_rate_limit(const Uuid &workspace_id, const Uuid &key_id,
+                                        const std::optional<apikey::snapshot::RateLimit> &limit,
+                                        const Audit &audit, Change &change) {
+    Mutation m(*this, audit);
+    const auto bytes = lmdb::get(m.txn(), keys_, bytes_of(key_id));
+    if (!bytes || !lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id))) return Update::not_found;
+    ApiKey key = decode_key(*bytes);
+    if (key.workspace_id != workspace_id) return Update::not_found;
+    if (key.rate_limit == limit) return Update::unchanged;
+    key.rate_limit = limit;
+    key.updated_at = audit.time;
+    lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key));
+    m.record("api_key.updated", workspace_id, key_json(key));
+    m.change().keys_put.push_back(std::move(key));
+    change = m.commit();
+    return Update::updated;
+}
+
 Store::Update Store::put_workspace_settings(const Uuid &workspace_id,
                                             const WorkspaceSettings &settings, const Audit &audit,
                                             Change &change) {

@@ -151,6 +151,11 @@ public:
     // maxExpandDepth changes (entity records hold the resolved depth).
     Update put_workspace_settings(const Uuid &workspace_id, const WorkspaceSettings &settings,
                                   const Audit &audit, Change &change);
+    // A key's own rate limit (nullopt removes it). A key of another workspace is not_found.
+    Update set_key_rate_limit(const Uuid &workspace_id, const Uuid &key_id,
+                              const std::optional<apikey::snapshot::RateLimit> &limit,
+                              const Audit &audit, Change &change);
+
     // All-null settings delete the entity's record (it has the defaults again).
     Update put_entity_settings(const Uuid &workspace_id, const std::string &entity,
                                const EntitySettings &settings, const Audit &audit,

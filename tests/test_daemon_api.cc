@@ -173,7 +173,7 @@ BOOST_FIXTURE_TEST_CASE(routes_not_found_and_methods_not_allowed, DaemonFixture)
         {"PUT", "/api/v1/workspaces/" + ws, 405, "GET, HEAD, DELETE"},
         {"POST", "/api/v1/workspaces/" + ws, 405, "GET, HEAD, DELETE"},
         {"DELETE", "/api/v1/workspaces/" + ws + "/api-keys", 405, "GET, HEAD, POST"},
-        {"PUT", "/api/v1/workspaces/" + ws + "/api-keys/" + key, 405, "GET, HEAD, DELETE"},
+        {"PUT", "/api/v1/workspaces/" + ws + "/api-keys/" + key, 405, "GET, HEAD, DELETE, PATCH"},
         {"OPTIONS", "/api/v1/workspaces", 405, "GET, HEAD, POST"},
         {"GET", "/api/v1/workspaces?limit=5", 200, ""},  // a query does not change the route
     };
@@ -378,7 +378,12 @@ BOOST_FIXTURE_TEST_CASE(key_body_validation, DaemonFixture) {
         {"expires_at unparsable", R"({"name":"x","expires_at":"next tuesday"})", "invalid_field", "expires_at"},
         {"expires_at without zone", R"({"name":"x","expires_at":"2030-01-01T00:00:00"})", "invalid_field", "expires_at"},
         {"expires_at number", R"({"name":"x","expires_at":1900000000})", "invalid_field", "expires_at"},
-        {"rate_limit not supported yet", R"({"name":"x","rate_limit":{"requests":10}})", "unknown_field", "rate_limit"},
+        {"rate_limit unknown member", R"({"name":"x","rate_limit":{"requests":10}})", "unknown_field", "requests"},
+        {"rate_limit not an object", R"({"name":"x","rate_limit":"10/s"})", "invalid_field", "rate_limit"},
+        {"rate_limit zero", R"({"name":"x","rate_limit":{"limit":0,"window_seconds":60}})", "invalid_field", "rate_limit.limit"},
+        {"rate_limit window too long", R"({"name":"x","rate_limit":{"limit":5,"window_seconds":86401}})", "invalid_field", "rate_limit.window_seconds"},
+        {"rate_limit fraction", R"({"name":"x","rate_limit":{"limit":1.5,"window_seconds":60}})", "invalid_field", "rate_limit.limit"},
+        {"rate_limit without window", R"({"name":"x","rate_limit":{"limit":5}})", "missing_field", "rate_limit.window_seconds"},
         {"client-chosen key", R"({"name":"x","key":"sk_live_x"})", "unknown_field", "key"},
         {"status not settable", R"({"name":"x","status":"revoked"})", "unknown_field", "status"},
     };

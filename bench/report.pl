@@ -21,7 +21,7 @@ while (<>) {
     elsif ($f[0] eq 'revoke_e2e') { push @e2e, {delete => $f[1], after => $f[2], requests => $f[3]} }
     elsif ($f[0] =~ /^load_(\w+)/) { $load{$1} = "@f[1 .. $#f]" }
     elsif ($f[0] eq 'start') { push @{$start{$f[1]}}, $f[3] }
-    elsif ($f[0] eq 'rss') { push @{$rss{"$f[1]/$f[2]"}}, {rss => $f[4], anon => $f[5], file => $f[6]} }
+    elsif ($f[0] eq 'rss') { push @{$rss{"$f[1]/$f[2]"}}, {rss => $f[4], anon => $f[5], file => $f[6], pss => $f[8] // 0} }
 }
 
 sub median { my @s = sort { $a <=> $b } @_; return undef unless @s;
@@ -36,6 +36,7 @@ my (%fig);  # for the target summary
 print "\n## Snapshot\n\n";
 if (%size) {
     my $used = ($size{pages_used} - $size{pages_free}) * $size{page_size};
+    $fig{bytes_per_key_used} = $used / $size{keys};
     $fig{bytes_per_key} = $size{data_bytes} / $size{keys};
     printf "| keys | data.mdb | bytes/key (file) | bytes/key (pages in use) | generated at |\n|---|---|---|---|---|\n";
     printf "| %d | %.1f MiB | %.0f | %.0f | %d keys/s |\n", $size{keys}, $size{data_bytes} / 1048576,
@@ -85,8 +86,9 @@ for my $k (sort { my ($as, $aw) = split m{/}, $a; my ($bs, $bw) = split m{/}, $b
         $fig{"ratio/$wp"} = median(@ratio);
         $fig{"ratio_min/$wp"} = $rmin;
         $fig{"p99/$wp"} = median(@added);
+        $fig{"bp99/$wp"} = median(@{$l{bp99}});
     }
-    $fig{"p99_c1"} = median(@added) if $sc eq 'valid_c1';
+    if ($sc eq 'valid_c1') { $fig{"p99_c1"} = median(@added); $fig{"bp99_c1"} = median(@{$l{bp99}}) }
     $fig{"ratio_rl/$wp"} = median(@ratio) if $sc eq 'valid_rl';
 }
 
@@ -106,14 +108,14 @@ if (%start) {
 
 if (%rss) {
     print "\n## RSS per worker after the load (KiB)\n\n";
-    print "| variant | workers | RSS | anon | file (incl. mapped snapshot pages) |\n|---|---|---|---|---|\n";
+    print "| variant | workers | RSS | anon | file (incl. mapped snapshot pages) | PSS |\n|---|---|---|---|---|---|\n";
     for my $k (sort { my ($av, $aw) = split m{/}, $a; my ($bv, $bw) = split m{/}, $b;
                       $aw <=> $bw || $av cmp $bv } keys %rss) {
         my ($v, $wp) = split m{/}, $k;
         my @w = @{$rss{$k}};
-        printf "| %s | %s | %s | %s | %s |\n", $v, $wp,
+        printf "| %s | %s | %s | %s | %s | %s |\n", $v, $wp,
             join(', ', map { $_->{rss} } @w), join(', ', map { $_->{anon} } @w),
-            join(', ', map { $_->{file} } @w);
+            join(', ', map { $_->{file} } @w), join(', ', map { $_->{pss} } @w);
     }
 }
 
@@ -162,13 +164,21 @@ for my $wp (1, 2) {
     row("throughput module/bare, rate limiting + usage reports, $wp worker(s)", '≥ 0.95',
         $fig{"ratio_rl/$wp"}, '%.3f', sub { $_[0] >= 0.95 });
 }
+# A p99 difference means nothing when bare nginx's own p99 is scheduling noise.
+sub p99row { my ($what, $added, $bare) = @_;
+    if (!defined $added) { printf "| %s | ≤ 50 µs | not measured | |\n", $what; return }
+    my $verdict = $bare > 1000 ? sprintf('inconclusive: bare p99 is %.1f ms here', $bare / 1000)
+                : $added <= 50 ? 'met' : '**missed**';
+    printf "| %s | ≤ 50 µs | %+.0f µs | %s |\n", $what, $added, $verdict }
 for my $wp (1, 2) {
-    row("p99 added over bare, -c" . ($conf{conns} // '?') . ", $wp worker(s)", '≤ 50 µs', $fig{"p99/$wp"}, '%.0f µs', sub { $_[0] <= 50 });
+    p99row("p99 added over bare, -c" . ($conf{conns} // '?') . ", $wp worker(s)", $fig{"p99/$wp"}, $fig{"bp99/$wp"});
 }
-row('p99 added over bare, 1 connection', '≤ 50 µs', $fig{p99_c1}, '%.0f µs', sub { $_[0] <= 50 });
+p99row('p99 added over bare, 1 connection', $fig{p99_c1}, $fig{bp99_c1});
 row('decision microbenchmark (authenticate, valid key), median', '≤ 1 µs', $fig{micro}, '%.0f ns',
     sub { $_[0] <= 1000 });
-row('snapshot bytes per key (data.mdb / keys)', '≤ 160', $fig{bytes_per_key}, '%.0f', sub { $_[0] <= 160 });
+row('snapshot bytes per key: data.mdb size / keys', '≤ 160', $fig{bytes_per_key}, '%.0f', sub { $_[0] <= 160 });
+row('snapshot bytes per key: pages in use (file minus LMDB free pages) / keys', '≤ 160',
+    $fig{bytes_per_key_used}, '%.1f', sub { $_[0] <= 160 });
 row('nginx start with the snapshot, over bare (median)', '< 100 ms', $fig{start}, '%+.1f ms',
     sub { $_[0] < 100 });
 row("revoke → enforced in nginx, p99: snapshot publish + next request, $size{keys} keys", '≤ 100 ms',

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <tuple>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -60,8 +61,8 @@ std::string strip_trailing_slash(std::string path) {
     return path;
 }
 
-void parse_listen(const std::string &text, Config &config) {
-    const std::string key = "listen";
+// host:port for `key` ("listen", "usage_listen").
+std::pair<std::string, std::uint16_t> parse_endpoint(const std::string &text, const std::string &key) {
     std::string host, port;
     if (!text.empty() && text.front() == '[') {
         const auto close = text.find(']');
@@ -89,8 +90,7 @@ void parse_listen(const std::string &text, Config &config) {
     if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(port) < 1 || std::stoul(port) > 65535)
         fail(key, "port must be 1..65535, got \"" + port + "\"");
-    config.listen_host = host;
-    config.listen_port = static_cast<std::uint16_t>(std::stoul(port));
+    return {host, static_cast<std::uint16_t>(std::stoul(port))};
 }
 
 void parse_group(const std::string &name, Config &config) {
@@ -195,8 +195,12 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
         if (!seen.insert(key).second) fail(key, "appears twice");
         try {
             if (key == "listen") {
-                parse_listen(scalar(value, key), config);
+                std::tie(config.listen_host, config.listen_port) =
+                    parse_endpoint(scalar(value, key), key);
                 have_listen = true;
+            } else if (key == "usage_listen") {
+                std::tie(config.usage_host, config.usage_port) =
+                    parse_endpoint(scalar(value, key), key);
             } else if (key == "data_dir") {
                 config.data_dir = strip_trailing_slash(absolute(scalar(value, key), base_dir));
                 have_data = true;
@@ -215,7 +219,7 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
             } else if (key == "snapshot_map_size_mb") {
                 config.snapshot_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
             } else {
-                fail(key, "unknown key (known: listen, data_dir, snapshot_path, snapshot_group, "
+                fail(key, "unknown key (known: listen, usage_listen, data_dir, snapshot_path, snapshot_group, "
                           "admin_tokens, max_body_bytes, store_map_size_mb, snapshot_map_size_mb)");
             }
         } catch (const YAML::Exception &e) {

@@ -29,6 +29,9 @@ struct AdminToken {
 struct Config {
     std::string listen_host;     // IP literal (IPv6 without brackets); "localhost" -> 127.0.0.1
     std::uint16_t listen_port = 0;
+    // Where nginx's usage reports arrive (UDP); none when usage_port is 0.
+    std::string usage_host;
+    std::uint16_t usage_port = 0;
     std::string data_dir;        // absolute; the store lives in data_dir/store
     std::string snapshot_path;   // absolute; directory of the published LMDB snapshot
     std::optional<gid_t> snapshot_group;

@@ -6,6 +6,7 @@
 #include "publisher.h"
 #include "store.h"
 #include "time_format.h"
+#include "usage_receiver.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -81,6 +82,19 @@ int run_daemon(const Config &config) {
         return 1;
     }
 
+    std::unique_ptr<UsageReceiver> usage;
+    if (config.usage_port != 0) {
+        try {
+            usage = std::make_unique<UsageReceiver>(ioc, config.usage_host, config.usage_port,
+                                                    *store, unix_now);
+        } catch (const std::exception &e) {
+            log_error("cannot receive usage reports on " + config.usage_host + ":" +
+                      std::to_string(config.usage_port) + ": " + e.what());
+            return 1;
+        }
+        usage->start();
+    }
+
     asio::steady_timer maintenance(ioc);
     schedule_maintenance(maintenance, api);
 
@@ -90,6 +104,7 @@ int run_daemon(const Config &config) {
         log_info(std::string("received ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
                  ", shutting down");
         maintenance.cancel();
+        if (usage) usage->stop();
         server->stop(kShutdownGrace, [&ioc] { ioc.stop(); });
     });
 

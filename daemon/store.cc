@@ -372,6 +372,22 @@ Store::Revoke Store::revoke_key(const Uuid &workspace_id, const Uuid &key_id, co
     return Revoke::revoked;
 }
 
+std::size_t Store::record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses) {
+    lmdb::Txn txn(*env_, 0);
+    std::size_t moved = 0;
+    for (const auto &[id, used_at] : uses) {
+        const auto bytes = lmdb::get(txn, keys_, bytes_of(id));
+        if (!bytes) continue;  // unknown (or another store's) key: nothing to update
+        ApiKey key = decode_key(*bytes);
+        if (key.last_used_at && *key.last_used_at >= used_at) continue;  // never backwards
+        key.last_used_at = used_at;
+        lmdb::put(txn, keys_, bytes_of(id), encode(key));
+        ++moved;
+    }
+    txn.commit();
+    return moved;
+}
+
 Store::Update Store::set_key_rate_limit(const Uuid &workspace_id, const Uuid &key_id,
                                         const std::optional<apikey::snapshot::RateLimit> &limit,
                                         const Audit &audit, Change &change) {

@@ -156,6 +156,11 @@ public:
                               const std::optional<apikey::snapshot::RateLimit> &limit,
                               const Audit &audit, Change &change);
 
+    // Usage reported by nginx: last_used_at = max(stored, reported) for each known key,
+    // in one transaction. Not an admin change: no generation, no feed entry, no publish.
+    // Returns how many keys moved forward.
+    std::size_t record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses);
+
     // All-null settings delete the entity's record (it has the defaults again).
     Update put_entity_settings(const Uuid &workspace_id, const std::string &entity,
                                const EntitySettings &settings, const Audit &audit,

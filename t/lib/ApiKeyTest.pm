@@ -89,8 +89,8 @@ sub new {
     mkdir "$dir/data", 0700;
     mkdir "$dir/tmp", 0755;
 
-    my @ports = free_ports(3);
-    @{$self}{qw(admin_port api_port backend_port)} = @ports;
+    my @ports = free_ports(4);
+    @{$self}{qw(admin_port api_port backend_port usage_port)} = @ports;
 
     $self->{admin_token} = 'test-admin-' . unpack('H*', _random_bytes(16));
     $self->write_daemon_conf;
@@ -163,6 +163,8 @@ admin_tokens:
     token_sha256: "@{[ sha256_hex($self->{admin_token}) ]}"
 YAML
     $yaml .= "snapshot_group: nogroup\n" if $> == 0;
+    # usage => 1: nginx reports key uses to apikeyd (last_used_at)
+    $yaml .= "usage_listen: \"127.0.0.1:$self->{usage_port}\"\n" if $self->{opts}{usage};
     $yaml .= $self->{opts}{daemon_extra} if defined $self->{opts}{daemon_extra};
     $self->{daemon_conf} = "$d/apikeyd.yaml";
     _write_file($self->{daemon_conf}, $yaml, 0600);
@@ -187,6 +189,8 @@ sub nginx_conf_text {
             apikey_entity    $entity;
 APIKEY
     my $http_extra     = $o{http_extra}     // '';
+    $http_extra .= "\n    apikey_usage_report 127.0.0.1:$self->{usage_port} interval=200ms;\n"
+        if $o{usage};
     my $server_extra   = $o{server_extra}   // '';
     my $location_extra = $o{location_extra} // '';
     my $backend_body = '{"key_id":"$http_x_api_key_id","permission":"$http_x_api_key_permission",'

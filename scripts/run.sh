@@ -30,6 +30,7 @@ fi
 
 cat > "$var/apikeyd.yaml" <<YAML
 listen: 127.0.0.1:8088
+usage_listen: 127.0.0.1:8089
 data_dir: $var/data
 snapshot_path: $var/snapshot
 $group_line

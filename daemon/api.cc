@@ -1,5 +1,7 @@
 #include "api.h"
 
+#include <chrono>
+
 #include "authorization.h"
 #include "key_format.h"
 #include "log.h"
@@ -170,14 +172,49 @@ const AdminToken *Api::authenticate(const std::optional<std::string_view> &autho
 }
 
 Response Api::handle(const Request &request) noexcept {
+    Response r = dispatch(request);
+    try {
+        metrics_.count_request(request.target, r.status);
+    } catch (...) {  // out of memory for a counter: the answer matters more
+    }
+    return r;
+}
+
+Response Api::healthz() {
+    const bool publishing = publisher_.published_generation() != 0 && !publish_failing_;
+    json body{{"status", publishing ? "ok" : "degraded"},
+              {"generation", store_.generation()},
+              {"published_generation", publisher_.published_generation()}};
+    if (!publishing) body["reason"] = "the snapshot cannot be published; nginx serves the last one";
+    return json_response(publishing ? 200 : 503, body);
+}
+
+Response Api::metrics() {
+    Gauges g;
+    g.store_generation = store_.generation();
+    g.snapshot_generation = publisher_.published_generation();
+    g.store_bytes = store_.used_bytes();
+    g.usage = usage_;
+    Response r;
+    r.status = 200;
+    r.body = metrics_.render(g);
+    r.content_type = "text/plain; version=0.0.4";
+    return r;
+}
+
+Response Api::dispatch(const Request &request) noexcept {
     std::string actor;
     try {
+        // For load balancers and probes: no token, nothing secret in it.
+        if (path_of(request.target) == "/healthz" &&
+            (request.method == "GET" || request.method == "HEAD"))
+            return healthz();
         const AdminToken *token = authenticate(request.authorization);
         if (token == nullptr)
             return error_response(401, code::unauthorized,
                                   "a valid admin token is required: Authorization: Bearer <token>");
         actor = token->name;
-        Response r = route(request, actor);
+        Response r = path_of(request.target) == "/metrics" ? metrics() : route(request, actor);
         r.actor = actor;
         return r;
     } catch (const ApiError &e) {
@@ -533,7 +570,10 @@ void Api::ensure_published() {
 
 void Api::publish(const Change &change) {
     try {
+        const auto start = std::chrono::steady_clock::now();
         publisher_.apply(change);
+        metrics_.observe_publish(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     } catch (const std::exception &e) {
         log_error("snapshot publish of generation " + std::to_string(change.generation) +
                   " failed: " + e.what());

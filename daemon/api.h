@@ -10,12 +10,15 @@
 //   GET  PUT     /api/v1/workspaces/{id}/entities/{entity}/settings
 //   GET          /api/v1/workspaces/{id}/changes?after=N&limit=M   (a live workspace's feed)
 //   GET          /api/v1/changes?after=N&limit=M                  (every workspace's)
+//   GET          /metrics   Prometheus text (admin token, like every route)
+//   GET          /healthz   {"status":"ok"} or 503: the only route without a token
 //
 // HEAD is answered like GET (the server drops the body). Every route, known or not,
 // first requires "Authorization: Bearer <admin token>".
 #pragma once
 
 #include "config.h"
+#include "metrics.h"
 #include "publisher.h"
 #include "response.h"
 #include "store.h"
@@ -48,7 +51,13 @@ public:
     // Retries a snapshot publish that failed earlier; the server calls it periodically.
     void maintenance() noexcept;
 
+    // Reported by /metrics (the receiver outlives the Api's use of it).
+    void set_usage_counters(const UsageCounters *usage) { usage_ = usage; }
+
 private:
+    Response dispatch(const Request &request) noexcept;
+    Response healthz();
+    Response metrics();
     Response route(const Request &request, const std::string &actor);
     Response list_workspaces();
     Response create_workspace(std::string_view body, const std::string &actor);
@@ -81,6 +90,8 @@ private:
     std::vector<AdminToken> tokens_;
     Clock clock_;
     bool publish_failing_ = false;  // log state changes once, not every retry
+    Metrics metrics_;
+    const UsageCounters *usage_ = nullptr;
 };
 
 // The request path as it may be logged: the query is dropped and every segment that is

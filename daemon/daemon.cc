@@ -93,6 +93,7 @@ int run_daemon(const Config &config) {
             return 1;
         }
         usage->start();
+        api.set_usage_counters(&usage->counters());
     }
 
     asio::steady_timer maintenance(ioc);

@@ -163,7 +163,7 @@ private:
         res_.version(parsed && parser_->get().version() == 10 ? 10 : 11);
         res_.result(r.status);
         res_.set(http::field::server, "apikeyd");
-        res_.set(http::field::content_type, "application/json");
+        res_.set(http::field::content_type, r.content_type);
         // Responses can carry a raw key: nothing may cache them.
         res_.set(http::field::cache_control, "no-store");
         res_.set("X-Content-Type-Options", "nosniff");

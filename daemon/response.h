@@ -11,7 +11,8 @@ namespace apikeyd {
 
 struct Response {
     unsigned status = 200;
-    std::string body;  // JSON
+    std::string body;  // JSON, unless content_type says otherwise
+    std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type etc.
     std::string actor;  // admin token name when authenticated, for the access log
 };

@@ -372,6 +372,14 @@ Store::Revoke Store::revoke_key(const Uuid &workspace_id, const Uuid &key_id, co
     return Revoke::revoked;
 }
 
+std::uint64_t Store::used_bytes() {
+    MDB_envinfo info{};
+    MDB_stat stat{};
+    lmdb::check(mdb_env_info(env_->get(), &info), "mdb_env_info");
+    lmdb::check(mdb_env_stat(env_->get(), &stat), "mdb_env_stat");
+    return static_cast<std::uint64_t>(info.me_last_pgno + 1) * stat.ms_psize;
+}
+
 std::size_t Store::record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses) {
     lmdb::Txn txn(*env_, 0);
     std::size_t moved = 0;

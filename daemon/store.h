@@ -127,6 +127,8 @@ public:
     };
     View view();
 
+    // Bytes of the map in use (pages up to the last one written).
+    std::uint64_t used_bytes();
     std::uint64_t generation();
 
     // Every mutation records `audit` (who, when) in its change-feed entry.

@@ -1,4 +1,5 @@
 #include "daemon_fixture.h"
+#include "../daemon/metrics.h"
 #include "../daemon/usage_receiver.h"
 
 #include <boost/test/unit_test.hpp>
@@ -58,6 +59,44 @@ BOOST_FIXTURE_TEST_CASE(usage_moves_last_used_at_forward_only, DaemonFixture) {
     BOOST_TEST(store->generation() == generation);
     reopen();
     BOOST_TEST(json_of(call("GET", path))["last_used_at"] == "2027-01-15T08:00:00Z");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(daemon_metrics)
+
+BOOST_AUTO_TEST_CASE(route_patterns_keep_label_values_few) {
+    const std::string id = "550e8400-e29b-41d4-a716-446655440000";
+    const std::pair<std::string, std::string> cases[] = {
+        {"/api/v1/workspaces", "/api/v1/workspaces"},
+        {"/api/v1/workspaces/" + id + "/api-keys?x=1", "/api/v1/workspaces/{id}/api-keys"},
+        {"/api/v1/workspaces/" + id + "/entities/Customer/settings",
+         "/api/v1/workspaces/{id}/entities/{entity}/settings"},
+        {"/metrics", "/metrics"},
+        {"/api/v1/sk_live_pasted_by_mistake", "other"},
+        {"/", "other"},
+        {"", "other"},
+        {"relative", "other"},
+    };
+    for (const auto &[target, route] : cases)
+        BOOST_TEST(apikeyd::Metrics::route_of(target) == route, target);
+}
+
+BOOST_AUTO_TEST_CASE(rendered_text_has_types_and_counts) {
+    apikeyd::Metrics m;
+    m.count_request("/api/v1/workspaces", 201);
+    m.count_request("/api/v1/workspaces", 201);
+    m.observe_publish(0.002);
+    apikeyd::Gauges g;
+    g.store_generation = 7;
+    const std::string text = m.render(g);
+    BOOST_TEST(text.find("# TYPE apikeyd_http_requests_total counter") != std::string::npos);
+    BOOST_TEST(text.find("apikeyd_http_requests_total{route=\"/api/v1/workspaces\",status=\"201\"} 2") !=
+               std::string::npos);
+    BOOST_TEST(text.find("apikeyd_store_generation 7") != std::string::npos);
+    BOOST_TEST(text.find("apikeyd_snapshot_publish_seconds_bucket{le=\"0.001\"} 0") != std::string::npos);
+    BOOST_TEST(text.find("apikeyd_snapshot_publish_seconds_bucket{le=\"0.0025\"} 1") != std::string::npos);
+    BOOST_TEST(text.find("apikeyd_snapshot_publish_seconds_count 1") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -97,8 +97,9 @@ clean:
 -include $(CORE_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
 
 # ---- make bench (bench/, docs/BENCHMARKS.md) --------------------------------------------
-# Builds the snapshot generator and the decision microbenchmark, then runs bench/run.sh:
-# generated 1M-key snapshot, Google Benchmark, wrk against bare nginx vs nginx + module.
+# Builds the bench tools, then runs bench/run.sh: a generated 1M-key snapshot, Google
+# Benchmark of the decision, wrk against bare nginx vs nginx + module, start time, memory,
+# revoke -> 401 and key creates through apikeyd. Results: docs/BENCHMARKS.md.
 BENCH_BINS := $(BUILD)/bench/gen_snapshot $(BUILD)/bench/decision_bench $(BUILD)/bench/revoke_probe \
 	$(BUILD)/bench/control_probe
 

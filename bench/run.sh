@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make bench: generates a snapshot of BENCH_KEYS keys, runs the decision microbenchmark,
-# then wrk against bare nginx (A) and nginx + apikey module (B), interleaved A B A B, and
-# prints one table (bench/report.pl). See docs/BENCHMARKS.md for what each figure means.
+# then wrk against bare nginx (A) and nginx + apikey module (B, also with rate limiting and
+# usage reports), interleaved A B A B; nginx start time, worker memory, revoke -> 401 at
+# full size, key creates and revokes through a real apikeyd; prints one table
+# (bench/report.pl). Everything runs on loopback from a temporary directory and is stopped
+# at the end. See docs/BENCHMARKS.md for what each figure means.
 #
 # Knobs (environment):
 #   BENCH_KEYS=1000000      keys in the snapshot

@@ -1,15 +1,16 @@
 #include "api.h"
 
-#include <chrono>
-
 #include "authorization.h"
 #include "key_format.h"
 #include "log.h"
+#include "rate_limit.h"
 #include "request_body.h"
 #include "time_format.h"
 #include "views.h"
 
 #include <nlohmann/json.hpp>
+
+#include <chrono>
 
 namespace apikeyd {
 namespace {
@@ -82,26 +83,6 @@ bool method_listed(std::string_view list, std::string_view method) {
 }
 
 // {"limit": 1..1e9, "window_seconds": 1..86400} or null.
-[[noreturn]] void missing_field(const std::string &field) {
-    throw ApiError(400, code::missing_field, quoted_field(field) + " is required");
-}
-
-std::optional<apikey::snapshot::RateLimit> parse_rate_limit(const nlohmann::json &value) {
-    if (value.is_null()) return std::nullopt;
-    if (!value.is_object())
-        invalid_field("rate_limit", "must be {\"limit\": N, \"window_seconds\": S} or null");
-    const JsonObject object(value, {{"limit"}, {"window_seconds"}});
-    const auto bounded = [&](std::string_view field, std::int64_t max) {
-        const nlohmann::json *v = object.get(field);
-        if (v == nullptr) missing_field(std::string("rate_limit.") + std::string(field));
-        if (!v->is_number_integer() || v->get<std::int64_t>() < 1 || v->get<std::int64_t>() > max)
-            invalid_field(std::string("rate_limit.") + std::string(field),
-                          "must be an integer from 1 to " + std::to_string(max));
-        return static_cast<std::uint32_t>(v->get<std::int64_t>());
-    };
-    return apikey::snapshot::RateLimit{bounded("limit", 1000000000), bounded("window_seconds", 86400)};
-}
-
 Response no_route() { return error_response(404, code::not_found, "no such route"); }
 
 // ?after=N&limit=M of the change feed: decimal digits only, each at most once.
@@ -401,7 +382,7 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
                           "must be an RFC 3339 date-time such as 2026-12-01T00:00:00Z");
         if (*k.expires_at <= now) invalid_field("expires_at", "must be in the future");
     }
-    if (const auto *limit = object.get("rate_limit")) k.rate_limit = parse_rate_limit(*limit);
+    if (const auto *limit = object.get("rate_limit")) k.rate_limit = parse_rate_limit(*limit, "rate_limit");
 
     ensure_published();
     std::string raw = apikey::generate_key();
@@ -454,8 +435,9 @@ Response Api::patch_key(const Uuid &workspace_id, const Uuid &key_id, std::strin
                         const std::string &actor) {
     const JsonObject object(body, {{"rate_limit"}});
     const nlohmann::json *limit = object.get("rate_limit");
-    if (limit == nullptr) missing_field("rate_limit");
-    const auto rate_limit = parse_rate_limit(*limit);
+    if (limit == nullptr)
+        throw ApiError(400, code::missing_field, quoted_field("rate_limit") + " is required");
+    const auto rate_limit = parse_rate_limit(*limit, "rate_limit");
 
     ensure_published();
     Change change;

@@ -48,8 +48,14 @@ void Publisher::rebuild() {
             if (w == workspaces.end() || w->id != workspace_id) return;  // no such workspace
             batch.put_entity(workspace_id, entity, entity_record(settings, w->settings));
         });
-        view.for_each_key(
-            [&](const ApiKey &k) { batch.put_key(k.key_sha256, k.snapshot_record()); });
+        view.for_each_key([&](const ApiKey &k) {
+            const auto w = std::lower_bound(
+                workspaces.begin(), workspaces.end(), k.workspace_id,
+                [](const Workspace &a, const Uuid &id) { return a.id.bytes < id.bytes; });
+            const bool live = w != workspaces.end() && w->id == k.workspace_id;
+            batch.put_key(k.key_sha256,
+                          k.snapshot_record(live ? w->settings.default_rate_limit : std::nullopt));
+        });
     });
     published_ = generation;
 }
@@ -69,7 +75,14 @@ void Publisher::apply(const Change &change) {
         for (const Workspace &w : change.workspaces_put) batch.put_workspace(w.path(), record_of(w));
         for (const EntityPut &e : change.entities_put)
             batch.put_entity(e.workspace_id, e.entity, e.record);
-        for (const ApiKey &k : change.keys_put) batch.put_key(k.key_sha256, k.snapshot_record());
+        // A key's record holds its workspace's default rate limit when it has none.
+        std::optional<Store::View> view;
+        for (const ApiKey &k : change.keys_put) {
+            if (!view) view.emplace(store_.view());
+            const auto w = view->workspace(k.workspace_id);
+            batch.put_key(k.key_sha256,
+                          k.snapshot_record(w ? w->settings.default_rate_limit : std::nullopt));
+        }
     });
     published_ = change.generation;
 }

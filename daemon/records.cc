@@ -48,14 +48,15 @@ auto decode_with(std::string_view bytes, const char *what, F &&f) {
 
 }  // namespace
 
-apikey::snapshot::KeyRecord ApiKey::snapshot_record() const {
+apikey::snapshot::KeyRecord ApiKey::snapshot_record(
+    const std::optional<apikey::snapshot::RateLimit> &workspace_default) const {
     apikey::snapshot::KeyRecord r;
     r.id = id;
     r.workspace_id = workspace_id;
     r.permission = permission;
     r.status = status;
     r.expires_at = expires_at;
-    r.rate_limit = rate_limit;
+    r.rate_limit = rate_limit ? rate_limit : workspace_default;
     std::memset(r.prefix.data(), 0, r.prefix.size());
     std::memcpy(r.prefix.data(), key_prefix.data(), std::min(key_prefix.size(), r.prefix.size()));
     return r;

@@ -56,8 +56,10 @@ struct ApiKey {
     std::int64_t updated_at = 0;
     std::uint64_t seq = 0;  // store generation that created it: the listing order
 
-    // What the data plane gets: no name, no creator, no timestamps but the expiry.
-    apikey::snapshot::KeyRecord snapshot_record() const;
+    // What the data plane gets: no name, no creator, no timestamps but the expiry. The
+    // rate limit is resolved: the key's own, else its workspace's default.
+    apikey::snapshot::KeyRecord snapshot_record(
+        const std::optional<apikey::snapshot::RateLimit> &workspace_default) const;
 };
 
 std::string encode(const Workspace &workspace);

@@ -1,5 +1,6 @@
 #include "settings.h"
 
+#include "rate_limit.h"
 #include "request_body.h"
 
 #include <arpa/inet.h>
@@ -303,13 +304,15 @@ std::optional<std::string> normalise_origin(std::string_view text) {
 
 namespace {
 
-const std::initializer_list<FieldSpec> kWorkspaceFields = {{"maxExpandDepth"},
-                                                                {"corsAllowedOrigins"}};
+const std::initializer_list<FieldSpec> kWorkspaceFields = {
+    {"maxExpandDepth"}, {"corsAllowedOrigins"}, {"defaultRateLimit"}};
 
 WorkspaceSettings workspace_from(const JsonObject &object) {
     WorkspaceSettings s;
     s.max_expand_depth = parse_depth(object.get("maxExpandDepth"), "maxExpandDepth");
     s.cors_origins = parse_origins(object.get("corsAllowedOrigins"), "corsAllowedOrigins");
+    if (const auto *limit = object.get("defaultRateLimit"))
+        s.default_rate_limit = parse_rate_limit(*limit, "defaultRateLimit");
     return s;
 }
 
@@ -373,6 +376,7 @@ ordered_json settings_json(const WorkspaceSettings &s) {
     ordered_json j;
     j["maxExpandDepth"] = optional_int(s.max_expand_depth);
     j["corsAllowedOrigins"] = origins_json(s.cors_origins);
+    j["defaultRateLimit"] = rate_limit_json(s.default_rate_limit);
     return j;
 }
 
@@ -402,6 +406,7 @@ ordered_json workspace_settings_view(const WorkspaceSettings &s) {
     ordered_json effective;
     effective["maxExpandDepth"] = s.effective_max_expand_depth();
     effective["corsAllowedOrigins"] = origins_json(s.cors_origins);  // null: every origin
+    effective["defaultRateLimit"] = rate_limit_json(s.default_rate_limit);  // null: nginx's
     j["effective"] = std::move(effective);
     return j;
 }

@@ -43,13 +43,16 @@ inline constexpr std::size_t kMaxIdentifierLength = 64;
 struct WorkspaceSettings {
     std::optional<int> max_expand_depth;
     std::optional<std::vector<std::string>> cors_origins;  // normalised; never empty
+    // For the workspace's keys that have no rate_limit of their own.
+    std::optional<apikey::snapshot::RateLimit> default_rate_limit;
 
     int effective_max_expand_depth() const {
         return max_expand_depth.value_or(apikey::snapshot::kDefaultMaxExpandDepth);
     }
-    bool empty() const { return !max_expand_depth && !cors_origins; }
+    bool empty() const { return !max_expand_depth && !cors_origins && !default_rate_limit; }
     friend bool operator==(const WorkspaceSettings &a, const WorkspaceSettings &b) {
-        return a.max_expand_depth == b.max_expand_depth && a.cors_origins == b.cors_origins;
+        return a.max_expand_depth == b.max_expand_depth && a.cors_origins == b.cors_origins &&
+               a.default_rate_limit == b.default_rate_limit;
     }
     friend bool operator!=(const WorkspaceSettings &a, const WorkspaceSettings &b) {
         return !(a == b);

@@ -424,6 +424,18 @@ Store::Update Store::put_workspace_settings(const Uuid &workspace_id,
     if (workspace.settings == settings) return Update::unchanged;
     const bool depth_changed =
         workspace.settings.effective_max_expand_depth() != settings.effective_max_expand_depth();
+    if (workspace.settings.default_rate_limit != settings.default_rate_limit) {
+        // Key records hold the resolved limit: republish the keys that inherit it.
+        const std::string_view prefix = bytes_of(workspace_id);
+        lmdb::Cursor cursor(m.txn(), workspace_keys_);
+        for (bool ok = cursor.seek(prefix); ok && cursor.key().substr(0, 16) == prefix;
+             ok = cursor.next()) {
+            const auto key_bytes = lmdb::get(m.txn(), keys_, cursor.value());
+            if (!key_bytes) throw CorruptRecord("workspace_keys points at a missing key");
+            ApiKey key = decode_key(*key_bytes);
+            if (!key.rate_limit) m.change().keys_put.push_back(std::move(key));
+        }
+    }
     workspace.settings = settings;
     workspace.updated_at = audit.time;
     lmdb::put(m.txn(), workspaces_, bytes_of(workspace_id), encode(workspace));

@@ -1,5 +1,6 @@
 #include "views.h"
 
+#include "rate_limit.h"
 #include "time_format.h"
 
 namespace apikeyd {
@@ -35,9 +36,7 @@ json key_json(const ApiKey &k, const std::string *raw_key) {
     j["status"] = apikey::snapshot::to_string(k.status);
     j["expires_at"] = time_or_null(k.expires_at);
     j["last_used_at"] = time_or_null(k.last_used_at);
-    j["rate_limit"] = k.rate_limit ? json{{"limit", k.rate_limit->limit},
-                                          {"window_seconds", k.rate_limit->window_seconds}}
-                                   : json(nullptr);
+    j["rate_limit"] = rate_limit_json(k.rate_limit);
     j["created_by"] = k.created_by;
     j["created_at"] = format_iso8601(k.created_at);
     j["updated_at"] = format_iso8601(k.updated_at);

@@ -55,6 +55,7 @@ struct RateLimit {
     friend bool operator==(const RateLimit &a, const RateLimit &b) {
         return a.limit == b.limit && a.window_seconds == b.window_seconds;
     }
+    friend bool operator!=(const RateLimit &a, const RateLimit &b) { return !(a == b); }
 };
 
 struct KeyRecord {

@@ -57,4 +57,24 @@ is $t->admin(PATCH => "$W/api-keys/00000000-0000-4000-8000-000000000000",
 my @types = map { $_->{type} } @{ $t->admin(GET => "$W/changes?limit=1000")->{json}{changes} };
 is scalar(grep { $_ eq 'api_key.updated' } @types), 2, 'each PATCH that changed something is in the feed';
 
+# A workspace default applies to the keys without a limit of their own.
+my $inherits = $t->create_key($ws->{id});
+my $own = $t->create_key($ws->{id}, rate_limit => { limit => 50, window_seconds => 60 });
+$r = $t->admin(PUT => "$W/settings", { defaultRateLimit => { limit => 2, window_seconds => 60 } });
+is $r->{status}, 200, 'PUT workspace defaultRateLimit';
+is_deeply $r->{json}{effective}{defaultRateLimit}, { limit => 2, window_seconds => 60 }, '  effective';
+ok $t->wait_until(sub {
+    ($t->api(GET => $PATH, key => $inherits->{key})->{headers}{'ratelimit-policy'} // '') =~ /q=2;/ }, 1),
+    'a key without its own limit gets the workspace default within 1 s';
+is $t->api(GET => $PATH, key => $inherits->{key})->{status}, 200, '  second request of 2 passes';
+is $t->api(GET => $PATH, key => $inherits->{key})->{status}, 429, '  third is 429';
+like $t->api(GET => $PATH, key => $own->{key})->{headers}{'ratelimit-policy'} // '', qr/q=50;/,
+    'a key with its own limit keeps it';
+$t->admin(PUT => "$W/settings", {});
+ok $t->wait_until(sub {
+    !defined $t->api(GET => $PATH, key => $inherits->{key})->{headers}{'ratelimit-policy'} }, 1),
+    'removing the default frees the inheriting key again';
+is $t->admin(PUT => "$W/settings", { defaultRateLimit => { limit => -1, window_seconds => 5 } })->{status},
+    400, 'a bad defaultRateLimit is 400';
+
 done_testing;

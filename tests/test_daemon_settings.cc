@@ -362,7 +362,10 @@ BOOST_FIXTURE_TEST_CASE(workspace_settings_round_trip, SettingsFixture) {
     BOOST_TEST(r.status == 200u);
     BOOST_TEST(json_of(r) == (json{{"maxExpandDepth", nullptr},
                                    {"corsAllowedOrigins", nullptr},
-                                   {"effective", {{"maxExpandDepth", 3}, {"corsAllowedOrigins", nullptr}}}}));
+                                   {"defaultRateLimit", nullptr},
+                                   {"effective", {{"maxExpandDepth", 3},
+                                                  {"corsAllowedOrigins", nullptr},
+                                                  {"defaultRateLimit", nullptr}}}}));
     BOOST_TEST(r.body.rfind("{\"maxExpandDepth\":", 0) == 0u);  // documented order
 
     json got = put(ws_settings(), {{"maxExpandDepth", 5},
@@ -371,9 +374,11 @@ BOOST_FIXTURE_TEST_CASE(workspace_settings_round_trip, SettingsFixture) {
                                      "https://app.example.com"}}});
     const json expected = {{"maxExpandDepth", 5},
                            {"corsAllowedOrigins", {"https://app.example.com", "https://dashboard.example.com"}},
+                           {"defaultRateLimit", nullptr},
                            {"effective",
                             {{"maxExpandDepth", 5},
-                             {"corsAllowedOrigins", {"https://app.example.com", "https://dashboard.example.com"}}}}};
+                             {"corsAllowedOrigins", {"https://app.example.com", "https://dashboard.example.com"}},
+                             {"defaultRateLimit", nullptr}}}};
     BOOST_TEST(got == expected);
     BOOST_TEST(json_of(call("GET", ws_settings())) == expected);
     auto rec = snapshot_workspace("acme-corp/sales");

@@ -535,19 +535,25 @@ Response Api::list_changes(const std::optional<Uuid> &workspace_id, std::string_
 
 // --- publishing ------------------------------------------------------------------------
 
-void Api::ensure_published() {
-    if (publisher_.published_generation() != 0) return;
+bool Api::try_sync() noexcept {
+    if (publisher_.published_generation() != 0) return true;
     try {
         publisher_.sync();
         if (publish_failing_) log_info("snapshot publishing works again");
         publish_failing_ = false;
+        return true;
     } catch (const std::exception &e) {
         if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
         publish_failing_ = true;
+        return false;
+    }
+}
+
+void Api::ensure_published() {
+    if (!try_sync())
         throw ApiError(503, code::publish_failed,
                        "the snapshot cannot be published right now, so no change is accepted; "
                        "see apikeyd's log");
-    }
 }
 
 void Api::publish(const Change &change) {
@@ -566,17 +572,7 @@ void Api::publish(const Change &change) {
     }
 }
 
-void Api::maintenance() noexcept {
-    if (publisher_.published_generation() != 0) return;
-    try {
-        publisher_.sync();
-        if (publish_failing_) log_info("snapshot publishing works again");
-        publish_failing_ = false;
-    } catch (const std::exception &e) {
-        if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
-        publish_failing_ = true;
-    }
-}
+void Api::maintenance() noexcept { try_sync(); }
 
 std::string loggable_path(std::string_view target) {
     const std::string_view path = path_of(target);

@@ -83,6 +83,8 @@ private:
     // Before a mutation: a snapshot left behind by an earlier failure is rebuilt first, so
     // the store never runs ahead of what nginx enforces by more than one change.
     void ensure_published();
+    // Rebuilds a snapshot left behind by a failed publish; false while that still fails.
+    bool try_sync() noexcept;
     void publish(const Change &change);
 
     Store &store_;

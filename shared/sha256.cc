@@ -24,11 +24,14 @@ int hex_value(char c) noexcept {
 }  // namespace
 
 bool sha256(std::string_view data, Digest &out) noexcept {
+    // One context per thread, reused: EVP_Digest would allocate and free one per call,
+    // on the request path.
+    static thread_local EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     const EVP_MD *md = sha256_md();
     unsigned int len = 0;
-    return md != nullptr &&
-           EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr) == 1 &&
-           len == out.size();
+    return md != nullptr && ctx != nullptr && EVP_DigestInit_ex(ctx, md, nullptr) == 1 &&
+           EVP_DigestUpdate(ctx, data.data(), data.size()) == 1 &&
+           EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == out.size();
 }
 
 Digest sha256(std::string_view data) {

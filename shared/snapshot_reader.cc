@@ -96,15 +96,13 @@ Reader::View Reader::view() noexcept {
         v.error_ = mdb_strerror(rc);
         return v;
     }
-    std::uint64_t format = 0, published = 0;
+    std::uint64_t format = 0;
     if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
         mdb_txn_reset(txn_);
         v.error_ = "snapshot format changed to one this module does not read";
         return v;
     }
     read_u64(txn_, meta_, kMetaGeneration, v.generation_);
-    read_u64(txn_, meta_, kMetaPublishedAt, published);
-    v.published_at_ms_ = static_cast<std::int64_t>(published);
     v.reader_ = this;
     return v;
 }
@@ -112,11 +110,16 @@ Reader::View Reader::view() noexcept {
 Reader::View::View(View &&other) noexcept
     : reader_(std::exchange(other.reader_, nullptr)),
       error_(other.error_),
-      generation_(other.generation_),
-      published_at_ms_(other.published_at_ms_) {}
+      generation_(other.generation_) {}
 
 Reader::View::~View() {
     if (reader_ != nullptr) mdb_txn_reset(reader_->txn_);
+}
+
+std::int64_t Reader::View::published_at_ms() const noexcept {
+    std::uint64_t published = 0;
+    if (reader_ != nullptr) read_u64(reader_->txn_, reader_->meta_, kMetaPublishedAt, published);
+    return static_cast<std::int64_t>(published);
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {

@@ -48,7 +48,8 @@ public:
         Lookup find_entity(const Uuid &workspace, std::string_view entity,
                            EntityView &out) const noexcept;
         std::uint64_t generation() const noexcept { return generation_; }
-        std::int64_t published_at_ms() const noexcept { return published_at_ms_; }
+        // Read on demand: only monitoring needs it, not the request path. 0 if unknown.
+        std::int64_t published_at_ms() const noexcept;
 
     private:
         friend class Reader;
@@ -56,7 +57,6 @@ public:
         Reader *reader_ = nullptr;
         const char *error_ = nullptr;
         std::uint64_t generation_ = 0;
-        std::int64_t published_at_ms_ = 0;
     };
 
     View view() noexcept;

@@ -162,6 +162,12 @@ admin_tokens:
   - name: "test-admin"
     token_sha256: "@{[ sha256_hex($self->{admin_token}) ]}"
 YAML
+    # admin_tokens => { name => token }: more admin tokens, right after the first (the
+    # feed's actor is the token's name)
+    my $extra = $self->{opts}{admin_tokens} // {};
+    for my $name (sort keys %$extra) {
+        $yaml .= "  - name: \"$name\"\n    token_sha256: \"" . sha256_hex($extra->{$name}) . "\"\n";
+    }
     $yaml .= "snapshot_group: nogroup\n" if $> == 0;
     # usage => 1: nginx reports key uses to apikeyd (last_used_at)
     $yaml .= "usage_listen: \"127.0.0.1:$self->{usage_port}\"\n" if $self->{opts}{usage};
@@ -176,6 +182,7 @@ YAML
 #   server_extra      text added to the API server block
 #   location_extra    text added to the API location
 #   location_apikey   replaces the apikey/apikey_workspace/apikey_entity lines
+#   backend_extra     text added to the backend's location (e.g. its own add_header)
 #   snapshot          0 to leave out the apikey_snapshot directive
 sub nginx_conf_text {
     my ($self, %over) = @_;
@@ -193,6 +200,7 @@ APIKEY
         if $o{usage};
     my $server_extra   = $o{server_extra}   // '';
     my $location_extra = $o{location_extra} // '';
+    my $backend_extra  = $o{backend_extra}  // '';
     my $backend_body = '{"key_id":"$http_x_api_key_id","permission":"$http_x_api_key_permission",'
         . '"workspace_id":"$http_x_api_workspace_id","prefix":"$http_x_api_key_prefix",'
         . '"method":"$request_method","public":"$http_x_api_public",'
@@ -255,6 +263,7 @@ $server_extra
 
         location / {
             default_type application/json;
+$backend_extra
             return 200 '$backend_body';
         }
     }
@@ -676,6 +685,24 @@ sub put_entity_settings {
     my ($self, $ws_id, $entity, $settings) = @_;
     my $r = $self->admin(PUT => "/api/v1/workspaces/$ws_id/entities/$entity/settings", $settings);
     return _expect($r, 200, "put settings of $entity in $ws_id");
+}
+
+# The whole change feed of a workspace ($ws_id undef: the global feed), paged with
+# after/limit until a page is empty (at most 1000 pages). Dies on a non-200 page.
+sub feed {
+    my ($self, $ws_id, %o) = @_;
+    my $path = defined $ws_id ? "/api/v1/workspaces/$ws_id/changes" : '/api/v1/changes';
+    my $after = $o{after} // 0;
+    my $limit = $o{limit} // 1000;
+    my @entries;
+    for (1 .. 1000) {
+        my $page = _expect($self->admin(GET => "$path?after=$after&limit=$limit"), 200,
+                           "GET $path?after=$after");
+        last unless @{ $page->{changes} // [] };
+        push @entries, @{ $page->{changes} };
+        $after = $page->{next_after};
+    }
+    return @entries;
 }
 
 # ---------------------------------------------------------------------------------------

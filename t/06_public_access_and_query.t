@@ -117,4 +117,73 @@ $t->put_entity_settings($ws->{id}, 'Order', {});
 ok $t->wait_until(sub { $t->api(GET => "$base/Order")->{status} == 401 }, 1),
     'and taking it back too';
 
+# --- keys on public entities, per workspace, per name ------------------------------------------
+
+my $inv = $t->create_workspace('acme-corp', 'inventory');
+my $inv_key = $t->create_key($inv->{id}, permission => 'read_write');
+my $gone = $t->create_key($ws->{id}, permission => 'read_write');
+$t->revoke_key($ws->{id}, $gone->{id});
+
+my @with_bad_auth = (
+    [ [ Authorization => '' ],                        'invalid_authorization', 'empty Authorization' ],
+    [ [ Authorization => 'Basic dXNlcjpwYXNz' ],      'invalid_authorization', 'Basic credentials' ],
+    [ [ Authorization => "Bearer $gone->{key}" ],     'key_revoked',           'a revoked key' ],
+    [ [ Authorization => "Bearer $inv_key->{key}" ],  'wrong_workspace',       "another workspace's key" ],
+);
+for my $case (@with_bad_auth) {
+    my ($headers, $code, $name) = @$case;
+    for my $entity (qw(Catalog Form)) {
+        my $r = $t->api(GET => "$base/$entity", headers => $headers);
+        is $r->{status}, 401, "$name on public $entity: 401 (never falls back to public)";
+        is body_of($r)->{error}{code}, $code, "  code $code";
+        like $r->{headers}{'www-authenticate'} // '', qr/^Bearer/, '  WWW-Authenticate';
+    }
+}
+for my $m (qw(PUT PATCH DELETE)) {
+    my $r = $t->api($m, "$base/Form", key => $ro->{key}, $m eq 'DELETE' ? () : (body => '{}'));
+    is $r->{status}, 403, "read_only key on a READ_WRITE entity: $m is 403";
+    is body_of($r)->{error}{code}, 'read_only_key', '  read_only_key';
+}
+my $r = $t->api(POST => "$base/Catalog", key => $rw->{key}, body => '{}');
+is $r->{status}, 200, 'read_write key may POST to a READ_ONLY public entity';
+is body_of($r)->{key_id}, $rw->{id}, '  as that key';
+
+$r = $t->api(HEAD => "$base/Catalog");
+is $r->{status}, 200, 'public HEAD: 200';
+is $r->{body}, '', '  without a body';
+
+$r = $t->api(GET => "$base/Order", key => $rw->{key}, headers => [ 'X-Api-Public' => '1' ]);
+is body_of($r)->{public}, '', 'a client cannot claim to be public (X-Api-Public replaced)';
+$r = $t->api(GET => "$base/Order", headers => [ 'X-Api-Public' => '1' ]);
+is $r->{status}, 401, '  nor get in with it';
+
+is $t->api(GET => '/api/v1/acme-corp/inventory/Catalog')->{status}, 401,
+    'public access is per workspace: the same entity elsewhere is not public';
+is $t->api(GET => "$base/catalog")->{status}, 401, 'entity names are case-sensitive';
+is $t->api(GET => "$base/Catalogue")->{status}, 401, 'and matched whole';
+
+# The access log says how a request was admitted (never a key).
+$t->api(GET => "$base/Catalog?marker=logged-public");
+$t->api(POST => "$base/Catalog?marker=logged-refused", body => '{}');
+ok $t->wait_until(sub { $t->access_log =~ /marker=logged-refused/ }, 2), 'access log written';
+like $t->access_log, qr/marker=logged-public HTTP[^"]*" 200 .*result=public_access prefix=-$/m,
+    'public request logged as public_access, no prefix';
+like $t->access_log, qr/marker=logged-refused HTTP[^"]*" 401 .*result=missing_credentials/m,
+    'refused mutation logged as missing_credentials';
+
+# --- public access without apikeyd, and after the workspace is gone -----------------------------
+
+$t->stop_daemon;
+is $t->api(GET => "$base/Catalog")->{status}, 200, 'apikeyd down: public reads still served';
+is $t->api(POST => "$base/Catalog", body => '{}')->{status}, 401, '  and mutations still refused';
+$t->start_daemon;
+
+is $t->admin(DELETE => "/api/v1/workspaces/$ws->{id}")->{status}, 200, 'delete the workspace';
+ok $t->wait_until(sub { $t->api(GET => "$base/Form")->{status} == 401 }, 1),
+    'its public entities are closed within 1 s';
+$t->create_workspace('acme-corp', 'sales');
+is $t->api(GET => "$base/Form")->{status}, 401,
+    'a new workspace with the same org/slug does not inherit the old settings';
+is $t->api(POST => "$base/Form", body => '{}')->{status}, 401, '  (POST too)';
+
 done_testing;

@@ -787,6 +787,47 @@ failed:
 }
 
 
+/*
+ * The module is the CORS authority of the locations it guards: a grant the
+ * upstream sent itself would bypass the workspace's list (or duplicate ours,
+ * which browsers refuse), so it is dropped.
+ */
+
+static void
+ngx_http_apikey_clear_upstream_grant(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && ngx_http_apikey_header_is(&h[i], "Access-Control-Allow-Origin",
+                   sizeof("Access-Control-Allow-Origin") - 1))
+        {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "apikey: dropping the upstream's "
+                           "Access-Control-Allow-Origin \"%V\"", &h[i].value);
+            h[i].hash = 0;
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_apikey_header_filter(ngx_http_request_t *r)
 {
@@ -797,6 +838,10 @@ ngx_http_apikey_header_filter(ngx_http_request_t *r)
     static ngx_str_t  any_origin = ngx_string("*");
     static ngx_str_t  vary = ngx_string("Vary");
     static ngx_str_t  origin = ngx_string("Origin");
+    static ngx_str_t  expose_headers =
+                          ngx_string("Access-Control-Expose-Headers");
+    static ngx_str_t  exposed =
+        ngx_string("WWW-Authenticate, Retry-After, RateLimit, RateLimit-Policy");
 
     ctx = (r == r->main) ? ngx_http_get_module_ctx(r, ngx_http_apikey_module)
                          : NULL;
@@ -807,6 +852,23 @@ ngx_http_apikey_header_filter(ngx_http_request_t *r)
 
     if (ctx->rate_applied && ngx_http_apikey_rate_headers(r, ctx) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    ngx_http_apikey_clear_upstream_grant(r);
+
+    /*
+     * For a known workspace the answer depends on Origin, granted or not:
+     * without Vary a shared cache could hand the response it stored for a
+     * request without Origin (no grant) to a browser of an allowed origin.
+     */
+
+    if (ctx->result.cors_vary || ctx->result.cors != APIKEY_CORS_NONE) {
+        key = vary;
+        value = origin;
+
+        if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     if (ctx->result.cors == APIKEY_CORS_NONE) {
@@ -820,13 +882,15 @@ ngx_http_apikey_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    /* the answer depends on Origin even when it is "*" for this workspace */
+    /* scripts may read why they were refused or throttled (not on preflights) */
 
-    key = vary;
-    value = origin;
+    if (ctx->result.http_status != NGX_HTTP_NO_CONTENT) {
+        key = expose_headers;
+        value = exposed;
 
-    if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
-        return NGX_ERROR;
+        if (ngx_http_apikey_add_header(r, &key, &value, NULL) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return ngx_http_apikey_next_header_filter(r);

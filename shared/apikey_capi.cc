@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <string>
+
+static_assert(APIKEY_MAX_MESSAGE == apikey::kMaxRejectionMessage,
+              "apikey_capi.h and decision.h agree on the longest message");
 
 struct apikey_reader_s {
     std::unique_ptr<apikey::snapshot::Reader> reader;
@@ -17,19 +19,6 @@ struct apikey_reader_s {
 namespace {
 
 std::string_view view_of(const apikey_str_t &s) noexcept { return {s.data, s.len}; }
-
-// Copies `text` into memory from the request's allocator; false when that fails.
-bool copy_out(const apikey_request_t *request, std::string_view text, apikey_str_t &out) noexcept {
-    out.data = nullptr;
-    out.len = 0;
-    if (text.empty()) return true;
-    auto *p = static_cast<char *>(request->alloc(request->alloc_ctx, text.size()));
-    if (p == nullptr) return false;
-    std::memcpy(p, text.data(), text.size());
-    out.data = p;
-    out.len = text.size();
-    return true;
-}
 
 apikey::Code to_code(int code) noexcept {
     if (code < 0 || code > static_cast<int>(apikey::kLastCode))
@@ -41,34 +30,36 @@ apikey::Code to_code(int code) noexcept {
 
 extern "C" {
 
-apikey_reader_t *apikey_reader_open(const char *dir, char *err, size_t err_size) {
-    std::string error;
-    auto reader = apikey::snapshot::Reader::open(dir, error);
-    if (reader == nullptr) {
-        if (err_size > 0) {
-            const size_t n = std::min(error.size(), err_size - 1);
-            std::memcpy(err, error.data(), n);
-            err[n] = '\0';
+apikey_reader_t *apikey_reader_open(const char *dir, char *err, size_t err_size) noexcept {
+    if (err_size > 0) err[0] = '\0';
+    try {
+        std::string error;
+        auto reader = apikey::snapshot::Reader::open(dir, error);
+        if (reader == nullptr) {
+            if (err_size > 0) {
+                const size_t n = std::min(error.size(), err_size - 1);
+                std::memcpy(err, error.data(), n);
+                err[n] = '\0';
+            }
+            return nullptr;
         }
-        return nullptr;
-    }
-    auto *handle = new (std::nothrow) apikey_reader_s;
-    if (handle == nullptr) {
+        auto *handle = new apikey_reader_s;
+        handle->reader = std::move(reader);
+        return handle;
+    } catch (...) {
         if (err_size > 0) std::snprintf(err, err_size, "out of memory");
         return nullptr;
     }
-    handle->reader = std::move(reader);
-    return handle;
 }
 
-void apikey_reader_close(apikey_reader_t *reader) { delete reader; }
+void apikey_reader_close(apikey_reader_t *reader) noexcept { delete reader; }
 
-int apikey_reader_check(apikey_reader_t *reader) {
+int apikey_reader_check(apikey_reader_t *reader) noexcept {
     return reader != nullptr ? reader->reader->reader_check() : 0;
 }
 
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,
-                         apikey_result_t *result) {
+                         apikey_result_t *result) noexcept {
     std::memset(result, 0, sizeof(*result));
     auto finish = [&](apikey::Code code) {
         result->code = static_cast<int>(code);
@@ -77,7 +68,6 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
     if (reader == nullptr) {
         finish(apikey::Code::snapshot_unavailable);
         result->error = "no snapshot is open";
-        copy_out(request, apikey::code_message(apikey::Code::snapshot_unavailable), result->message);
         return;
     }
 
@@ -91,6 +81,8 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
     req.preflight = request->preflight != 0;
     req.facts.mutating = request->mutating != 0;
     req.facts.now = request->now;
+    req.alloc.fn = request->alloc;
+    req.alloc.ctx = request->alloc_ctx;
 
     const apikey::Decision d = apikey::decide(view, req);
     finish(d.code);
@@ -100,6 +92,7 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
     result->cors = d.cors == apikey::CorsGrant::any_origin    ? APIKEY_CORS_ANY
                    : d.cors == apikey::CorsGrant::this_origin ? APIKEY_CORS_ORIGIN
                                                               : APIKEY_CORS_NONE;
+    result->cors_vary = d.cors_vary ? 1 : 0;
     if (d.key_found) {
         result->key_found = 1;
         apikey::format_uuid(d.key.id, result->key_id);
@@ -112,33 +105,32 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
         }
     }
 
-    bool copied = true;
     if (apikey::admitted(d.code)) {
-        // Out of the map before the view's transaction ends.
-        copied = copy_out(request, d.query.expand, result->expand) &&
-                 copy_out(request, d.query.fields, result->fields) &&
-                 copy_out(request, d.hidden_columns, result->hidden_columns);
-    } else if (apikey::http_status(d.code) != 204) {
-        try {
-            copied = copy_out(request, apikey::rejection_message(d.code, d.query.offender),
-                              result->message);
-        } catch (...) {
-            copied = false;
-        }
+        // Already in the request's memory (decide copied them out of the map).
+        result->expand = {d.query.expand.data(), d.query.expand.size()};
+        result->fields = {d.query.fields.data(), d.query.fields.size()};
+        result->hidden_columns = {d.hidden_columns.data(), d.hidden_columns.size()};
+        return;
     }
-    if (!copied) {
-        std::memset(result, 0, sizeof(*result));
-        finish(apikey::Code::snapshot_unavailable);
-        result->error = "out of memory";
-    }
+    if (d.code != apikey::Code::invalid_query && d.code != apikey::Code::expand_not_allowed &&
+        d.code != apikey::Code::filter_not_allowed)
+        return;  // the code's own message
+    // The offender may point into the map: the message is written while the view lives.
+    auto *message = static_cast<char *>(request->alloc != nullptr
+                                            ? request->alloc(request->alloc_ctx,
+                                                             apikey::kMaxRejectionMessage)
+                                            : nullptr);
+    if (message == nullptr) return;  // the generic message still says what happened
+    result->message.len = apikey::rejection_message(d.code, d.query.offender, message);
+    result->message.data = message;
 }
 
-int apikey_cors_header_list_is_echoable(const char *list, size_t len) {
+int apikey_cors_header_list_is_echoable(const char *list, size_t len) noexcept {
     return apikey::is_echoable_header_list({list, len}) ? 1 : 0;
 }
 
 int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
-                             int64_t *published_at_ms) {
+                             int64_t *published_at_ms) noexcept {
     if (reader == nullptr) return -1;
     const auto view = reader->reader->view();
     if (!view.ok()) return -1;
@@ -147,15 +139,15 @@ int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
     return 0;
 }
 
-int apikey_code_count(void) { return static_cast<int>(apikey::kLastCode) + 1; }
+int apikey_code_count(void) noexcept { return static_cast<int>(apikey::kLastCode) + 1; }
 
-int apikey_code_http_status(int code) { return apikey::http_status(to_code(code)); }
+int apikey_code_http_status(int code) noexcept { return apikey::http_status(to_code(code)); }
 
-int apikey_code_rate_limited(void) { return static_cast<int>(apikey::Code::rate_limited); }
+int apikey_code_rate_limited(void) noexcept { return static_cast<int>(apikey::Code::rate_limited); }
 
-const char *apikey_code_name(int code) { return apikey::code_name(to_code(code)).data(); }
-const char *apikey_code_message(int code) { return apikey::code_message(to_code(code)).data(); }
-size_t apikey_code_name_len(int code) { return apikey::code_name(to_code(code)).size(); }
-size_t apikey_code_message_len(int code) { return apikey::code_message(to_code(code)).size(); }
+const char *apikey_code_name(int code) noexcept { return apikey::code_name(to_code(code)).data(); }
+const char *apikey_code_message(int code) noexcept { return apikey::code_message(to_code(code)).data(); }
+size_t apikey_code_name_len(int code) noexcept { return apikey::code_name(to_code(code)).size(); }
+size_t apikey_code_message_len(int code) noexcept { return apikey::code_message(to_code(code)).size(); }
 
 }  // extern "C"

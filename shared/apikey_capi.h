@@ -1,6 +1,8 @@
 /* The C interface the nginx module is written against (the glue stays plain C, like
  * ModSecurity-nginx over libmodsecurity). Every function is noexcept on the C++ side:
- * no exception ever crosses into nginx. */
+ * no exception ever crosses into nginx. apikey_authenticate() allocates nothing but
+ * through the request's allocator and makes no syscall beyond LMDB's (none once the
+ * map is in memory). */
 #ifndef APIKEY_CAPI_H
 #define APIKEY_CAPI_H
 
@@ -8,24 +10,31 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+#define APIKEY_NOEXCEPT noexcept
 extern "C" {
+#else
+#define APIKEY_NOEXCEPT
 #endif
 
 typedef struct apikey_reader_s apikey_reader_t;
 
 /* Opens the snapshot at `dir`. Returns NULL and writes a message into `err` (always
  * NUL-terminated) when it is missing, unreadable, unpublished or of an unknown format. */
-apikey_reader_t *apikey_reader_open(const char *dir, char *err, size_t err_size);
-void apikey_reader_close(apikey_reader_t *reader);
+apikey_reader_t *apikey_reader_open(const char *dir, char *err,
+                                    size_t err_size) APIKEY_NOEXCEPT;
+void apikey_reader_close(apikey_reader_t *reader) APIKEY_NOEXCEPT;
 /* Clears LMDB reader slots of dead processes; returns how many, -1 on error. */
-int apikey_reader_check(apikey_reader_t *reader);
+int apikey_reader_check(apikey_reader_t *reader) APIKEY_NOEXCEPT;
 
 typedef struct {
     const char *data;
     size_t len;
 } apikey_str_t;
 
-/* Allocates memory that lives as long as the request (nginx: the request pool). */
+/* Allocates memory that lives as long as the request (nginx: the request pool); NULL
+ * when it cannot. The only memory apikey_authenticate() takes: at most about three
+ * times the query string plus the entity's defaults and hidden columns, in one block,
+ * and a message of at most APIKEY_MAX_MESSAGE bytes for a query refusal. */
 typedef void *(*apikey_alloc_pt)(void *ctx, size_t size);
 
 typedef struct {
@@ -43,6 +52,7 @@ typedef struct {
 
 #define APIKEY_UUID_LEN 36
 #define APIKEY_PREFIX_LEN 12
+#define APIKEY_MAX_MESSAGE 160
 
 enum {
     APIKEY_CORS_NONE = 0,   /* no grant: add no CORS headers */
@@ -56,6 +66,7 @@ typedef struct {
     int key_found;   /* the key fields below are set */
     int is_public;   /* admitted without a key */
     int cors;        /* APIKEY_CORS_* */
+    int cors_vary;   /* the answer depends on Origin: send Vary: Origin (known workspace) */
     char key_id[APIKEY_UUID_LEN];
     char workspace_id[APIKEY_UUID_LEN];
     char key_prefix[APIKEY_PREFIX_LEN];
@@ -64,38 +75,40 @@ typedef struct {
     uint32_t rate_window;   /* rate_window seconds; 0 when the snapshot sets none */
     uint64_t generation;    /* of the snapshot the decision was made from; 0 if none */
     const char *error;      /* why the snapshot could not be read, static storage */
-    /* Allocated with request->alloc; empty when there is nothing to say. */
+    /* Allocated with request->alloc; empty when there is nothing to say. Comma lists. */
     apikey_str_t expand;         /* effective ?expand, when admitted */
     apikey_str_t fields;         /* effective ?fields, when admitted; empty = all */
     apikey_str_t hidden_columns; /* the entity's hidden columns, when admitted */
-    apikey_str_t message;        /* the rejection's message (JSON-safe) */
+    /* A query refusal's message naming the offender: printable ASCII, NOT escaped for
+     * JSON (escape it, e.g. ngx_escape_json). data NULL: use apikey_code_message(). */
+    apikey_str_t message;
 } apikey_result_t;
 
 /* `reader` may be NULL (no snapshot yet): the result is then 503. */
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,
-                         apikey_result_t *result);
+                         apikey_result_t *result) APIKEY_NOEXCEPT;
 
 /* True for an Access-Control-Request-Headers value safe to echo in
  * Access-Control-Allow-Headers: header names, commas and spaces, bounded length. */
-int apikey_cors_header_list_is_echoable(const char *list, size_t len);
+int apikey_cors_header_list_is_echoable(const char *list, size_t len) APIKEY_NOEXCEPT;
 
 /* Generation and publication time (unix ms) of the newest snapshot; 0 on
  * success, -1 when no snapshot can be read. */
 int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
-                             int64_t *published_at_ms);
+                             int64_t *published_at_ms) APIKEY_NOEXCEPT;
 
 /* Codes are 0 .. apikey_code_count() - 1. */
-int apikey_code_count(void);
-int apikey_code_http_status(int code);
+int apikey_code_count(void) APIKEY_NOEXCEPT;
+int apikey_code_http_status(int code) APIKEY_NOEXCEPT;
 
 /* The code of a request refused by the rate limiter (429). */
-int apikey_code_rate_limited(void);
+int apikey_code_rate_limited(void) APIKEY_NOEXCEPT;
 
-const char *apikey_code_name(int code);
-const char *apikey_code_message(int code);
+const char *apikey_code_name(int code) APIKEY_NOEXCEPT;
+const char *apikey_code_message(int code) APIKEY_NOEXCEPT;
 /* Length of apikey_code_name / apikey_code_message without calling strlen. */
-size_t apikey_code_name_len(int code);
-size_t apikey_code_message_len(int code);
+size_t apikey_code_name_len(int code) APIKEY_NOEXCEPT;
+size_t apikey_code_message_len(int code) APIKEY_NOEXCEPT;
 
 #ifdef __cplusplus
 }

@@ -28,6 +28,9 @@ bool is_token_char(char c) noexcept {
 CorsGrant cors_grant(std::string_view allowed, std::string_view origin) noexcept {
     if (origin.empty()) return CorsGrant::none;
     if (allowed.empty()) return CorsGrant::any_origin;
+    // The opaque origin of sandboxed frames, file: pages and redirects: shared by every
+    // such document, so it never identifies anyone a list could mean.
+    if (origin == "null") return CorsGrant::none;
     // Origins are stored normalised (lowercase scheme and host, no trailing slash).
     return list_contains_if(allowed, [&](std::string_view item) {
                return equal_ignoring_case(item, origin);

@@ -4,6 +4,8 @@
 #include "key_format.h"
 #include "sha256.h"
 
+#include <cstring>
+
 namespace apikey {
 
 std::string_view code_name(Code code) noexcept {
@@ -124,22 +126,10 @@ Code code_of(QueryStatus status) noexcept {
     case QueryStatus::invalid_query: return Code::invalid_query;
     case QueryStatus::expand_not_allowed: return Code::expand_not_allowed;
     case QueryStatus::filter_not_allowed: return Code::filter_not_allowed;
+    case QueryStatus::no_memory: return Code::snapshot_unavailable;
     case QueryStatus::ok: break;
     }
     return Code::ok;
-}
-
-// Offenders come from the query string: any bytes. Keep printable ASCII only.
-void append_json_safe(std::string &out, std::string_view text) {
-    for (char c : text) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out.push_back('\\');
-            out.push_back(c);
-        } else {
-            out.push_back(u >= 0x20 && u < 0x7F ? c : '?');
-        }
-    }
 }
 
 }  // namespace
@@ -157,7 +147,10 @@ Decision decide(const snapshot::Reader::View &view, const Request &request) noex
     }
 
     // An unknown workspace grants nothing: its settings are unknown.
-    if (request.origin && workspace_id) d.cors = cors_grant(workspace.cors_origins, *request.origin);
+    if (workspace_id) {
+        d.cors_vary = true;
+        if (request.origin) d.cors = cors_grant(workspace.cors_origins, *request.origin);
+    }
     if (request.preflight) {
         d.code = d.cors != CorsGrant::none ? Code::cors_preflight : Code::cors_origin_not_allowed;
         return d;
@@ -181,42 +174,62 @@ Decision decide(const snapshot::Reader::View &view, const Request &request) noex
     }
     if (!admitted(d.code)) return d;
 
-    try {
-        d.query = apply_query_policy(request.query, entity);
-    } catch (...) {  // out of memory: refuse rather than admit unchecked
-        d.code = Code::snapshot_unavailable;
-        return d;
+    // One block from the request's allocator: the policy's working memory and results,
+    // then the hidden columns, copied out of the map before the transaction ends.
+    const std::size_t policy_size = query_policy_memory(request.query, entity);
+    const std::size_t hidden_size = entity.hidden_columns.size();
+    char *memory = nullptr;
+    if (policy_size + hidden_size != 0) {
+        memory = static_cast<char *>(request.alloc.allocate(policy_size + hidden_size));
+        if (memory == nullptr) {
+            d.code = Code::snapshot_unavailable;
+            return d;
+        }
     }
+    d.query = apply_query_policy(request.query, entity, memory, policy_size);
     if (d.query.status != QueryStatus::ok) {
         d.code = code_of(d.query.status);
         return d;
     }
-    d.hidden_columns = entity.hidden_columns;
+    if (hidden_size != 0) {
+        std::memcpy(memory + policy_size, entity.hidden_columns.data(), hidden_size);
+        d.hidden_columns = {memory + policy_size, hidden_size};
+    }
     return d;
 }
 
-std::string rejection_message(Code code, std::string_view offender) {
-    std::string message;
+std::size_t rejection_message(Code code, std::string_view offender, char *out) noexcept {
+    std::string_view before, after;
     switch (code) {
     case Code::invalid_query:
-        message = "The query string is malformed near '";
+        before = "The query string is malformed near '";
+        after = "'";
         break;
     case Code::expand_not_allowed:
-        message = "The relationship '";
+        before = "The relationship '";
+        after = "' may not be expanded on this entity";
         break;
     case Code::filter_not_allowed:
-        message = "The field '";
+        before = "The field '";
+        after = "' may not be filtered on for this entity";
         break;
     default:
-        return std::string(code_message(code));
+        before = code_message(code).substr(0, kMaxRejectionMessage);
+        std::memcpy(out, before.data(), before.size());
+        return before.size();
     }
-    append_json_safe(message, offender);
-    switch (code) {
-    case Code::expand_not_allowed: message += "' may not be expanded on this entity"; break;
-    case Code::filter_not_allowed: message += "' may not be filtered on for this entity"; break;
-    default: message += "'"; break;
+    offender = offender.substr(0, kMaxOffender);
+    char *p = out;
+    std::memcpy(p, before.data(), before.size());
+    p += before.size();
+    // Offenders come from the query string: any bytes. Printable ASCII only.
+    for (char c : offender) {
+        const auto u = static_cast<unsigned char>(c);
+        *p++ = u >= 0x20 && u < 0x7F ? c : '?';
     }
-    return message;
+    std::memcpy(p, after.data(), after.size());
+    p += after.size();
+    return static_cast<std::size_t>(p - out);
 }
 
 }  // namespace apikey

@@ -8,8 +8,8 @@
 #include "snapshot_schema.h"
 
 #include <cstdint>
+#include <cstddef>
 #include <optional>
-#include <string>
 #include <string_view>
 
 namespace apikey {
@@ -70,6 +70,15 @@ AuthResult authenticate(const snapshot::Reader::View &view, std::string_view aut
 // No key: the entity's publicAccess decides (seed 003).
 Code decide_public(snapshot::PublicAccess access, bool mutating) noexcept;
 
+// Memory for what a decision hands back beyond the snapshot's transaction (effective
+// expand and fields, hidden columns): nginx gives the request pool. nullptr when it
+// cannot; a null `fn` never gives any.
+struct Allocator {
+    void *(*fn)(void *ctx, std::size_t size) = nullptr;
+    void *ctx = nullptr;
+    void *allocate(std::size_t size) const noexcept { return fn != nullptr ? fn(ctx, size) : nullptr; }
+};
+
 struct Request {
     std::optional<std::string_view> authorization;  // nullopt: no Authorization header
     std::string_view workspace_path;                // "org/slug"
@@ -78,6 +87,7 @@ struct Request {
     std::optional<std::string_view> origin;         // the Origin header
     bool preflight = false;  // OPTIONS with Origin and Access-Control-Request-Method
     RequestFacts facts;
+    Allocator alloc;         // used only for admitted requests with a query or settings
 };
 
 struct Decision {
@@ -85,15 +95,28 @@ struct Decision {
     bool key_found = false;
     snapshot::KeyRecord key;
     CorsGrant cors = CorsGrant::none;
-    QueryOutcome query;               // effective expand and fields when admitted
-    std::string_view hidden_columns;  // into the view: copy before it ends
+    // The CORS answer depends on Origin (the workspace is known): responses carry
+    // Vary: Origin, granted or not, so that no cache hands one origin's answer to another.
+    bool cors_vary = false;
+    // Effective expand and fields when admitted, in memory from request.alloc; the
+    // offender on a query refusal (may point into the snapshot: use it before the view
+    // ends).
+    QueryOutcome query;
+    std::string_view hidden_columns;  // in memory from request.alloc, when admitted
 };
 
 // Everything for one request, in order: CORS preflight, authentication (or public
-// access), permission, query policy. Never throws; anything unreadable is a 503.
+// access), permission, query policy. Never throws, never allocates but through
+// request.alloc; anything unreadable (or no memory) is a 503.
 Decision decide(const snapshot::Reader::View &view, const Request &request) noexcept;
 
-// The message of a rejection, naming what was refused for the query codes. JSON-safe.
-std::string rejection_message(Code code, std::string_view offender);
+// The longest message rejection_message writes.
+inline constexpr std::size_t kMaxRejectionMessage = 160;
+
+// The message of a rejection into `out` (room for kMaxRejectionMessage bytes), naming
+// what was refused for the query codes; returns its length. Printable ASCII only (other
+// bytes of the offender become '?'), not yet escaped for JSON: quotes and backslashes
+// of the offender are kept for the writer of the body to escape.
+std::size_t rejection_message(Code code, std::string_view offender, char *out) noexcept;
 
 }  // namespace apikey

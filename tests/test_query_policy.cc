@@ -2,10 +2,34 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <random>
+#include <string>
+#include <vector>
+
 using namespace apikey;
 using snapshot::EntityView;
 
 namespace {
+
+constexpr char kGuard = '\x5a';
+
+struct Result {
+    QueryStatus status;
+    std::string offender, expand, fields;
+};
+
+// Runs the policy in exactly the memory it asks for, followed by guard bytes that must
+// stay untouched.
+Result run(std::string_view query, const EntityView &entity) {
+    const std::size_t need = query_policy_memory(query, entity);
+    std::vector<char> memory(need + 32, kGuard);
+    const QueryOutcome out =
+        apply_query_policy(query, entity, need != 0 ? memory.data() : nullptr, need);
+    for (std::size_t i = need; i < memory.size(); ++i)
+        BOOST_TEST_REQUIRE(memory[i] == kGuard, "wrote past its memory for: " << query);
+    return {out.status, std::string(out.offender), std::string(out.expand),
+            std::string(out.fields)};
+}
 
 EntityView restricted() {
     EntityView e;
@@ -16,6 +40,17 @@ EntityView restricted() {
     e.filterable = "name,email,ssn";
     e.hidden_columns = "ssn,notes";
     return e;
+}
+
+const char *status_name(QueryStatus s) {
+    switch (s) {
+    case QueryStatus::ok: return "ok";
+    case QueryStatus::invalid_query: return "invalid_query";
+    case QueryStatus::expand_not_allowed: return "expand_not_allowed";
+    case QueryStatus::filter_not_allowed: return "filter_not_allowed";
+    case QueryStatus::no_memory: return "no_memory";
+    }
+    return "?";
 }
 
 }  // namespace
@@ -33,41 +68,90 @@ BOOST_AUTO_TEST_CASE(table) {
         // defaults only when the parameter is absent
         {"", QueryStatus::ok, "customer,items.product", "id,name,email"},
         {"expand=", QueryStatus::ok, "", "id,name,email"},
+        {"expand", QueryStatus::ok, "", "id,name,email"},
+        {"expand=&expand=", QueryStatus::ok, "", "id,name,email"},
         {"expand=customer", QueryStatus::ok, "customer", "id,name,email"},
-        // truncation at the depth, duplicates removed, order kept
+        {"Expand=customer", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        // truncation at the depth (2 here), duplicates removed, order kept
         {"expand=items.product.vendor,customer.address", QueryStatus::ok,
          "items.product,customer.address", "id,name,email"},
-        {"expand=customer.a.b&expand=customer.a.c", QueryStatus::ok, "customer.a", "id,name,email"},
+        {"expand=customer.a.b&expand=customer.a.c", QueryStatus::ok, "customer.a",
+         "id,name,email"},
+        {"expand=customer,items,customer", QueryStatus::ok, "customer,items", "id,name,email"},
+        // repeated parameters are joined, in order
+        {"expand=items&page=2&expand=customer", QueryStatus::ok, "items,customer",
+         "id,name,email"},
+        {"fields=email&fields=name", QueryStatus::ok, "customer,items.product", "id,email,name"},
+        // percent-decoding of names and values, '+' is a space, spaces trimmed
         {"expand=customer,%20items", QueryStatus::ok, "customer,items", "id,name,email"},
+        {"expand=customer,+items+", QueryStatus::ok, "customer,items", "id,name,email"},
+        {"expand=customer%2Citems", QueryStatus::ok, "customer,items", "id,name,email"},
+        {"%65xpand=items", QueryStatus::ok, "items", "id,name,email"},
+        {"expand=items%2eproduct", QueryStatus::ok, "items.product", "id,name,email"},
+        {"expand=items%2Eproduct%2Evendor", QueryStatus::ok, "items.product", "id,name,email"},
         // whitelist on the first segment
         {"expand=orders", QueryStatus::expand_not_allowed, "orders", ""},
         {"expand=customer,orders.lines", QueryStatus::expand_not_allowed, "orders", ""},
+        {"expand=customer&expand=orders", QueryStatus::expand_not_allowed, "orders", ""},
+        {"expand=Customer", QueryStatus::expand_not_allowed, "Customer", ""},
+        {"expand=%6Frders", QueryStatus::expand_not_allowed, "orders", ""},
+        // bad paths
         {"expand=cust$omer", QueryStatus::invalid_query, "cust$omer", ""},
         {"expand=a..b", QueryStatus::invalid_query, "a..b", ""},
-        // fields: hidden removed even when asked, id kept
+        {"expand=.a", QueryStatus::invalid_query, ".a", ""},
+        {"expand=a.", QueryStatus::invalid_query, "a.", ""},
+        {"expand=1a", QueryStatus::invalid_query, "1a", ""},
+        {"expand=a%22b", QueryStatus::invalid_query, "a\"b", ""},
+        // fields: hidden removed even when asked, id kept (put first when missing)
         {"fields=name,ssn", QueryStatus::ok, "customer,items.product", "id,name"},
+        {"fields=name,id", QueryStatus::ok, "customer,items.product", "name,id"},
         {"fields=id,notes", QueryStatus::ok, "customer,items.product", "id"},
         {"fields=ssn", QueryStatus::ok, "customer,items.product", "id"},
+        {"fields=ssn,notes,ssn", QueryStatus::ok, "customer,items.product", "id"},
         {"fields=", QueryStatus::ok, "customer,items.product", ""},
+        {"fields=,", QueryStatus::ok, "customer,items.product", ""},
         {"fields=na%6De", QueryStatus::ok, "customer,items.product", "id,name"},
-        // filters: whitelist, hidden columns, encoded names
+        {"fields=name,name", QueryStatus::ok, "customer,items.product", "id,name"},
+        {"fields=na-me", QueryStatus::invalid_query, "na-me", ""},
+        // filters: whitelist, hidden columns, encoded names, one operator
         {"filter[name]=bob", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        {"filter[name]=", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        {"filter[name]", QueryStatus::ok, "customer,items.product", "id,name,email"},
         {"filter%5Bname%5D=bob", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        {"filter[name][like]=b%25", QueryStatus::ok, "customer,items.product", "id,name,email"},
         {"filter[status]=x", QueryStatus::filter_not_allowed, "status", ""},
         {"filter%5Bstatus%5D=x", QueryStatus::filter_not_allowed, "status", ""},
+        {"filter[status][gte]=1", QueryStatus::filter_not_allowed, "status", ""},
+        {"filter[name]=a&filter[status]=b", QueryStatus::filter_not_allowed, "status", ""},
         {"filter[ssn]=1", QueryStatus::filter_not_allowed, "ssn", ""},
         {"filter[]=1", QueryStatus::invalid_query, "filter[]", ""},
         {"filter[name=1", QueryStatus::invalid_query, "filter[name", ""},
-        // garbage
+        {"filter[name]x=1", QueryStatus::invalid_query, "filter[name]x", ""},
+        {"filter[name][]=1", QueryStatus::invalid_query, "filter[name][]", ""},
+        {"filter[name][a][b]=1", QueryStatus::invalid_query, "filter[name][a][b]", ""},
+        {"filter[na me]=1", QueryStatus::invalid_query, "filter[na me]", ""},
+        {"filter=name", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        // garbage: a broken escape anywhere wins, and names the raw parameter
         {"expand=%zz", QueryStatus::invalid_query, "expand", ""},
         {"a=%4", QueryStatus::invalid_query, "a", ""},
+        {"a=%", QueryStatus::invalid_query, "a", ""},
+        {"%=1", QueryStatus::invalid_query, "%", ""},
+        {"filter[status]=1&x=%G0", QueryStatus::invalid_query, "x", ""},
+        {"expand=orders&x=%", QueryStatus::invalid_query, "x", ""},
         {"&&&", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        {"=&=x&", QueryStatus::ok, "customer,items.product", "id,name,email"},
         {"other=1&page=2", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        {"q=%00%ff", QueryStatus::ok, "customer,items.product", "id,name,email"},
+        // filters are refused before expand
+        {"expand=orders&filter[status]=1", QueryStatus::filter_not_allowed, "status", ""},
     };
     const EntityView entity = restricted();
     for (const auto &c : cases) {
-        const QueryOutcome out = apply_query_policy(c.query, entity);
-        BOOST_TEST((out.status == c.status), "query: " << c.query);
+        const Result out = run(c.query, entity);
+        BOOST_TEST((out.status == c.status),
+                   "query: " << c.query << ": got " << status_name(out.status) << " "
+                             << out.offender);
+        if (out.status != c.status) continue;
         if (c.status == QueryStatus::ok) {
             BOOST_TEST(out.expand == c.expand_or_offender, "query: " << c.query);
             BOOST_TEST(out.fields == c.fields, "query: " << c.query);
@@ -79,35 +163,125 @@ BOOST_AUTO_TEST_CASE(table) {
 
 BOOST_AUTO_TEST_CASE(unrestricted_entity_passes_everything_through) {
     EntityView open;  // system defaults: depth 3, no lists
-    const QueryOutcome out =
-        apply_query_policy("expand=a.b.c.d,e&filter[anything]=1&fields=x", open);
+    const Result out = run("expand=a.b.c.d,e&filter[anything]=1&fields=x", open);
     BOOST_TEST((out.status == QueryStatus::ok));
     BOOST_TEST(out.expand == "a.b.c,e");
     BOOST_TEST(out.fields == "id,x");
+    const Result nothing = run("", open);
+    BOOST_TEST((nothing.status == QueryStatus::ok));
+    BOOST_TEST(nothing.expand == "");
+    BOOST_TEST(nothing.fields == "");
+    BOOST_TEST(query_policy_memory("", open) == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(depth_zero_expands_nothing) {
+BOOST_AUTO_TEST_CASE(truncation_at_each_depth) {
+    struct Case {
+        unsigned depth;
+        const char *expand;
+    };
+    const Case cases[] = {
+        {0, ""},
+        {1, "a,x"},
+        {2, "a.b,a.c,x.y"},
+        {3, "a.b.c,a.c,x.y"},
+        {10, "a.b.c.d,a.c,x.y"},
+    };
+    for (const auto &c : cases) {
+        EntityView e;
+        e.max_expand_depth = static_cast<std::uint8_t>(c.depth);
+        const Result out = run("expand=a.b.c.d,a.c,x.y", e);
+        BOOST_TEST((out.status == QueryStatus::ok));
+        BOOST_TEST(out.expand == c.expand, "depth " << c.depth);
+        // the default is cut the same way
+        e.default_expand = "a.b.c.d,a.c,x.y";
+        BOOST_TEST(run("", e).expand == c.expand, "default at depth " << c.depth);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(depth_zero_still_checks_the_whitelist) {
     EntityView e;
     e.max_expand_depth = 0;
-    BOOST_TEST(apply_query_policy("expand=a.b", e).expand == "");
-    e.max_expand_depth = 1;
-    BOOST_TEST(apply_query_policy("expand=a.b,a.c", e).expand == "a");
+    e.expandable = "customer";
+    BOOST_TEST((run("expand=orders", e).status == QueryStatus::expand_not_allowed));
+    BOOST_TEST((run("expand=customer.address", e).status == QueryStatus::ok));
+}
+
+BOOST_AUTO_TEST_CASE(empty_whitelists_allow_nothing) {
+    EntityView e;
+    e.expandable = "";
+    e.filterable = "";
+    BOOST_TEST((run("expand=a", e).status == QueryStatus::expand_not_allowed));
+    BOOST_TEST((run("filter[a]=1", e).status == QueryStatus::filter_not_allowed));
+    BOOST_TEST((run("expand=&fields=a", e).status == QueryStatus::ok));
+}
+
+BOOST_AUTO_TEST_CASE(hidden_columns_without_a_filter_whitelist) {
+    EntityView e;
+    e.hidden_columns = "ssn";
+    BOOST_TEST((run("filter[ssn]=1", e).status == QueryStatus::filter_not_allowed));
+    BOOST_TEST((run("filter%5Bssn%5D%5Beq%5D=1", e).status == QueryStatus::filter_not_allowed));
+    BOOST_TEST((run("filter[name]=1", e).status == QueryStatus::ok));
+    BOOST_TEST(run("fields=ssn,name", e).fields == "id,name");
+    // `id` is always kept, even if a record listed it as hidden
+    e.hidden_columns = "id,ssn";
+    BOOST_TEST(run("fields=id,ssn", e).fields == "id");
+}
+
+BOOST_AUTO_TEST_CASE(default_fields_only_when_absent) {
+    EntityView e;
+    e.default_fields = "name,email";
+    BOOST_TEST(run("", e).fields == "id,name,email");
+    BOOST_TEST(run("fields=email", e).fields == "id,email");
+    BOOST_TEST(run("fields=", e).fields == "");  // asked for nothing in particular: all
 }
 
 BOOST_AUTO_TEST_CASE(default_expand_is_not_checked_against_the_whitelist) {
     EntityView e;
     e.default_expand = "audit";
     e.expandable = "customer";
-    BOOST_TEST(apply_query_policy("", e).expand == "audit");
+    BOOST_TEST(run("", e).expand == "audit");
+    BOOST_TEST((run("expand=audit", e).status == QueryStatus::expand_not_allowed));
 }
 
 BOOST_AUTO_TEST_CASE(offender_is_bounded) {
     EntityView e;
     e.expandable = "customer";
     const std::string long_name(500, 'x');
-    const QueryOutcome out = apply_query_policy("expand=" + long_name, e);
+    const Result out = run("expand=" + long_name, e);
     BOOST_TEST((out.status == QueryStatus::invalid_query));
-    BOOST_TEST(out.offender.size() <= 64u);
+    BOOST_TEST(out.offender.size() <= kMaxOffender);
+    const Result broken = run(long_name + "=%", e);
+    BOOST_TEST((broken.status == QueryStatus::invalid_query));
+    BOOST_TEST(broken.offender.size() == kMaxOffender);
+}
+
+BOOST_AUTO_TEST_CASE(too_little_memory_is_refused_not_overrun) {
+    const EntityView e = restricted();
+    const std::string query = "expand=customer&fields=name";
+    const std::size_t need = query_policy_memory(query, e);
+    std::vector<char> memory(need, kGuard);
+    BOOST_TEST((apply_query_policy(query, e, memory.data(), need - 1).status ==
+                QueryStatus::no_memory));
+    BOOST_TEST((apply_query_policy(query, e, nullptr, 0).status == QueryStatus::no_memory));
+}
+
+// Random queries over a small alphabet: the policy never writes outside the memory it
+// asked for and never runs out of it.
+BOOST_AUTO_TEST_CASE(memory_bound_holds_for_random_queries) {
+    const char *pieces[] = {"expand", "fields", "filter[", "]", "[", "=", "&", ",", ".",
+                            "a", "b", "id", "ssn", "customer", "items", "%2C", "%2E", "+",
+                            " ", "%", "%4", "x"};
+    std::mt19937 rng(12345);
+    const EntityView entities[] = {EntityView{}, restricted()};
+    for (int i = 0; i < 20000; ++i) {
+        std::string query;
+        const int n = static_cast<int>(rng() % 24);
+        for (int j = 0; j < n; ++j) query += pieces[rng() % (sizeof(pieces) / sizeof(*pieces))];
+        for (const auto &e : entities) {
+            const Result out = run(query, e);
+            BOOST_TEST_REQUIRE((out.status != QueryStatus::no_memory), query);
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -184,16 +184,39 @@ not_granted($t->api(GET => '/api/v1/acme-corp/inventory/Item', key => $inv_key->
 
 # An upstream with its own CORS headers: a browser refuses two Access-Control-Allow-Origin
 # values, and a workspace list is only a list if the upstream's "*" does not pass.
-{
-    local $TODO = 'module appends its grant next to the upstream\'s Access-Control-Allow-Origin '
-        . '(ngx_http_apikey_header_filter does not remove it)';
-    $r = $t->api(GET => "$S/Legacy", key => $key->{key}, headers => [ Origin => $APP ]);
-    is $r->{status}, 200, 'upstream sending its own Access-Control-Allow-Origin';
-    is_deeply [ acao_values($r) ], [$APP],
-        '  allowed origin: exactly one Access-Control-Allow-Origin, the workspace\'s grant';
-    $r = $t->api(GET => "$S/Legacy", key => $key->{key}, headers => [ Origin => $EVIL ]);
-    is_deeply [ acao_values($r) ], [], '  disallowed origin: the upstream\'s "*" does not pass';
+$r = $t->api(GET => "$S/Legacy", key => $key->{key}, headers => [ Origin => $APP ]);
+is $r->{status}, 200, 'upstream sending its own Access-Control-Allow-Origin';
+is_deeply [ acao_values($r) ], [$APP],
+    '  allowed origin: exactly one Access-Control-Allow-Origin, the workspace\'s grant';
+$r = $t->api(GET => "$S/Legacy", key => $key->{key}, headers => [ Origin => $EVIL ]);
+is_deeply [ acao_values($r) ], [], '  disallowed origin: the upstream\'s "*" does not pass';
+$r = $t->api(GET => "$S/Legacy", key => $key->{key});
+is_deeply [ acao_values($r) ], [], '  no Origin: none either';
+
+# Vary: Origin whenever the answer depends on Origin (a known workspace), granted or not,
+# so that a shared cache never hands one origin's answer to another.
+sub vary_origin { scalar grep { lc $_->[0] eq 'vary' && $_->[1] =~ /\bOrigin\b/i } @{ $_[0]{header_list} } }
+is vary_origin($t->api(GET => "$S/Customer", key => $key->{key})), 1,
+    'no Origin header: still Vary: Origin (once)';
+is vary_origin($t->api(GET => "$S/Customer", key => $key->{key}, headers => [ Origin => $EVIL ])), 1,
+    'disallowed origin: Vary: Origin (once)';
+is vary_origin($t->api(GET => "$S/Customer", headers => [ Origin => $EVIL ])), 1,
+    'disallowed origin on a 401: Vary: Origin';
+is vary_origin($t->api(GET => "$S/Customer", key => $key->{key}, headers => [ Origin => $APP ])), 1,
+    'allowed origin: Vary: Origin exactly once';
+
+# Scripts of an allowed origin can read why they were refused or throttled.
+for my $case ([ $t->api(GET => "$S/Customer", headers => [ Origin => $APP ]), '401' ],
+              [ $t->api(GET => "$S/Customer", key => $limited->{key}, headers => [ Origin => $APP ]), '429' ]) {
+    my ($resp, $what) = @$case;
+    my $exposed = $resp->{headers}{'access-control-expose-headers'} // '';
+    like $exposed, qr/\bWWW-Authenticate\b/i, "$what: WWW-Authenticate exposed";
+    like $exposed, qr/\bRetry-After\b/i, "$what: Retry-After exposed";
 }
+ok !defined preflight("$S/Customer", $APP)->{headers}{'access-control-expose-headers'},
+    'no Expose-Headers on a preflight';
+ok !defined $t->api(GET => "$S/Customer", headers => [ Origin => $EVIL ])
+    ->{headers}{'access-control-expose-headers'}, 'nor for a disallowed origin';
 
 # Deleting the workspace withdraws the grant at once.
 $t->admin(DELETE => "/api/v1/workspaces/$open->{id}");

@@ -1,3 +1,4 @@
+#include "apikey_capi.h"
 #include "decision.h"
 #include "key_format.h"
 #include "sha256.h"
@@ -6,12 +7,28 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <memory>
 #include <vector>
 
 using namespace apikey;
 using namespace apikey::snapshot;
+
+// Counts this thread's calls of operator new, to check that the request path allocates
+// nothing on the heap (replacing the global operator new is what the standard allows).
+namespace {
+thread_local std::size_t g_heap_allocations = 0;
+}  // namespace
+
+void *operator new(std::size_t size) {
+    ++g_heap_allocations;
+    if (void *p = std::malloc(size != 0 ? size : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void *p) noexcept { std::free(p); }
+void operator delete(void *p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -152,14 +169,22 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(request_decision)
 
 // Memory for decide(), as nginx's request pool would give it: kept until the test ends.
+// malloc, not new, so that it does not count as the request path's own heap use.
 struct TestAllocator {
-    std::vector<std::unique_ptr<char[]>> blocks;
+    std::vector<void *> blocks;
     std::size_t calls = 0;
+    TestAllocator() { blocks.reserve(4096); }
+    ~TestAllocator() {
+        for (void *p : blocks) std::free(p);
+    }
+    TestAllocator(const TestAllocator &) = delete;
+    TestAllocator &operator=(const TestAllocator &) = delete;
     static void *allocate(void *self, std::size_t size) {
         auto *a = static_cast<TestAllocator *>(self);
         ++a->calls;
-        a->blocks.emplace_back(new char[size]);
-        return a->blocks.back().get();
+        if (a->blocks.size() == a->blocks.capacity()) return nullptr;
+        a->blocks.push_back(std::malloc(size));
+        return a->blocks.back();
     }
     Allocator get() { return Allocator{&TestAllocator::allocate, this}; }
 };
@@ -298,6 +323,82 @@ BOOST_FIXTURE_TEST_CASE(vary_on_origin_for_known_workspaces, SettingsFixture) {
     const Decision unknown = decide(view, r);
     BOOST_TEST(!unknown.cors_vary);
     BOOST_TEST((unknown.cors == CorsGrant::none));
+}
+
+BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture) {
+    // Settings with every list, a long query: everything goes to the request's memory.
+    writer.publish(2, [&](Batch &b) {
+        EntityRecord orders;
+        orders.public_access = PublicAccess::read_only;
+        orders.default_expand = "customer,items.product";
+        orders.default_fields = "name,email,ssn";
+        orders.expandable = "customer,items";
+        orders.filterable = "name,email";
+        orders.hidden_columns = "ssn,notes";
+        b.put_entity(ws, "Orders", orders);
+    });
+    const std::string key = "Bearer " + ro_key;
+    std::string long_query = "expand=customer.address.country,items.product.vendor&fields=ssn";
+    for (int i = 0; i < 60; ++i) long_query += ",field_" + std::to_string(i);
+    long_query += "&filter[name]=" + std::string(500, 'x') + "&page=2";
+    struct Case {
+        std::optional<std::string_view> authorization;
+        const char *query;
+        bool preflight;
+        Code expected;
+    };
+    const Case cases[] = {
+        {std::nullopt, "", false, Code::public_access},
+        {std::nullopt, "", true, Code::cors_preflight},
+        {std::nullopt, long_query.c_str(), false, Code::public_access},
+        {std::string_view(key), long_query.c_str(), false, Code::ok},
+        {std::string_view(key), "expand=orders", false, Code::expand_not_allowed},
+        {std::nullopt, "filter[ssn]=1", false, Code::filter_not_allowed},
+        {std::nullopt, "x=%zz", false, Code::invalid_query},
+        {std::string_view("Bearer nope"), "", false, Code::malformed_key},
+    };
+    apikey_reader_t *capi = nullptr;
+    {
+        char err[256];
+        capi = apikey_reader_open(dir.sub("snap").c_str(), err, sizeof(err));
+        BOOST_REQUIRE_MESSAGE(capi != nullptr, err);
+    }
+    for (const auto &c : cases) {
+        auto view = reader->view();
+        Request r;
+        r.authorization = c.authorization;
+        r.workspace_path = "acme-corp/sales";
+        r.entity = "Orders";
+        r.query = c.query;
+        r.origin = "https://app.example.com";
+        r.preflight = c.preflight;
+        r.facts = RequestFacts{false, kNow};
+        r.alloc = memory.get();
+        const std::size_t before = g_heap_allocations;
+        const Decision d = decide(view, r);
+        const std::size_t during = g_heap_allocations - before;
+        BOOST_TEST((d.code == c.expected), c.query << ": " << code_name(d.code));
+        BOOST_TEST(during == 0u, c.query << ": " << during << " heap allocations in decide()");
+
+        // The C API the module calls, with a pool-like allocator.
+        apikey_request_t req{};
+        if (c.authorization) req.authorization = {c.authorization->data(), c.authorization->size()};
+        req.workspace = {"acme-corp/sales", 15};
+        req.entity = {"Orders", 6};
+        req.args = {c.query, std::strlen(c.query)};
+        req.origin = {"https://app.example.com", 23};
+        req.preflight = c.preflight;
+        req.now = kNow;
+        req.alloc = &TestAllocator::allocate;
+        req.alloc_ctx = &memory;
+        apikey_result_t result;
+        const std::size_t capi_before = g_heap_allocations;
+        apikey_authenticate(capi, &req, &result);
+        const std::size_t capi_news = g_heap_allocations - capi_before;
+        BOOST_TEST(result.code == static_cast<int>(c.expected));
+        BOOST_TEST(capi_news == 0u, c.query << ": " << capi_news << " in apikey_authenticate()");
+    }
+    apikey_reader_close(capi);
 }
 
 BOOST_AUTO_TEST_CASE(rejection_messages) {

@@ -10,7 +10,9 @@ use Test::More;
 use Time::HiRes qw(time);
 use ApiKeyTest;
 
-my $t = ApiKeyTest->new(workers => 2);
+# Big header buffers: the largest settings make X-Api-Hidden-Columns ~21 KB at the backend.
+my $t = ApiKeyTest->new(workers => 2,
+    http_extra => '    large_client_header_buffers 4 64k; proxy_buffer_size 64k; proxy_buffers 8 64k;');
 my $ws    = $t->create_workspace('acme-corp', 'sales');
 my $other = $t->create_workspace('acme-corp', 'inventory');
 my $ro    = $t->create_key($ws->{id}, permission => 'read_only');
@@ -260,5 +262,21 @@ my $o = body_of($t->api(GET => '/api/v1/acme-corp/inventory/Person?fields=ssn&fi
                         key => $other_key->{key}));
 is $o->{fields}, 'id,ssn', "another workspace's Person shows ssn";
 is $o->{hidden}, '', '  and hides nothing';
+
+# --- settings at their limits -------------------------------------------------------------------
+
+my @cols  = map { sprintf 'c%019d', $_ } 1 .. 1000;
+my @paths = map { my $i = $_; join '.', map { sprintf 'p%02d%03d', $_, $i } 1 .. 3 } 1 .. 256;
+$t->put_entity_settings($ws->{id}, 'Big', {
+    columns => { map { ($_ => { apiVisible => $F }) } @cols },
+    defaultExpand => join(',', @paths), maxExpandDepth => 10,
+    defaultFields => join(',', map { sprintf 'f%010d', $_ } 1 .. 256) });
+my $big = upstream('Big', 'entity with 1000 hidden columns and 256 default paths');
+is $big->{hidden}, join(',', @cols), 'all 1000 hidden columns passed on';
+is $big->{expand}, join(',', @paths), 'all 256 default paths passed on';
+is scalar(split /,/, $big->{fields}), 257, 'id and the 256 default fields';
+is upstream('Big?fields=' . join(',', @cols), 'asking for every hidden column')->{fields}, 'id',
+    '  none of them is returned';
+refused("Big?filter[$cols[-1]]=1", 'filter_not_allowed', $cols[-1], 'the last hidden column is not filterable');
 
 done_testing;

@@ -71,6 +71,15 @@ is_deeply [ map { $_->{actor} } @tail ], [ 'ci-bot', 'ci-bot' ], 'actor is that 
 is $tail[1]{object}{created_by}, 'ci-bot', '  and the key records it as created_by';
 is generation(), $tail[-1]{seq}, 'seq is the store generation of the mutation';
 
+# A key update (rate_limit) is a mutation too.
+$r = $t->admin(PATCH => "$W/api-keys/$bot_key->{id}", { rate_limit => { limit => 5, window_seconds => 60 } });
+is $r->{status}, 200, 'PATCH a key';
+my @upd = $t->feed($ws->{id}, after => $tail[-1]{seq});
+is_deeply types(@upd), ['api_key.updated'], 'api_key.updated entry';
+is_deeply $upd[0]{object}{rate_limit}, { limit => 5, window_seconds => 60 }, '  with the object after';
+ok !exists $upd[0]{object}{key}, '  and no key';
+push @tail, @upd;
+
 # --- only real changes ------------------------------------------------------------------
 
 my $before = $tail[-1]{seq};

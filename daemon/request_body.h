@@ -34,7 +34,6 @@ inline constexpr std::size_t kMaxJsonDepth = 32;
 
 struct FieldSpec {
     std::string_view name;
-    bool supported = true;  // false: documented but not implemented yet -> unknown_field
 };
 
 class JsonObject {

@@ -161,13 +161,27 @@ Response Api::handle(const Request &request) noexcept {
     return r;
 }
 
+// Healthy: the store answers and the snapshot holds its newest generation. A failed
+// publish (published generation 0 until a rebuild works) or a store error is a 503 with
+// the reason; nginx keeps serving the last snapshot meanwhile.
 Response Api::healthz() {
-    const bool publishing = publisher_.published_generation() != 0 && !publish_failing_;
-    json body{{"status", publishing ? "ok" : "degraded"},
-              {"generation", store_.generation()},
-              {"published_generation", publisher_.published_generation()}};
-    if (!publishing) body["reason"] = "the snapshot cannot be published; nginx serves the last one";
-    return json_response(publishing ? 200 : 503, body);
+    std::uint64_t generation = 0;
+    std::string reason;
+    try {
+        generation = store_.generation();
+    } catch (const std::exception &e) {
+        reason = "the store cannot be read";
+    }
+    const std::uint64_t published = publisher_.published_generation();
+    if (reason.empty() && (publish_failing_ || published == 0))
+        reason = "the snapshot cannot be published; nginx serves the last one";
+    else if (reason.empty() && published != generation)
+        reason = "the snapshot is behind the store";
+    json body{{"status", reason.empty() ? "ok" : "degraded"},
+              {"generation", generation},
+              {"published_generation", published}};
+    if (!reason.empty()) body["reason"] = reason;
+    return json_response(reason.empty() ? 200 : 503, body);
 }
 
 Response Api::metrics() {
@@ -175,27 +189,40 @@ Response Api::metrics() {
     g.store_generation = store_.generation();
     g.snapshot_generation = publisher_.published_generation();
     g.store_bytes = store_.used_bytes();
+    const Store::Counts counts = store_.counts();
+    g.workspaces = counts.workspaces;
+    g.keys = counts.keys;
+    g.healthy = !publish_failing_ && g.snapshot_generation == g.store_generation;
     g.usage = usage_;
     Response r;
     r.status = 200;
     r.body = metrics_.render(g);
-    r.content_type = "text/plain; version=0.0.4";
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return r;
+}
+
+void Api::count_refused(std::string_view target, unsigned status) noexcept {
+    try {
+        metrics_.count_request(target, status);
+    } catch (...) {
+    }
 }
 
 Response Api::dispatch(const Request &request) noexcept {
     std::string actor;
     try {
+        const std::string_view path = path_of(request.target);
+        const bool read = request.method == "GET" || request.method == "HEAD";
         // For load balancers and probes: no token, nothing secret in it.
-        if (path_of(request.target) == "/healthz" &&
-            (request.method == "GET" || request.method == "HEAD"))
-            return healthz();
+        if (path == "/healthz") return read ? healthz() : method_not_allowed("GET, HEAD");
         const AdminToken *token = authenticate(request.authorization);
         if (token == nullptr)
             return error_response(401, code::unauthorized,
                                   "a valid admin token is required: Authorization: Bearer <token>");
         actor = token->name;
-        Response r = path_of(request.target) == "/metrics" ? metrics() : route(request, actor);
+        Response r = path != "/metrics" ? route(request, actor)
+                     : read             ? metrics()
+                                        : method_not_allowed("GET, HEAD");
         r.actor = actor;
         return r;
     } catch (const ApiError &e) {
@@ -433,20 +460,26 @@ Response Api::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std
 
 Response Api::patch_key(const Uuid &workspace_id, const Uuid &key_id, std::string_view body,
                         const std::string &actor) {
-    const JsonObject object(body, {{"rate_limit"}});
-    const nlohmann::json *limit = object.get("rate_limit");
-    if (limit == nullptr)
-        throw ApiError(400, code::missing_field, quoted_field("rate_limit") + " is required");
-    const auto rate_limit = parse_rate_limit(*limit, "rate_limit");
+    const JsonObject object(body, {{"name"}, {"rate_limit"}});
+    Store::KeyUpdate update;
+    if (const nlohmann::json *name = object.get("name")) {
+        if (!name->is_string()) invalid_field("name", "must be a string");
+        update.name = checked_name(name->get<std::string>(), "name");
+    }
+    if (const nlohmann::json *limit = object.get("rate_limit"))
+        update.rate_limit = parse_rate_limit(*limit, "rate_limit");
+    if (!update.name && !update.rate_limit)
+        throw ApiError(400, code::missing_field,
+                       "the body must set at least one of \"name\" or \"rate_limit\"");
 
     ensure_published();
     Change change;
-    switch (store_.set_key_rate_limit(workspace_id, key_id, rate_limit, Audit{actor, clock_()},
-                                      change)) {
+    switch (store_.update_key(workspace_id, key_id, update, Audit{actor, clock_()}, change)) {
     case Store::Update::not_found: return not_found("API key");
     case Store::Update::unchanged: break;
     case Store::Update::updated:
-        log_info("key updated id=" + apikey::to_string(key_id) + " by=" + actor +
+        log_info("key updated id=" + apikey::to_string(key_id) + " workspace=" +
+                 apikey::to_string(workspace_id) + " by=" + actor +
                  " generation=" + std::to_string(change.generation));
         publish(change);
         break;
@@ -544,6 +577,7 @@ bool Api::try_sync() noexcept {
         return true;
     } catch (const std::exception &e) {
         if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
+        metrics_.count_publish_failure();
         publish_failing_ = true;
         return false;
     }
@@ -565,6 +599,7 @@ void Api::publish(const Change &change) {
     } catch (const std::exception &e) {
         log_error("snapshot publish of generation " + std::to_string(change.generation) +
                   " failed: " + e.what());
+        metrics_.count_publish_failure();
         publish_failing_ = true;
         throw ApiError(503, code::publish_failed,
                        "the change was stored but not yet published to nginx; apikeyd keeps "

@@ -10,6 +10,7 @@
 //   GET  PUT     /api/v1/workspaces/{id}/entities/{entity}/settings
 //   GET          /api/v1/workspaces/{id}/changes?after=N&limit=M   (a live workspace's feed)
 //   GET          /api/v1/changes?after=N&limit=M                  (every workspace's)
+//   PATCH        /api/v1/workspaces/{id}/api-keys/{keyId}   {"name"?, "rate_limit"?}
 //   GET          /metrics   Prometheus text (admin token, like every route)
 //   GET          /healthz   {"status":"ok"} or 503: the only route without a token
 //
@@ -53,6 +54,10 @@ public:
 
     // Reported by /metrics (the receiver outlives the Api's use of it).
     void set_usage_counters(const UsageCounters *usage) { usage_ = usage; }
+
+    // Counts, in /metrics, a request the HTTP server answered itself (malformed, too
+    // large) without calling handle().
+    void count_refused(std::string_view target, unsigned status) noexcept;
 
 private:
     Response dispatch(const Request &request) noexcept;

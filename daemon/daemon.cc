@@ -73,6 +73,9 @@ int run_daemon(const Config &config) {
     options.host = config.listen_host;
     options.port = config.listen_port;
     options.max_body_bytes = config.max_body_bytes;
+    options.on_refused = [&api](std::string_view target, unsigned status) {
+        api.count_refused(target, status);
+    };
     std::unique_ptr<HttpServer> server;
     try {
         server = std::make_unique<HttpServer>(ioc, options,
@@ -94,6 +97,11 @@ int run_daemon(const Config &config) {
         }
         usage->start();
         api.set_usage_counters(&usage->counters());
+        if (!is_loopback(config.usage_host))
+            log_warn("usage reports are received on a non-loopback address: anyone who can "
+                     "reach it can move keys' last_used_at");
+        log_info("receiving usage reports on " + config.usage_host + ":" +
+                 std::to_string(usage->port()));
     }
 
     asio::steady_timer maintenance(ioc);

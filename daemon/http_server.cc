@@ -131,17 +131,26 @@ private:
         send_error(400, code::bad_request, "malformed HTTP request");
     }
 
+    void refused(unsigned status) {
+        if (!state_->options.on_refused) return;
+        const bool parsed = parser_ && !parser_->get().method_string().empty();
+        state_->options.on_refused(parsed ? sv(parser_->get().target()) : std::string_view{}, status);
+    }
+
     void send_error(unsigned status, std::string_view code, const std::string &message) {
         if (started_ == Clock::time_point{}) started_ = Clock::now();
+        refused(status);
         write(error_response(status, code, message), /*keep_alive=*/false, /*head=*/false);
     }
 
     void handle() {
         auto &req = parser_->get();
-        if (req.count(http::field::authorization) > 1)
+        if (req.count(http::field::authorization) > 1) {
+            refused(400);
             return write(error_response(400, code::bad_request,
                                         "more than one Authorization header"),
                          false, false);
+        }
         Request request;
         request.method = sv(req.method_string());
         request.target = sv(req.target());

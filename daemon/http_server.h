@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace apikeyd {
 
@@ -33,6 +34,9 @@ struct ServerOptions {
     std::size_t header_limit = 16 * 1024;
     std::chrono::milliseconds read_timeout{30'000};
     std::size_t max_connections = 512;
+    // Told of every answer the server gives itself, without the handler (400 malformed,
+    // 413, 431): request target ("" when not parsed) and status. Optional.
+    std::function<void(std::string_view target, unsigned status)> on_refused;
 };
 
 class HttpServer {

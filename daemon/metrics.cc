@@ -11,7 +11,7 @@ namespace {
 // values stay few whatever clients send.
 bool is_route_word(std::string_view s) {
     for (std::string_view w : {"api", "v1", "workspaces", "api-keys", "settings", "entities",
-                               "changes", "healthz", "metrics", "import"})
+                               "changes", "healthz", "metrics"})
         if (s == w) return true;
     return false;
 }
@@ -75,7 +75,12 @@ std::string Metrics::render(const Gauges &g) const {
     gauge("apikeyd_snapshot_generation",
           "Generation of the published snapshot; 0 while publishing fails.",
           g.snapshot_generation);
-    gauge("apikeyd_store_bytes", "Bytes used by the authoritative store.", g.store_bytes);
+    gauge("apikeyd_store_bytes", "Bytes used by the authoritative store (data.mdb pages in use).",
+          g.store_bytes);
+    gauge("apikeyd_workspaces", "Live workspaces in the store.", g.workspaces);
+    gauge("apikeyd_api_keys", "API keys in the store, revoked ones included.", g.keys);
+    gauge("apikeyd_healthy", "1 when /healthz answers 200, 0 when it answers 503.",
+          g.healthy ? 1 : 0);
 
     out += "# HELP apikeyd_snapshot_publish_seconds Time to publish one change to the snapshot.\n"
            "# TYPE apikeyd_snapshot_publish_seconds histogram\n";
@@ -89,19 +94,27 @@ std::string Metrics::render(const Gauges &g) const {
     append_number(out, publish_seconds_);
     out += "\napikeyd_snapshot_publish_seconds_count " + std::to_string(publishes_) + "\n";
 
+    const auto counter = [&](const char *name, const char *help, std::uint64_t v) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" +
+               name + " " + std::to_string(v) + "\n";
+    };
+    counter("apikeyd_snapshot_publish_failures_total",
+            "Snapshot publishes that failed (apikeyd retries them).", publish_failures_);
     if (g.usage != nullptr) {
-        const auto counter = [&](const char *name, const char *help, std::uint64_t v) {
-            out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name +
-                   " counter\n" + name + " " + std::to_string(v) + "\n";
-        };
         counter("apikeyd_usage_datagrams_total", "Usage reports received from nginx.",
                 g.usage->datagrams);
         counter("apikeyd_usage_rejected_datagrams_total", "Datagrams that were not usage reports.",
                 g.usage->rejected_datagrams);
         counter("apikeyd_usage_rejected_lines_total", "Malformed or future lines in usage reports.",
                 g.usage->rejected_lines);
+        counter("apikeyd_usage_unknown_keys_total", "Reported uses of key ids the store does not know.",
+                g.usage->unknown_keys);
         counter("apikeyd_usage_keys_updated_total", "last_used_at values moved forward.",
                 g.usage->keys_updated);
+        counter("apikeyd_usage_writes_total", "Store transactions that recorded usage.",
+                g.usage->writes);
+        counter("apikeyd_usage_write_failures_total",
+                "Usage writes that failed (kept and retried).", g.usage->write_failures);
     }
     return out;
 }

@@ -75,13 +75,21 @@ void Publisher::apply(const Change &change) {
         for (const Workspace &w : change.workspaces_put) batch.put_workspace(w.path(), record_of(w));
         for (const EntityPut &e : change.entities_put)
             batch.put_entity(e.workspace_id, e.entity, e.record);
-        // A key's record holds its workspace's default rate limit when it has none.
+        // A key's record holds its workspace's default rate limit when it has none (read
+        // from the store as committed: this runs right after the commit, on the same
+        // thread). The keys of one change are nearly always of one workspace: its default
+        // is looked up once.
         std::optional<Store::View> view;
+        std::optional<Uuid> looked_up;
+        std::optional<snapshot::RateLimit> workspace_default;
         for (const ApiKey &k : change.keys_put) {
             if (!view) view.emplace(store_.view());
-            const auto w = view->workspace(k.workspace_id);
-            batch.put_key(k.key_sha256,
-                          k.snapshot_record(w ? w->settings.default_rate_limit : std::nullopt));
+            if (looked_up != k.workspace_id) {
+                const auto w = view->workspace(k.workspace_id);  // none once deleted
+                workspace_default = w ? w->settings.default_rate_limit : std::nullopt;
+                looked_up = k.workspace_id;
+            }
+            batch.put_key(k.key_sha256, k.snapshot_record(workspace_default));
         }
     });
     published_ = change.generation;

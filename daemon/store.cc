@@ -380,38 +380,61 @@ std::uint64_t Store::used_bytes() {
     return static_cast<std::uint64_t>(info.me_last_pgno + 1) * stat.ms_psize;
 }
 
-std::size_t Store::record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses) {
+Store::UsageResult Store::record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses) {
+    UsageResult result;
+    if (uses.empty()) return result;
     lmdb::Txn txn(*env_, 0);
-    std::size_t moved = 0;
     for (const auto &[id, used_at] : uses) {
         const auto bytes = lmdb::get(txn, keys_, bytes_of(id));
-        if (!bytes) continue;  // unknown (or another store's) key: nothing to update
+        if (!bytes) {  // unknown (or another store's) key: nothing to update
+            ++result.unknown;
+            continue;
+        }
         ApiKey key = decode_key(*bytes);
         if (key.last_used_at && *key.last_used_at >= used_at) continue;  // never backwards
         key.last_used_at = used_at;
         lmdb::put(txn, keys_, bytes_of(id), encode(key));
-        ++moved;
+        ++result.updated;
     }
-    txn.commit();
-    return moved;
+    // Nothing moved: abort (no write, no fsync) rather than commit an empty transaction.
+    if (result.updated > 0) txn.commit();
+    return result;
 }
 
-Store::Update Store::set_key_rate_limit(const Uuid &workspace_id, const Uuid &key_id,
-                                        const std::optional<apikey::snapshot::RateLimit> &limit,
-                                        const Audit &audit, Change &change) {
+Store::Update Store::update_key(const Uuid &workspace_id, const Uuid &key_id,
+                                const KeyUpdate &update, const Audit &audit, Change &change) {
     Mutation m(*this, audit);
     const auto bytes = lmdb::get(m.txn(), keys_, bytes_of(key_id));
     if (!bytes || !lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id))) return Update::not_found;
     ApiKey key = decode_key(*bytes);
     if (key.workspace_id != workspace_id) return Update::not_found;
-    if (key.rate_limit == limit) return Update::unchanged;
-    key.rate_limit = limit;
+    bool changed = false;
+    if (update.name && *update.name != key.name) {
+        key.name = *update.name;
+        changed = true;
+    }
+    if (update.rate_limit && *update.rate_limit != key.rate_limit) {
+        key.rate_limit = *update.rate_limit;
+        changed = true;
+    }
+    if (!changed) return Update::unchanged;
     key.updated_at = audit.time;
     lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key));
     m.record("api_key.updated", workspace_id, key_json(key));
     m.change().keys_put.push_back(std::move(key));
     change = m.commit();
     return Update::updated;
+}
+
+Store::Counts Store::counts() {
+    lmdb::Txn txn(*env_, MDB_RDONLY);
+    MDB_stat stat{};
+    Counts c;
+    lmdb::check(mdb_stat(txn.get(), workspaces_, &stat), "mdb_stat");
+    c.workspaces = stat.ms_entries;
+    lmdb::check(mdb_stat(txn.get(), keys_, &stat), "mdb_stat");
+    c.keys = stat.ms_entries;
+    return c;
 }
 
 Store::Update Store::put_workspace_settings(const Uuid &workspace_id,

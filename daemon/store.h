@@ -153,15 +153,33 @@ public:
     // maxExpandDepth changes (entity records hold the resolved depth).
     Update put_workspace_settings(const Uuid &workspace_id, const WorkspaceSettings &settings,
                                   const Audit &audit, Change &change);
-    // A key's own rate limit (nullopt removes it). A key of another workspace is not_found.
-    Update set_key_rate_limit(const Uuid &workspace_id, const Uuid &key_id,
-                              const std::optional<apikey::snapshot::RateLimit> &limit,
-                              const Audit &audit, Change &change);
+    // PATCH of a key: each field that is set replaces the key's value. A key of another
+    // workspace (or of a deleted one) is not_found. Revoked keys may be updated too (their
+    // name and limit are metadata; revocation stays final). Nothing different from what
+    // is stored: `unchanged` (no generation, no feed entry, updated_at kept).
+    struct KeyUpdate {
+        std::optional<std::string> name;
+        // Set: the key's own limit becomes the inner value (nullopt: none, inherit).
+        std::optional<std::optional<apikey::snapshot::RateLimit>> rate_limit;
+    };
+    Update update_key(const Uuid &workspace_id, const Uuid &key_id, const KeyUpdate &update,
+                      const Audit &audit, Change &change);
+
+    // Cheap counts (LMDB table statistics, no scan): live workspaces, stored keys (revoked
+    // and those of deleted workspaces included).
+    struct Counts {
+        std::uint64_t workspaces = 0;
+        std::uint64_t keys = 0;
+    };
+    Counts counts();
 
     // Usage reported by nginx: last_used_at = max(stored, reported) for each known key,
     // in one transaction. Not an admin change: no generation, no feed entry, no publish.
-    // Returns how many keys moved forward.
-    std::size_t record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses);
+    struct UsageResult {
+        std::size_t updated = 0;  // keys whose last_used_at moved forward
+        std::size_t unknown = 0;  // ids the store has no key for
+    };
+    UsageResult record_usage(const std::vector<std::pair<Uuid, std::int64_t>> &uses);
 
     // All-null settings delete the entity's record (it has the defaults again).
     Update put_entity_settings(const Uuid &workspace_id, const std::string &entity,

@@ -4,6 +4,7 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 
@@ -14,7 +15,6 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::string_view kHeader = "apikey-usage 1\n";
-constexpr std::int64_t kFutureSlack = 60;  // seconds of clock skew tolerated
 constexpr auto kFlushInterval = std::chrono::seconds(1);
 
 }  // namespace
@@ -22,7 +22,8 @@ constexpr auto kFlushInterval = std::chrono::seconds(1);
 bool parse_usage_datagram(std::string_view datagram, std::int64_t now,
                           std::vector<std::pair<Uuid, std::int64_t>> &uses,
                           std::uint64_t &rejected_lines) {
-    if (datagram.substr(0, kHeader.size()) != kHeader) return false;
+    if (datagram.size() > kMaxUsageDatagram || datagram.substr(0, kHeader.size()) != kHeader)
+        return false;
     datagram.remove_prefix(kHeader.size());
     while (!datagram.empty()) {
         const std::size_t nl = datagram.find('\n');
@@ -34,11 +35,11 @@ bool parse_usage_datagram(std::string_view datagram, std::int64_t now,
         const std::string_view time = space == std::string_view::npos ? "" : line.substr(space + 1);
         const auto parsed = std::from_chars(time.data(), time.data() + time.size(), at);
         if (!id || time.empty() || parsed.ec != std::errc() ||
-            parsed.ptr != time.data() + time.size() || at <= 0 || at > now + kFutureSlack) {
+            parsed.ptr != time.data() + time.size() || at <= 0 || at > now + kUsageFutureSlack) {
             ++rejected_lines;
             continue;
         }
-        uses.emplace_back(*id, at);
+        uses.emplace_back(*id, std::min(at, now));
     }
     return true;
 }
@@ -64,25 +65,41 @@ void UsageReceiver::stop() {
     flush();
 }
 
+std::uint16_t UsageReceiver::port() const {
+    boost::system::error_code ec;
+    const auto endpoint = socket_.local_endpoint(ec);
+    return ec ? 0 : endpoint.port();
+}
+
 void UsageReceiver::receive() {
     socket_.async_receive_from(
         asio::buffer(buffer_), sender_,
         [this](const boost::system::error_code &ec, std::size_t n) {
             if (stopped_ || ec == asio::error::operation_aborted) return;
+            // Other errors (an ICMP error reported on the socket, say) only skip a datagram.
             if (!ec) {
-                ++counters_.datagrams;
-                std::vector<std::pair<Uuid, std::int64_t>> uses;
-                if (!parse_usage_datagram({buffer_.data(), n}, clock_(), uses,
-                                          counters_.rejected_lines)) {
-                    ++counters_.rejected_datagrams;
-                }
-                for (const auto &[id, at] : uses) {
-                    std::int64_t &newest = pending_[id.bytes];
-                    if (at > newest) newest = at;
+                try {
+                    on_datagram(n);
+                } catch (const std::exception &e) {  // out of memory: drop this one
+                    log_error(std::string("usage report dropped: ") + e.what());
                 }
             }
             receive();
         });
+}
+
+void UsageReceiver::on_datagram(std::size_t size) {
+    ++counters_.datagrams;
+    std::vector<std::pair<Uuid, std::int64_t>> uses;
+    if (!parse_usage_datagram({buffer_.data(), size}, clock_(), uses, counters_.rejected_lines)) {
+        ++counters_.rejected_datagrams;
+        return;
+    }
+    for (const auto &[id, at] : uses) {
+        std::int64_t &newest = pending_[id.bytes];
+        if (at > newest) newest = at;
+    }
+    if (pending_.size() >= kMaxPendingUses) flush();
 }
 
 void UsageReceiver::schedule_flush() {
@@ -100,11 +117,17 @@ void UsageReceiver::flush() {
     uses.reserve(pending_.size());
     for (const auto &[bytes, at] : pending_) uses.emplace_back(Uuid{bytes}, at);
     try {
-        counters_.keys_updated += store_.record_usage(uses);
+        const Store::UsageResult result = store_.record_usage(uses);
+        counters_.keys_updated += result.updated;
+        counters_.unknown_keys += result.unknown;
+        if (result.updated > 0) ++counters_.writes;
         pending_.clear();
     } catch (const std::exception &e) {
-        // Kept for the next flush; the store may be full or briefly unusable.
+        // Kept for the next flush; the store may be full or briefly unusable. Past the
+        // cap the collected uses are dropped: a key's next use reports it again.
+        ++counters_.write_failures;
         log_error(std::string("cannot record key usage: ") + e.what());
+        if (pending_.size() >= kMaxPendingUses) pending_.clear();
     }
 }
 

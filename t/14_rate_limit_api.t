@@ -44,7 +44,8 @@ ok $t->wait_until(sub {
 for my $case ([ { rate_limit => { limit => 0, window_seconds => 1 } }, 'limit' ],
               [ { rate_limit => { limit => 1, window_seconds => 0 } }, 'window_seconds' ],
               [ { rate_limit => 'fast' }, 'rate_limit' ],
-              [ { name => 'x' }, 'name' ],
+              [ { permission => 'read_write' }, 'permission' ],
+              [ { name => '' }, 'name' ],
               [ {}, 'rate_limit' ]) {
     my ($body, $field) = @$case;
     $r = $t->admin(PATCH => "$W/api-keys/$limited->{id}", $body);

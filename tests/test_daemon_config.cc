@@ -84,6 +84,25 @@ BOOST_AUTO_TEST_CASE(every_key) {
     BOOST_TEST(c.admin_tokens[1].name == "ci.bot");
 }
 
+BOOST_AUTO_TEST_CASE(usage_listen_is_optional_and_checked_like_listen) {
+    BOOST_TEST(parse_config(minimal(), "/").usage_port == 0u);  // absent: no usage received
+    Config c = parse_config(minimal("usage_listen: 127.0.0.1:8089\n"), "/");
+    BOOST_TEST(c.usage_host == "127.0.0.1");
+    BOOST_TEST(c.usage_port == 8089u);
+    c = parse_config(minimal("usage_listen: \"[::1]:8089\"\n"), "/");
+    BOOST_TEST(c.usage_host == "::1");
+    c = parse_config(minimal("usage_listen: localhost:8089\n"), "/");
+    BOOST_TEST(c.usage_host == "127.0.0.1");
+    for (const char *bad : {"usage_listen: 127.0.0.1\n", "usage_listen: 127.0.0.1:0\n",
+                            "usage_listen: 127.0.0.1:70000\n", "usage_listen: example.com:1\n",
+                            "usage_listen: 8089\n", "usage_listen: [a]\n",
+                            "usage_listen: 127.0.0.1:1\nusage_listen: 127.0.0.1:2\n"}) {
+        const std::string message = error_of(minimal(bad));
+        BOOST_TEST_INFO(bad << " -> " << message);
+        BOOST_TEST(message.find("usage_listen") != std::string::npos);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(localhost_means_loopback) {
     const Config c = parse_config(minimal().replace(8, 9, "localhost"), "/");
     BOOST_TEST(c.listen_host == "127.0.0.1");

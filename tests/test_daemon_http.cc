@@ -37,6 +37,11 @@ Response echo(const Request &r) {
 class Server {
 public:
     explicit Server(ServerOptions options = {}) {
+        // What the server answers itself, for /metrics; read after stop() (same thread).
+        if (!options.on_refused)
+            options.on_refused = [this](std::string_view target, unsigned status) {
+                refused.emplace_back(std::string(target), status);
+            };
         set_log_enabled(false);
         server_ = std::make_unique<HttpServer>(ioc_, options, echo);
         server_->start();
@@ -55,6 +60,8 @@ public:
         return std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - start);
     }
+
+    std::vector<std::pair<std::string, unsigned>> refused;
 
 private:
     boost::asio::io_context ioc_;
@@ -309,6 +316,37 @@ BOOST_AUTO_TEST_CASE(bind_failure_names_the_address) {
         BOOST_TEST(std::string(e.what()).find("127.0.0.1:" + std::to_string(server.port())) !=
                    std::string::npos);
     }
+}
+
+BOOST_AUTO_TEST_CASE(answers_the_server_gives_itself_are_reported) {
+    ServerOptions options;
+    options.max_body_bytes = 1024;
+    Server server(options);
+    {
+        Client c(server.port());
+        c.send("GARBAGE\r\n\r\n");
+        c.read_all();
+    }
+    {
+        Client c(server.port());
+        c.send("POST /api/v1/workspaces HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n");
+        c.read_all();
+    }
+    {
+        Client c(server.port());
+        c.send("GET /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n"
+               "Connection: close\r\n\r\n");
+        c.read_all();
+    }
+    {
+        Client c(server.port());  // handled: not reported
+        c.send("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        c.read_all();
+    }
+    server.stop();
+    std::string seen;
+    for (const auto &[target, status] : server.refused) seen += target + " " + std::to_string(status) + ";";
+    BOOST_TEST(seen == " 400;/api/v1/workspaces 413;/x 400;");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -24,13 +24,15 @@ CORE_LIB := $(BUILD)/libapikey_core.a
 MODULE   := $(BUILD)/ngx_http_apikey_module.so
 DAEMON   := $(BUILD)/apikeyd
 UNIT     := $(BUILD)/unit_tests
+# The load client of t/18_load.t and t/20_zero_downtime.t (Boost.Asio, header-only).
+LOADCLIENT := $(BUILD)/tools/loadclient
 
 DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev libssl-dev \
 	liblmdb-dev lmdb-utils libyaml-cpp-dev libboost-dev libboost-test-dev \
 	nlohmann-json3-dev libjson-pp-perl curl
 
 .PHONY: all test unit integration run deps deps-force clean
-all: $(MODULE) $(DAEMON)
+all: $(MODULE) $(DAEMON) $(LOADCLIENT)
 
 $(BUILD)/%.o: %.cc
 	@mkdir -p $(dir $@)
@@ -68,6 +70,10 @@ $(MODULE): $(NGX_DIR)/objs/Makefile $(CORE_LIB) $(wildcard ngx_module/*.c ngx_mo
 	@# A new inode, never an overwrite: running nginx workers have the old file mapped.
 	cp $(NGX_DIR)/objs/ngx_http_apikey_module.so $@.tmp && mv -f $@.tmp $@
 
+$(LOADCLIENT): t/tools/loadclient.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -o $@ $< -lpthread
+
 unit: $(UNIT)
 	./$(UNIT) --log_level=test_suite
 
@@ -94,7 +100,7 @@ deps-force:
 clean:
 	rm -rf $(BUILD)
 
--include $(CORE_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(CORE_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(LOADCLIENT).d
 
 # ---- make bench (bench/, docs/BENCHMARKS.md) --------------------------------------------
 # Builds the bench tools, then runs bench/run.sh: a generated 1M-key snapshot, Google

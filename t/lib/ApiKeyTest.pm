@@ -184,6 +184,10 @@ YAML
 #   location_apikey   replaces the apikey/apikey_workspace/apikey_entity lines
 #   backend_extra     text added to the backend's location (e.g. its own add_header)
 #   snapshot          0 to leave out the apikey_snapshot directive
+#   main_extra        text added at main level (e.g. worker_rlimit_nofile)
+#   worker_connections  events' worker_connections (256)
+#   upstream_keepalive  N: proxy to the backend through an upstream block keeping up to N
+#                     idle connections per worker (HTTP/1.1), instead of one per request
 sub nginx_conf_text {
     my ($self, %over) = @_;
     my %o = (%{ $self->{opts} }, %over);
@@ -201,6 +205,16 @@ APIKEY
     my $server_extra   = $o{server_extra}   // '';
     my $location_extra = $o{location_extra} // '';
     my $backend_extra  = $o{backend_extra}  // '';
+    my $main_extra     = $o{main_extra}     // '';
+    my $worker_connections = $o{worker_connections} // 256;
+    my $proxy_pass = "http://127.0.0.1:$self->{backend_port}";
+    if ($o{upstream_keepalive}) {
+        $http_extra .= "\n    upstream apikey_backend {\n        server 127.0.0.1:$self->{backend_port};\n"
+            . "        keepalive $o{upstream_keepalive};\n    }\n";
+        $location_extra .= "\n            proxy_http_version 1.1;\n"
+            . "            proxy_set_header Connection \"\";\n";
+        $proxy_pass = 'http://apikey_backend';
+    }
     my $backend_body = '{"key_id":"$http_x_api_key_id","permission":"$http_x_api_key_permission",'
         . '"workspace_id":"$http_x_api_workspace_id","prefix":"$http_x_api_key_prefix",'
         . '"method":"$request_method","public":"$http_x_api_public",'
@@ -213,9 +227,10 @@ worker_processes $o{workers};
 error_log $d/error.log info;
 pid $d/nginx.pid;
 daemon off;
+$main_extra
 
 events {
-    worker_connections 256;
+    worker_connections $worker_connections;
 }
 
 http {
@@ -250,7 +265,7 @@ $apikey
             proxy_set_header X-Api-Fields         \$apikey_fields;
             proxy_set_header X-Api-Hidden-Columns \$apikey_hidden_columns;
 $location_extra
-            proxy_pass http://127.0.0.1:$self->{backend_port};
+            proxy_pass $proxy_pass;
         }
 
 $server_extra

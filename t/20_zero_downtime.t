@@ -1,0 +1,142 @@
+# Zero-downtime operations under load: while the load client (t/tools/loadclient.cc)
+# sends the checked key mix at a moderate rate over 200 keep-alive connections, apikeyd
+# is stopped, restarted, crashed (SIGKILL) and "upgraded" (stopped, another copy of the
+# binary started on the same data_dir), and nginx is reloaded (`nginx -s reload`)
+# several times. Not one data-plane request may fail or be answered wrongly. The one
+# thing an HTTP client retries is allowed: a request on a reused keep-alive connection
+# that a reloading worker closed while it was idle, before any byte of an answer (the
+# request never reached nginx); the client sends it again on a new connection.
+use strict;
+use warnings;
+use Test::More;
+use File::Copy qw(copy);
+use Time::HiRes qw(time sleep);
+use ApiKeyTest;
+use ApiKeyLoad;
+
+ApiKeyLoad::check_built();
+
+my $CONNS = 200;
+my $RATE  = 2000;   # requests/s over all connections
+
+my $t = ApiKeyTest->new(
+    workers            => 2,
+    timeout            => 170,
+    worker_connections => 2048,
+    main_extra         => 'worker_rlimit_nofile 5000;',
+    server_extra       => 'access_log off;',
+    upstream_keepalive => 32,
+);
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $PATH = '/api/v1/acme-corp/sales/orders';
+my @valid   = map { $t->create_key($ws->{id}, permission => 'read_write', name => "rw$_") } 1 .. 3;
+my @ro      = map { $t->create_key($ws->{id}, permission => 'read_only',  name => "ro$_") } 1 .. 2;
+my @revoked = map { $t->create_key($ws->{id}, permission => 'read_write', name => "rev$_") } 1 .. 2;
+$t->revoke_key($ws->{id}, $_->{id}) for @revoked;
+my @mix = ApiKeyLoad::standard_mix($t, $PATH, valid => \@valid, read_only => \@ro,
+                                   revoked => \@revoked);
+ok $t->wait_until(sub { $t->api(GET => $PATH, key => $revoked[-1]{key})->{status} == 401 }, 3),
+    'keys published';
+
+sub check_run {
+    my ($label, $res, %o) = @_;
+    my $tot = $res->{total};
+    diag "$label: " . ApiKeyLoad::summary($res);
+    is $res->{rc}, 0, "$label: every request answered as expected" or diag $res->{stderr};
+    is $tot->{transport_errors}, 0, "$label: no failed request";
+    is $tot->{mismatch}, 0, "$label: no wrong answer";
+    is $tot->{answered}, $tot->{sent}, "$label: answered = sent";
+    cmp_ok $tot->{sent} // 0, '>=', $o{min_sent}, "$label: at least $o{min_sent} requests";
+    is $tot->{idle_close_retries}, 0, "$label: no retried request" if $o{no_retries};
+    my $want = ApiKeyLoad::expected_counts(\@mix, $tot->{sent} // 0);
+    my @off = grep { ($res->{class}{$_}{sent} // -1) != $want->{$_}
+                     || ($res->{class}{$_}{ok} // -1) != $want->{$_} } sort keys %$want;
+    is_deeply \@off, [], "$label: every class sent and answered its exact share"
+        or diag explain $res->{class};
+}
+
+sub alerts {
+    join "\n", grep { /\[(?:alert|crit|emerg)\]|exited on signal/ } split /\n/, $t->error_log;
+}
+
+# --- apikeyd: stop, restart, crash, upgrade -----------------------------------------------
+
+{
+    my $run = ApiKeyLoad::start($t, connections => $CONNS, rate => $RATE, duration => 14,
+                                mix => \@mix);
+    sleep 1.5;
+
+    $t->stop_daemon;
+    ok !ApiKeyTest::port_open($t->admin_port), 'apikeyd stopped under load';
+    sleep 2;    # longer than any snapshot re-check interval
+    $t->start_daemon;
+    my $k1 = $t->create_key($ws->{id}, permission => 'read_write', name => 'after-restart');
+    ok $t->wait_until(sub { $t->api(GET => $PATH, key => $k1->{key})->{status} == 200 }, 1),
+        'restarted: a new key works within 1 s';
+    sleep 1.5;
+
+    $t->stop_daemon(signal => 'KILL');
+    sleep 1;
+    $t->start_daemon;
+    ok $t->admin(GET => '/healthz')->{status} == 200, 'restarted after SIGKILL';
+    sleep 1.5;
+
+    # The upgrade: stop, then start a different binary file on the same data_dir (and
+    # snapshot), as a package upgrade would.
+    my $copy = $t->dir . '/apikeyd-upgraded';
+    copy($ApiKeyTest::DAEMON, $copy) or die "copy apikeyd: $!";
+    chmod 0755, $copy;
+    $t->stop_daemon;
+    {
+        local $ApiKeyTest::DAEMON = $copy;
+        $t->start_daemon;
+    }
+    is readlink("/proc/$t->{daemon_pid}/exe"), $copy, 'the upgraded binary runs';
+    my $k2 = $t->create_key($ws->{id}, permission => 'read_write', name => 'after-upgrade');
+    ok $t->wait_until(sub { $t->api(GET => $PATH, key => $k2->{key})->{status} == 200 }, 1),
+        'upgraded: a new key works within 1 s';
+    $t->revoke_key($ws->{id}, $k1->{id});
+    ok $t->wait_until(sub { $t->api(GET => $PATH, key => $k1->{key})->{status} == 401 }, 1),
+        'upgraded: a revoke is enforced within 1 s';
+    my $r = $t->admin(GET => "/api/v1/workspaces/$ws->{id}/api-keys");
+    is scalar(@{ $r->{json} // [] }), 9, 'upgraded: every key still listed';
+
+    my $res = ApiKeyLoad::finish($run);
+    check_run('apikeyd stop/restart/kill/upgrade', $res, min_sent => 10 * $RATE,
+              no_retries => 1);
+    is alerts(), '', 'nginx logged no alert';
+}
+
+# --- nginx -s reload, five times ---------------------------------------------------------
+
+# `nginx -s reload` (signals the master named in the pid file), then wait until the old
+# workers are gone and the new ones run.
+sub nginx_s_reload {
+    my %old = map { $_ => 1 } $t->worker_pids;
+    my $rc = system $ApiKeyTest::NGINX, '-p', $t->dir . '/', '-c', $t->dir . '/nginx.conf',
+        '-e', $t->dir . '/error.log', '-s', 'reload';
+    return 0 if $rc != 0;
+    return $t->wait_until(sub {
+        my @w = $t->worker_pids;
+        @w >= 2 && !grep { $old{$_} } @w;
+    }, 10);
+}
+
+{
+    my $run = ApiKeyLoad::start($t, connections => $CONNS, rate => $RATE, duration => 12,
+                                mix => \@mix);
+    sleep 1.5;
+    my $ok = 0;
+    for (1 .. 5) {
+        $ok++ if nginx_s_reload();
+        sleep 1.5;
+    }
+    is $ok, 5, 'nginx reloaded 5 times under load (old workers gone, new ones running)';
+    my $res = ApiKeyLoad::finish($run);
+    check_run('5 x nginx -s reload', $res, min_sent => 8 * $RATE);
+    diag "requests retried after a reloading worker closed an idle connection: "
+        . ($res->{total}{idle_close_retries} // '?');
+    is alerts(), '', 'nginx logged no alert';
+}
+
+done_testing;

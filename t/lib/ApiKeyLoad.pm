@@ -132,7 +132,7 @@ sub summary {
     my ($res) = @_;
     my $t = $res->{total};
     return join ' ', map { "$_=" . ($t->{$_} // '?') }
-        qw(sent answered ok mismatch transport_errors idle_close_retries server_closes
+        qw(sent answered ok mismatch transport_errors idle_close_retries idle_closes server_closes
            connects peak_open elapsed rps p50_us p99_us max_us);
 }
 

@@ -26,18 +26,24 @@
 // the server closed it while it was idle, as nginx does on reload or at
 // keepalive_timeout, and the request never reached it. That request is sent again on a
 // new connection (at most 3 times) and counted in `idle_close_retries`, not as an error.
-// An answer with `Connection: close` is fine too: the next request opens a new
-// connection (`server_closes`).
+// Before that, like a pooling HTTP client, a reused connection is checked (a
+// non-blocking peek) before a request is sent on it: one the server already closed is
+// replaced by a new connection (`idle_closes`), so only a close that crosses the request
+// on the wire is left to the retry. An answer with `Connection: close` is fine too: the
+// next request opens a new connection (`server_closes`).
 //
 // Output on stdout, one line per class (in order of first appearance) and a total:
 //   class=NAME sent=N answered=N ok=N mismatch=N transport_errors=N
 //   total sent=N answered=N ok=N mismatch=N transport_errors=N idle_close_retries=N
-//         server_closes=N connects=N peak_open=N elapsed=S rps=R p50_us=U p99_us=U max_us=U
+//         idle_closes=N server_closes=N connects=N peak_open=N elapsed=S rps=R p50_us=U p99_us=U max_us=U
 // The first mismatches and transport errors are described on stderr. Exit status 0 when
 // every request was answered as expected, 1 otherwise, 2 on a usage error.
 #include <boost/asio.hpp>
 
 #include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <array>
@@ -153,7 +159,7 @@ struct Shared {
     tcp::endpoint endpoint;
     Clock::time_point start, deadline;
     std::uint64_t next_request = 0;
-    std::uint64_t retries = 0, server_closes = 0, connects = 0, malformed_seq = 0;
+    std::uint64_t retries = 0, idle_closes = 0, server_closes = 0, connects = 0, malformed_seq = 0;
     std::size_t open = 0, peak_open = 0, active = 0;
     std::vector<std::uint32_t> latencies_us;
     int reported_mismatch = 0, reported_transport = 0;
@@ -260,10 +266,24 @@ private:
         });
     }
 
+    // Like any pooling HTTP client, checks a reused connection before sending on it: if
+    // the server closed it while it was idle (nginx on reload, at keepalive_timeout), a
+    // new one is opened and nothing is lost. Only a close that crosses the request on the
+    // wire is left for io_failed's retry.
+    bool closed_while_idle() {
+        char c;
+        ssize_t n = ::recv(sock_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n > 0;
+    }
+
     void send() {
         ++attempts_;
         sent_at_ = Clock::now();
         arm_timer();
+        if (connected_ && closed_while_idle()) {
+            ++sh_.idle_closes;
+            close();
+        }
         if (connected_) return write();
         auto self = shared_from_this();
         sock_.async_connect(sh_.endpoint, [self](error_code ec) {
@@ -511,11 +531,12 @@ int main(int argc, char **argv) {
         return lat[i];
     };
     std::printf("total sent=%llu answered=%llu ok=%llu mismatch=%llu transport_errors=%llu "
-                "idle_close_retries=%llu server_closes=%llu connects=%llu peak_open=%zu "
+                "idle_close_retries=%llu idle_closes=%llu server_closes=%llu connects=%llu peak_open=%zu "
                 "elapsed=%.2f rps=%.0f p50_us=%llu p99_us=%llu max_us=%llu\n",
                 (unsigned long long)total.sent, (unsigned long long)total.answered,
                 (unsigned long long)total.ok, (unsigned long long)total.mismatch,
                 (unsigned long long)total.transport, (unsigned long long)sh.retries,
+                (unsigned long long)sh.idle_closes,
                 (unsigned long long)sh.server_closes, (unsigned long long)sh.connects,
                 sh.peak_open, elapsed, elapsed > 0 ? total.answered / elapsed : 0.0, pct(0.5),
                 pct(0.99), lat.empty() ? 0ULL : (unsigned long long)lat.back());

@@ -5,11 +5,13 @@
 # several times. Not one data-plane request may fail or be answered wrongly. The one
 # thing an HTTP client retries is allowed: a request on a reused keep-alive connection
 # that a reloading worker closed while it was idle, before any byte of an answer (the
-# request never reached nginx); the client sends it again on a new connection.
+# request never reached nginx); the client sends it again on a new connection. Last, the
+# same load while eight admin clients publish hundreds of snapshots.
 use strict;
 use warnings;
 use Test::More;
 use File::Copy qw(copy);
+use POSIX ();
 use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 use ApiKeyLoad;
@@ -136,6 +138,60 @@ sub nginx_s_reload {
     check_run('5 x nginx -s reload', $res, min_sent => 8 * $RATE);
     diag "requests retried after a reloading worker closed an idle connection: "
         . ($res->{total}{idle_close_retries} // '?');
+    is alerts(), '', 'nginx logged no alert';
+}
+
+# --- admin writes under load ----------------------------------------------------------------
+
+# Not an operation but the daily case: apikeyd publishes hundreds of snapshots (creates,
+# revokes, settings that republish entity records) while nginx serves the mix; meanwhile
+# a probe checks that a new key works and a revoked one is refused within 1 s.
+{
+    my $gen0 = $t->admin(GET => '/healthz')->{json}{generation};
+    my $run = ApiKeyLoad::start($t, connections => $CONNS, rate => $RATE, duration => 10,
+                                mix => \@mix);
+    my @kids;
+    for my $c (1 .. 8) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $ok = eval {
+                my $end = time + 8.5;
+                my $n = 0;
+                while (time < $end) {
+                    $n++;
+                    my $k = $t->create_key($ws->{id}, permission => 'read_write', name => "w$c-$n");
+                    $t->revoke_key($ws->{id}, $k->{id});
+                    $t->put_workspace_settings($ws->{id}, { maxExpandDepth => $n % 10 }) if $c == 1;
+                    $t->put_entity_settings($ws->{id}, 'orders', { defaultFields => "f$n" }) if $c == 2;
+                }
+                1;
+            };
+            print STDERR "writer $c: $@" unless $ok;
+            POSIX::_exit($ok ? 0 : 1);
+        }
+        push @kids, $pid;
+    }
+    my (@late, $probes);
+    my $probe_end = time + 8;
+    while (time < $probe_end) {
+        my $k = $t->create_key($ws->{id}, permission => 'read_write', name => 'probe');
+        my $t0 = time;
+        my $ok = $t->wait_until(sub { ($t->api(GET => $PATH, key => $k->{key})->{status} // 0) == 200 }, 2);
+        push @late, sprintf('create %.3f s', time - $t0) if !$ok || time - $t0 > 1;
+        $t->revoke_key($ws->{id}, $k->{id});
+        $t0 = time;
+        $ok = $t->wait_until(sub { ($t->api(GET => $PATH, key => $k->{key})->{status} // 0) == 401 }, 2);
+        push @late, sprintf('revoke %.3f s', time - $t0) if !$ok || time - $t0 > 1;
+        $probes++;
+    }
+    my @rc = map { waitpid($_, 0); $? >> 8 } @kids;
+    is_deeply \@rc, [ (0) x @kids ], 'every writer got its 201s and 200s';
+    my $res = ApiKeyLoad::finish($run);
+    my $gen = $t->admin(GET => '/healthz')->{json}{generation};
+    diag "admin writes under load: " . ($gen - $gen0) . " publishes, $probes probes";
+    cmp_ok $gen - $gen0, '>=', 100, 'at least 100 snapshot publishes during the run';
+    is_deeply \@late, [], "$probes probe keys: usable and then refused within 1 s each";
+    check_run('admin writes under load', $res, min_sent => 8 * $RATE, no_retries => 1);
     is alerts(), '', 'nginx logged no alert';
 }
 

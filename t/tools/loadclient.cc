@@ -12,7 +12,9 @@
 // for each request (right shape and CRC32 checksum), `@malformed` a fresh key of a wrong
 // shape or checksum, `@none` sends no Authorization header. A POST/PUT/PATCH sends the
 // body `{}`. The answer matches when its status is STATUS and its body contains NEEDLE
-// (`-`: no body check), e.g. `"code":"key_revoked"` or `"key_id":"<uuid>"`.
+// (`-`: no body check), e.g. `"code":"key_revoked"` or `"key_id":"<uuid>"`. STATUS and
+// NEEDLE may list alternatives separated by `|` (one needle per status, or one for all):
+// `200|429 '"key_id":"<uuid>"|"code":"rate_limited"'`; `ok_STATUS` counts each.
 //
 // --rate R paces the whole client to about R requests/s (each connection sends one
 // request every N/R s); without it every connection sends its next request as soon as
@@ -33,7 +35,7 @@
 // next request opens a new connection (`server_closes`).
 //
 // Output on stdout, one line per class (in order of first appearance) and a total:
-//   class=NAME sent=N answered=N ok=N mismatch=N transport_errors=N
+//   class=NAME sent=N answered=N ok=N mismatch=N transport_errors=N ok_STATUS=N...
 //   total sent=N answered=N ok=N mismatch=N transport_errors=N idle_close_retries=N
 //         idle_closes=N server_closes=N connects=N peak_open=N elapsed=S rps=R p50_us=U p99_us=U max_us=U
 // The first mismatches and transport errors are described on stderr. Exit status 0 when
@@ -134,16 +136,32 @@ std::string malformed_key(std::uint64_t n) {
 
 // ---- specs and counters ---------------------------------------------------------------
 
+// STATUS and NEEDLE may list alternatives, `200|429` with `"key_id":"..."|"code":"rate_limited"`:
+// the answer must match one status and that status's needle (a single needle applies to
+// every status).
 struct Spec {
-    std::string cls, method, path, needle, key;
-    int status = 0;
+    std::string cls, method, path, key;
+    std::vector<int> statuses;
+    std::vector<std::string> needles;
     std::size_t cls_index = 0;
 };
 
 struct ClassStats {
     std::string name;
     std::uint64_t sent = 0, answered = 0, ok = 0, mismatch = 0, transport = 0;
+    std::map<int, std::uint64_t> ok_by_status;  // matching answers per status
 };
+
+std::vector<std::string> split_alternatives(const std::string &s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (true) {
+        auto bar = s.find('|', start);
+        out.push_back(s.substr(start, bar == std::string::npos ? std::string::npos : bar - start));
+        if (bar == std::string::npos) return out;
+        start = bar + 1;
+    }
+}
 
 struct Options {
     std::string host = "127.0.0.1";
@@ -425,17 +443,22 @@ private:
         ClassStats &cs = sh_.classes[spec_->cls_index];
         ++cs.answered;
         ++answers_on_conn_;
-        bool ok = status == spec_->status &&
-                  (spec_->needle == "-" || body.find(spec_->needle) != std::string::npos);
+        bool ok = false;
+        for (std::size_t i = 0; i < spec_->statuses.size() && !ok; ++i) {
+            const std::string &needle =
+                spec_->needles.size() == 1 ? spec_->needles[0] : spec_->needles[i];
+            ok = status == spec_->statuses[i] &&
+                 (needle == "-" || body.find(needle) != std::string::npos);
+        }
         if (ok) {
             ++cs.ok;
+            ++cs.ok_by_status[status];
         } else {
             ++cs.mismatch;
             if (sh_.reported_mismatch++ < 10)
-                std::fprintf(stderr, "mismatch: class %s %s %s: want %d %s, got %d %s\n",
+                std::fprintf(stderr, "mismatch: class %s %s %s: got %d %s\n",
                              spec_->cls.c_str(), spec_->method.c_str(), spec_->path.c_str(),
-                             spec_->status, spec_->needle.c_str(), status,
-                             body.substr(0, 300).c_str());
+                             status, body.substr(0, 300).c_str());
         }
         if (conn_close) {
             ++sh_.server_closes;
@@ -467,13 +490,18 @@ int main(int argc, char **argv) {
             s.cls = argv[++i];
             s.method = argv[++i];
             s.path = argv[++i];
-            s.status = std::atoi(argv[++i]);
-            s.needle = argv[++i];
+            for (const auto &st : split_alternatives(argv[++i])) {
+                s.statuses.push_back(std::atoi(st.c_str()));
+                if (s.statuses.back() < 100 || s.statuses.back() > 599) usage("bad STATUS");
+            }
+            s.needles = split_alternatives(argv[++i]);
+            if (s.needles.size() != 1 && s.needles.size() != s.statuses.size())
+                usage("NEEDLE must have one alternative or one per STATUS");
             s.key = argv[++i];
             auto it = class_index.find(s.cls);
             if (it == class_index.end()) {
                 it = class_index.emplace(s.cls, sh.classes.size()).first;
-                sh.classes.push_back(ClassStats{s.cls});
+                { ClassStats cs; cs.name = s.cls; sh.classes.push_back(cs); }
             }
             s.cls_index = it->second;
             sh.specs.push_back(s);
@@ -511,12 +539,16 @@ int main(int argc, char **argv) {
     ioc.run();
     double elapsed = std::chrono::duration<double>(Clock::now() - sh.start).count();
 
-    ClassStats total{"total"};
+    ClassStats total;
+    total.name = "total";
     for (const auto &c : sh.classes) {
-        std::printf("class=%s sent=%llu answered=%llu ok=%llu mismatch=%llu transport_errors=%llu\n",
+        std::printf("class=%s sent=%llu answered=%llu ok=%llu mismatch=%llu transport_errors=%llu",
                     c.name.c_str(), (unsigned long long)c.sent, (unsigned long long)c.answered,
                     (unsigned long long)c.ok, (unsigned long long)c.mismatch,
                     (unsigned long long)c.transport);
+        for (const auto &[st, n] : c.ok_by_status)
+            std::printf(" ok_%d=%llu", st, (unsigned long long)n);
+        std::printf("\n");
         total.sent += c.sent;
         total.answered += c.answered;
         total.ok += c.ok;

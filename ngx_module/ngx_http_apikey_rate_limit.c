@@ -42,6 +42,7 @@ typedef struct {
     ngx_http_apikey_rate_shctx_t *sh;
     ngx_slab_pool_t              *shpool;
     time_t                        full_logged;   /* per worker */
+    time_t                        evict_logged;  /* per worker */
 } ngx_http_apikey_rate_ctx_t;
 
 
@@ -54,7 +55,7 @@ static void ngx_http_apikey_rate_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_apikey_rate_node_t *ngx_http_apikey_rate_lookup(
     ngx_http_apikey_rate_ctx_t *ctx, ngx_uint_t hash, u_char *id, size_t len);
-static void ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx,
+static ngx_uint_t ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx,
     uint64_t now, ngx_uint_t force);
 
 
@@ -234,7 +235,25 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         node = ngx_slab_alloc_locked(ctx->shpool, size);
 
         if (node == NULL) {
-            ngx_http_apikey_rate_expire(ctx, now, 1);
+            /*
+             * Evicting a key that is still limited restarts its budget: with
+             * a zone too small for the keys in use (found under load: 600
+             * keys cycling through a 32k zone were all admitted, 3/60s
+             * notwithstanding) limits stop applying without a word. Say so,
+             * once a minute per worker, so the zone gets sized.
+             */
+            if (ngx_http_apikey_rate_expire(ctx, now, 1)
+                && ngx_time() - ctx->evict_logged >= 60)
+            {
+                ctx->evict_logged = ngx_time();
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "apikey: rate limit zone \"%V\" is full: "
+                              "evicted the state of a key still being "
+                              "limited, its budget restarts; make the zone "
+                              "larger (logged once a minute)",
+                              &zone->shm.name);
+            }
+
             node = ngx_slab_alloc_locked(ctx->shpool, size);
         }
 
@@ -337,28 +356,35 @@ ngx_http_apikey_rate_lookup(ngx_http_apikey_rate_ctx_t *ctx, ngx_uint_t hash,
  * fully recovered (their TAT is past, so forgetting them changes nothing),
  * or, when `force`d by a full zone, the oldest ones whatever their state
  * (their keys start again with a full budget: the graceful degradation).
+ * Returns how many of those were still limiting (TAT ahead of now).
  */
 
-static void
+static ngx_uint_t
 ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx, uint64_t now,
     ngx_uint_t force)
 {
-    ngx_uint_t                    n;
+    ngx_uint_t                    n, limited;
     ngx_queue_t                  *q;
     ngx_rbtree_node_t            *node;
     ngx_http_apikey_rate_node_t  *rn;
 
+    limited = 0;
+
     for (n = 0; n < 3; n++) {
 
         if (ngx_queue_empty(&ctx->sh->queue)) {
-            return;
+            return limited;
         }
 
         q = ngx_queue_last(&ctx->sh->queue);
         rn = ngx_queue_data(q, ngx_http_apikey_rate_node_t, queue);
 
         if (!force && rn->tat > now) {
-            return;
+            return limited;
+        }
+
+        if (rn->tat > now) {
+            limited++;
         }
 
         ngx_queue_remove(q);
@@ -369,6 +395,8 @@ ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx, uint64_t now,
         ngx_rbtree_delete(&ctx->sh->rbtree, node);
         ngx_slab_free_locked(ctx->shpool, node);
     }
+
+    return limited;
 }
 
 

@@ -73,6 +73,8 @@ for my $name (sort keys %limit) {
 }
 is $res->{class}{unlimited}{ok_200}, $want->{unlimited}, 'unlimited key: every request 200';
 is $res->{class}{revoked}{ok_401}, $want->{revoked}, 'revoked key: every request 401 (no budget spent)';
+is scalar(grep { /is full: evicted/ } split /\n/, $t->error_log), 0,
+    'the zone holds every key: no eviction warning';
 my $r = $t->api(GET => $PATH, key => $lim_key{small}{key});
 is $r->{status}, 429, 'after the run the small key is still out of budget';
 like $r->{headers}{ratelimit} // '', qr/r=0\b/, '  RateLimit shows r=0';

@@ -24,6 +24,20 @@ use ApiKeyTest;
 
 our $LOADCLIENT = $ENV{TEST_APIKEY_LOADCLIENT} || "$ApiKeyTest::REPO/build/tools/loadclient";
 
+my %RUNNING;      # pid => 1 for every client started and not yet reaped
+my $OWNER = $$;   # forked test children never clean up
+
+# A test that dies while a client runs must not leave it behind.
+END {
+    if ($$ == $OWNER) {
+        local $?;
+        for my $pid (keys %RUNNING) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0;
+        }
+    }
+}
+
 sub check_built {
     Test::More::BAIL_OUT("load client not built: $LOADCLIENT is missing (run make)")
         unless -x $LOADCLIENT;
@@ -73,6 +87,7 @@ sub start {
         open STDERR, '>', $err or POSIX::_exit(126);
         exec { $cmd[0] } @cmd or POSIX::_exit(127);
     }
+    $RUNNING{$pid} = 1;
     return { pid => $pid, out => $out, err => $err, started => time,
              limit => $o{duration} + ($o{timeout} // 10) + 30, mix => $o{mix} };
 }
@@ -104,6 +119,7 @@ sub finish {
         }
         sleep 0.05;
     }
+    delete $RUNNING{ $run->{pid} };
     my %res = (rc => $rc, stderr => _slurp($run->{err}), stdout => _slurp($run->{out}),
                class => {});
     for (split /\n/, $res{stdout}) {

@@ -514,12 +514,18 @@ int main(int argc, char **argv) {
     if (sh.opt.timeout <= 0) usage("--timeout must be positive");
 
     // One descriptor per connection plus a margin: raise the soft limit to the hard one.
+    // (as root the hard limit may be raised too)
     struct rlimit rl;
+    const rlim_t need = sh.opt.connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < need) {
+        struct rlimit more = {need, need};
+        setrlimit(RLIMIT_NOFILE, &more);
+    }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < sh.opt.connections + 64) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
         std::fprintf(stderr, "loadclient: RLIMIT_NOFILE %llu is too low for %zu connections\n",
                      static_cast<unsigned long long>(rl.rlim_cur), sh.opt.connections);
         return 2;

@@ -28,6 +28,7 @@ my $t = ApiKeyTest->new(
     main_extra         => 'worker_rlimit_nofile 5000;',
     server_extra       => 'access_log off;',
     upstream_keepalive => 32,
+    usage              => 1,    # nginx's usage reports must reach each new apikeyd too
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $PATH = '/api/v1/acme-corp/sales/orders';
@@ -102,6 +103,11 @@ sub alerts {
         'upgraded: a revoke is enforced within 1 s';
     my $r = $t->admin(GET => "/api/v1/workspaces/$ws->{id}/api-keys");
     is scalar(@{ $r->{json} // [] }), 9, 'upgraded: every key still listed';
+    my $upgraded_at = time;
+    ok $t->wait_until(sub {
+        my $lu = $t->admin(GET => "/api/v1/workspaces/$ws->{id}/api-keys/$valid[0]{id}")->{json}{last_used_at};
+        defined $lu && ApiKeyTest::parse_iso8601($lu) >= int($upgraded_at) + 1;
+    }, 5), "upgraded: nginx's usage reports reach it (last_used_at of a key under load moves on)";
 
     my $res = ApiKeyLoad::finish($run);
     check_run('apikeyd stop/restart/kill/upgrade', $res, min_sent => 10 * $RATE,

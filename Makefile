@@ -24,7 +24,7 @@ CORE_LIB := $(BUILD)/libapikey_core.a
 MODULE   := $(BUILD)/ngx_http_apikey_module.so
 DAEMON   := $(BUILD)/apikeyd
 UNIT     := $(BUILD)/unit_tests
-# The load client of t/18_load.t and t/20_zero_downtime.t (Boost.Asio, header-only).
+# The load client of t/18_load.t, t/20_zero_downtime.t, t/21 and t/22 (Boost.Asio, header-only).
 LOADCLIENT := $(BUILD)/tools/loadclient
 
 DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev libssl-dev \

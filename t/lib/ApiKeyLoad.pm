@@ -1,8 +1,7 @@
 package ApiKeyLoad;
 
 # Runs build/tools/loadclient (t/tools/loadclient.cc) against an ApiKeyTest's nginx, in
-# the background, and parses what it reports. Used by t/18_load.t and
-# t/20_zero_downtime.t.
+# the background, and parses what it reports. Used by the load tests (t/18, t/20-22).
 #
 #   my @mix = ApiKeyLoad::standard_mix($t, $path, valid => [...], read_only => [...],
 #                                      revoked => [...]);

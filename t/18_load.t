@@ -1,11 +1,13 @@
 # Load: 1,000 concurrent keep-alive connections for 30 s through nginx + module, with a
-# known mix of valid, read-only, revoked, malformed and unknown keys. The load client
-# (t/tools/loadclient.cc) checks every answer (status and JSON code / the key id the
-# upstream saw); the test wants no transport error, no mismatch, exact per-class counts
-# and every connection held open for the whole run.
+# known mix of valid, read-only, revoked, malformed and unknown keys, and queries the
+# entity's policy allows or refuses. The load client (t/tools/loadclient.cc) checks every
+# answer (status and JSON code / what the upstream saw); the test wants no transport
+# error, no mismatch, exact per-class counts, every connection held open for the whole
+# run and the workers' memory flat.
 use strict;
 use warnings;
 use Test::More;
+use Time::HiRes qw(sleep);
 use ApiKeyTest;
 use ApiKeyLoad;
 
@@ -37,6 +39,16 @@ $t->revoke_key($ws->{id}, $_->{id}) for @revoked;
 
 my @mix = ApiKeyLoad::standard_mix($t, $PATH, valid => \@valid, read_only => \@ro,
                                    revoked => \@revoked);
+# Plus the query policy on every request of two more classes: an entity with settings,
+# a query it allows (200, the policy's result in the upstream's echo) and one it refuses.
+$t->put_entity_settings($ws->{id}, 'invoices', {
+    expandableRelationships => 'customer,items,items.product', filterableFields => 'status,price',
+    defaultFields => 'id,status', columns => { ssn => { apiVisible => JSON::PP::false() } } });
+my $IPATH = '/api/v1/acme-corp/sales/invoices';
+push @mix,
+    [policy => GET => "$IPATH?expand=items.product&fields=id,price&filter[price][gte]=10", 200,
+     '"expand":"items.product","fields":"id,price","hidden":"ssn"', $valid[0]{key}],
+    [refused_query => GET => "$IPATH?expand=secret", 400, '"code":"expand_not_allowed"', $valid[1]{key}];
 
 # Every spec answers as promised one request at a time, so a mismatch under load is
 # about load.
@@ -53,7 +65,17 @@ for my $spec (@mix) {
         "one $class request: $status $needle" or diag explain $r;
 }
 
+# Workers' resident memory, sampled once every connection is up and again near the end:
+# a request that leaks into its keep-alive connection's pool (or anywhere) would grow it.
+sub rss_kb {
+    return map { ApiKeyTest::_slurp("/proc/$_/status") =~ /^VmRSS:\s+(\d+)/m ? $1 : 0 } @_;
+}
+my @workers = sort { $a <=> $b } $t->worker_pids;
 my $run = ApiKeyLoad::start($t, connections => $CONNS, duration => $DURATION, mix => \@mix);
+sleep 5;
+my @rss0 = rss_kb(@workers);
+sleep $DURATION - 7 if $DURATION > 7;
+my @rss1 = rss_kb(@workers);
 my $res = ApiKeyLoad::finish($run);
 my $tot = $res->{total};
 diag "load: $CONNS connections, ${DURATION}s: " . ApiKeyLoad::summary($res);
@@ -76,6 +98,12 @@ for my $class (sort keys %$want) {
     is $c->{sent}, $want->{$class}, "$class: sent $want->{$class} (its share of the mix)";
     is $c->{answered}, $c->{sent}, "$class: answered = sent";
     is $c->{ok}, $c->{sent}, "$class: every answer as expected";
+}
+
+diag "worker RSS (kB) at 5 s: @rss0, near the end: @rss1";
+for my $i (0 .. $#workers) {
+    cmp_ok $rss1[$i] - $rss0[$i], '<', 4096,
+        "worker $workers[$i]: resident memory flat under load (+" . ($rss1[$i] - $rss0[$i]) . ' kB)';
 }
 
 my $errors = join "\n", grep { /\[(?:alert|crit|emerg)\]|worker_connections are not enough/ }

@@ -65,16 +65,18 @@ for my $spec (@mix) {
         "one $class request: $status $needle" or diag explain $r;
 }
 
-# Workers' resident memory, sampled once every connection is up and again near the end:
+# Workers' resident memory, sampled once every connection is up and busy and again near
+# the end (a leak of 64 bytes a request would add several MB in between):
 # a request that leaks into its keep-alive connection's pool (or anywhere) would grow it.
 sub rss_kb {
     return map { ApiKeyTest::_slurp("/proc/$_/status") =~ /^VmRSS:\s+(\d+)/m ? $1 : 0 } @_;
 }
 my @workers = sort { $a <=> $b } $t->worker_pids;
 my $run = ApiKeyLoad::start($t, connections => $CONNS, duration => $DURATION, mix => \@mix);
-sleep 5;
+my $first = $DURATION > 20 ? 10 : 5;   # after the connections' buffers settled
+sleep $first;
 my @rss0 = rss_kb(@workers);
-sleep $DURATION - 7 if $DURATION > 7;
+sleep $DURATION - $first - 2 if $DURATION > $first + 2;
 my @rss1 = rss_kb(@workers);
 my $res = ApiKeyLoad::finish($run);
 my $tot = $res->{total};
@@ -100,7 +102,7 @@ for my $class (sort keys %$want) {
     is $c->{ok}, $c->{sent}, "$class: every answer as expected";
 }
 
-diag "worker RSS (kB) at 5 s: @rss0, near the end: @rss1";
+diag "worker RSS (kB) at $first s: @rss0, near the end: @rss1";
 for my $i (0 .. $#workers) {
     cmp_ok $rss1[$i] - $rss0[$i], '<', 4096,
         "worker $workers[$i]: resident memory flat under load (+" . ($rss1[$i] - $rss0[$i]) . ' kB)';

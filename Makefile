@@ -24,7 +24,7 @@ CORE_LIB := $(BUILD)/libapikey_core.a
 MODULE   := $(BUILD)/ngx_http_apikey_module.so
 DAEMON   := $(BUILD)/apikeyd
 UNIT     := $(BUILD)/unit_tests
-# The load client of t/18_load.t, t/20_zero_downtime.t, t/21 and t/22 (Boost.Asio, header-only).
+# The load client of the load tests, t/30 and t/32-34 (Boost.Asio, header-only).
 LOADCLIENT := $(BUILD)/tools/loadclient
 
 DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev libssl-dev \

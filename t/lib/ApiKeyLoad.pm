@@ -1,7 +1,7 @@
 package ApiKeyLoad;
 
 # Runs build/tools/loadclient (t/tools/loadclient.cc) against an ApiKeyTest's nginx, in
-# the background, and parses what it reports. Used by the load tests (t/18, t/20-22).
+# the background, and parses what it reports. Used by the load tests (t/30, t/32-34).
 #
 #   my @mix = ApiKeyLoad::standard_mix($t, $path, valid => [...], read_only => [...],
 #                                      revoked => [...]);

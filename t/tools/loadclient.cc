@@ -1,7 +1,7 @@
 // loadclient: holds many concurrent HTTP/1.1 keep-alive connections to nginx (loopback
 // only) for a bounded time, sends a known, deterministic mix of requests and checks
-// *every* answer against what that request should get. Used by t/18, t/20, t/21 and
-// t/22 (the load tests); built by the Makefile (build/tools/loadclient).
+// *every* answer against what that request should get. Used by t/30, t/32, t/33 and
+// t/34 (the load tests); built by the Makefile (build/tools/loadclient).
 //
 //   loadclient --port P --connections N --duration SECS [--rate R] [--timeout SECS]
 //              --req CLASS METHOD PATH STATUS NEEDLE KEY   (repeatable, at least one)

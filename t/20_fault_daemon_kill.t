@@ -1,4 +1,4 @@
-# Fault injection: apikeyd SIGKILLed (three times) while 8 clients create keys
+# Fault injection: apikeyd SIGKILLed (five times) while 8 clients create keys
 # concurrently. After the restart every key that got a 201 exists (GET), works in nginx
 # with its raw key, and nothing half-written is visible: every listed key is complete,
 # the change feed has exactly one api_key.created entry per stored key (and none for a
@@ -12,7 +12,7 @@ use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 
 my $CLIENTS = 8;
-my $ROUNDS  = 3;      # SIGKILLs
+my $ROUNDS  = 5;      # SIGKILLs
 my $RUN_FOR = 15;     # seconds: the clients' hard stop, whatever happens
 
 my $t = ApiKeyTest->new(

@@ -30,6 +30,9 @@ public:
     // sync() then rebuilds.
     void apply(const Change &change);
 
+    // Non-empty when a truncated snapshot was found at start and replaced (for the log).
+    const std::string &discarded() const { return writer_->discarded(); }
+
     // The generation the snapshot is known to hold, 0 when unknown (after a failure).
     std::uint64_t published_generation() const { return published_; }
 

@@ -62,6 +62,22 @@ Writer::Writer(const WriterOptions &options) {
     // Readers never need to write data.mdb; they do need to write lock.mdb.
     env_options.mode = options.group ? 0660 : 0600;
     env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+    // A truncated data.mdb would SIGBUS apikeyd on its first read. The snapshot is only a
+    // copy of the store: throw it away and start a new one (generation 0, so the publisher
+    // rebuilds it; nginx workers see a new inode and reopen within a second).
+    std::uint64_t needed = 0, actual = 0;
+    if (!lmdb::file_is_complete(env_->get(), needed, actual)) {
+        env_.reset();
+        discarded_ = "snapshot data.mdb in " + options.dir + " was truncated (" +
+                     std::to_string(actual) + " bytes, its newest commit needs " +
+                     std::to_string(needed) + "): discarded, rebuilding it from the store";
+        for (const char *name : {"/data.mdb", "/lock.mdb"}) {
+            const std::string path = options.dir + name;
+            if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                throw std::system_error(errno, std::generic_category(), "unlink " + path);
+        }
+        env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+    }
     set_mode(options.dir + "/data.mdb", options.group ? 0640 : 0600, options.group);
     set_mode(options.dir + "/lock.mdb", options.group ? 0660 : 0600, options.group);
 

@@ -51,6 +51,10 @@ public:
     // Creates the directory and environment if needed. Throws on any failure.
     explicit Writer(const WriterOptions &options);
 
+    // Non-empty when the constructor found a truncated snapshot and replaced it with a new
+    // one: what it found (for the log).
+    const std::string &discarded() const { return discarded_; }
+
     // The generation of the last publish, 0 for a new or foreign-format snapshot.
     std::uint64_t generation();
 
@@ -60,6 +64,7 @@ public:
 private:
     std::unique_ptr<lmdb::Env> env_;
     MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
+    std::string discarded_;
 };
 
 }  // namespace apikey::snapshot

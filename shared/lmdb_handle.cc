@@ -1,6 +1,7 @@
 #include "lmdb_handle.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace apikey::lmdb {
 
@@ -61,10 +62,19 @@ bool file_is_complete(MDB_env *env, std::uint64_t &needed, std::uint64_t &actual
     MDB_stat stat{};
     mdb_filehandle_t fd = -1;
     struct stat st {};
-    // Meta first, then the size: a concurrent writer only ever grows the file before it
+    if (mdb_env_get_fd(env, &fd) != MDB_SUCCESS || fd < 0 || ::fstat(fd, &st) != 0) return true;
+    // The meta pages themselves (the first two) are read through the map: gone, even
+    // asking for them would SIGBUS.
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (page > 0 && st.st_size < 2 * page) {
+        needed = 2 * static_cast<std::uint64_t>(page);
+        actual = static_cast<std::uint64_t>(st.st_size);
+        return false;
+    }
+    // Meta, then the size again: a concurrent writer only ever grows the file before it
     // commits a meta page that needs more of it.
     if (mdb_env_info(env, &info) != MDB_SUCCESS || mdb_env_stat(env, &stat) != MDB_SUCCESS ||
-        mdb_env_get_fd(env, &fd) != MDB_SUCCESS || fd < 0 || ::fstat(fd, &st) != 0)
+        ::fstat(fd, &st) != 0)
         return true;
     needed = (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * stat.ms_psize;
     actual = static_cast<std::uint64_t>(st.st_size);

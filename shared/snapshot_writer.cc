@@ -61,16 +61,24 @@ Writer::Writer(const WriterOptions &options) {
     env_options.map_size = options.map_size;
     // Readers never need to write data.mdb; they do need to write lock.mdb.
     env_options.mode = options.group ? 0660 : 0600;
-    env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
-    // A truncated data.mdb would SIGBUS apikeyd on its first read. The snapshot is only a
-    // copy of the store: throw it away and start a new one (generation 0, so the publisher
-    // rebuilds it; nginx workers see a new inode and reopen within a second).
+    // A truncated data.mdb would SIGBUS apikeyd on its first read (one cut inside its first
+    // page LMDB refuses as MDB_INVALID). The snapshot is only a copy of the store: throw it
+    // away and start a new one (generation 0, so the publisher rebuilds it; nginx workers
+    // see a new inode and reopen within a second).
     std::uint64_t needed = 0, actual = 0;
-    if (!lmdb::file_is_complete(env_->get(), needed, actual)) {
+    try {
+        env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+        if (!lmdb::file_is_complete(env_->get(), needed, actual))
+            discarded_ = "snapshot data.mdb in " + options.dir + " was truncated (" +
+                         std::to_string(actual) + " bytes, its newest commit needs " +
+                         std::to_string(needed) + "): discarded, rebuilding it from the store";
+    } catch (const lmdb::LmdbError &e) {
+        if (e.code() != MDB_INVALID) throw;
+        discarded_ = "snapshot data.mdb in " + options.dir + " is not an LMDB file (" +
+                     e.what() + "): discarded, rebuilding it from the store";
+    }
+    if (!discarded_.empty()) {
         env_.reset();
-        discarded_ = "snapshot data.mdb in " + options.dir + " was truncated (" +
-                     std::to_string(actual) + " bytes, its newest commit needs " +
-                     std::to_string(needed) + "): discarded, rebuilding it from the store";
         for (const char *name : {"/data.mdb", "/lock.mdb"}) {
             const std::string path = options.dir + name;
             if (::unlink(path.c_str()) != 0 && errno != ENOENT)

@@ -54,6 +54,7 @@ void Batch::clear_all() {
 }
 
 Writer::Writer(const WriterOptions &options) {
+    data_path_ = options.dir + "/data.mdb";
     std::filesystem::create_directories(options.dir);
     set_mode(options.dir, options.group ? 0750 : 0700, options.group);
 
@@ -98,6 +99,15 @@ Writer::Writer(const WriterOptions &options) {
     workspaces_ = lmdb::open_dbi(txn, kWorkspacesDb);
     entities_ = lmdb::open_dbi(txn, kEntitiesDb);
     txn.commit();
+}
+
+bool Writer::in_place() const {
+    mdb_filehandle_t fd = -1;
+    struct stat open_file {}, at_path {};
+    if (mdb_env_get_fd(env_->get(), &fd) != MDB_SUCCESS || ::fstat(fd, &open_file) != 0)
+        return true;  // cannot tell: assume nothing happened
+    if (::stat(data_path_.c_str(), &at_path) != 0) return false;
+    return open_file.st_dev == at_path.st_dev && open_file.st_ino == at_path.st_ino;
 }
 
 std::uint64_t Writer::generation() {

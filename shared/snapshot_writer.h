@@ -55,6 +55,11 @@ public:
     // one: what it found (for the log).
     const std::string &discarded() const { return discarded_; }
 
+    // False when the directory's data.mdb is no longer the file this writer has open
+    // (deleted, or replaced by another): publishing would only reach the orphan, which
+    // nginx workers started from now on never see.
+    bool in_place() const;
+
     // The generation of the last publish, 0 for a new or foreign-format snapshot.
     std::uint64_t generation();
 
@@ -65,6 +70,7 @@ private:
     std::unique_ptr<lmdb::Env> env_;
     MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
     std::string discarded_;
+    std::string data_path_;
 };
 
 }  // namespace apikey::snapshot

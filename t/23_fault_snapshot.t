@@ -1,6 +1,6 @@
 # Fault injection: a snapshot that is of an unknown format version, truncated (replaced by
 # a short copy, or cut in place under running workers, down to nothing), or missing
-# (deleted after it was in use). Extends t/05_cold_start.t (nginx before any snapshot):
+# (deleted after it was in use, with apikeyd down or running). Extends t/05_cold_start.t (nginx before any snapshot):
 # here the workers have been serving and the snapshot goes bad under them.
 #
 # In every case the module never admits a key it cannot verify (503 snapshot_unavailable,
@@ -184,6 +184,33 @@ for my $cut ([ 'to its meta pages', 8192 ], [ 'to nothing', 0 ]) {
     all_unavailable('missing, after the retries');
     one_error_per_worker('missing', $from, qr/cannot open snapshot .*No such file or directory/);
     recovers('missing');
+}
+
+# --- missing: deleted while apikeyd runs ----------------------------------------------------
+# apikeyd used to keep publishing into the deleted (orphaned) file: the old workers went on
+# reading it, but any new worker (respawn, reload, restart) answered 503 until apikeyd was
+# restarted. Its maintenance timer now notices and creates the snapshot anew.
+
+{
+    ok $t->daemon_running, 'apikeyd runs';
+    my %workers = map { $_ => 1 } $t->worker_pids;
+    remove_tree($snap);
+    my $after = $t->create_key($ws->{id}, name => 'created after the deletion', permission => 'read_write');
+    my $t0 = time;
+    ok $t->wait_until(sub { -e "$snap/data.mdb" }, 6), sprintf(
+        'deleted while apikeyd runs: it creates the snapshot anew (%.1f s)', time - $t0);
+    ok $t->wait_until(sub {
+        my %s;
+        $s{ status_of($after->{key}) }++ for 1 .. 4;
+        ($s{200} // 0) == 4;
+    }, 6), '  the open workers switch to it: a key created after the deletion is admitted';
+    is_deeply [ sort $t->worker_pids ], [ sort keys %workers ], '  (the same workers)';
+    $t->stop_nginx;
+    $t->start_nginx;
+    is status_of($after->{key}), 200, '  and so do new workers (nginx restarted)';
+    is status_of($revoked->{key}), 401, '  the revoked key still refused';
+    like $t->daemon_log, qr/data\.mdb was deleted or replaced: creating it anew/, '  apikeyd logged it';
+    is $t->admin(GET => '/healthz')->{status}, 200, '  /healthz 200';
 }
 
 unlike $t->error_log, qr/exited on signal/, 'no worker crashed during the whole test';

@@ -10,7 +10,9 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <unistd.h>
 
 using namespace apikey;
@@ -304,6 +306,20 @@ BOOST_AUTO_TEST_CASE(a_truncated_snapshot_is_refused_and_replaced) {
     }
     error.clear();
     BOOST_TEST((Reader::open(snap, error) != nullptr), error);
+}
+
+BOOST_AUTO_TEST_CASE(a_writer_knows_when_its_snapshot_was_deleted_or_replaced) {
+    test::TempDir dir;
+    const std::string snap = dir.sub("snap");
+    Writer writer(test::writer_options(snap));
+    BOOST_TEST(writer.in_place());
+    BOOST_REQUIRE(std::rename((snap + "/data.mdb").c_str(), (snap + "/old.mdb").c_str()) == 0);
+    BOOST_TEST(!writer.in_place());  // missing
+    BOOST_REQUIRE(std::rename((snap + "/old.mdb").c_str(), (snap + "/data.mdb").c_str()) == 0);
+    BOOST_TEST(writer.in_place());
+    std::filesystem::copy_file(snap + "/data.mdb", snap + "/copy.mdb");
+    BOOST_REQUIRE(std::rename((snap + "/copy.mdb").c_str(), (snap + "/data.mdb").c_str()) == 0);
+    BOOST_TEST(!writer.in_place());  // another file at the path
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -106,7 +106,7 @@ bool Writer::in_place() const {
     struct stat open_file {}, at_path {};
     if (mdb_env_get_fd(env_->get(), &fd) != MDB_SUCCESS || ::fstat(fd, &open_file) != 0)
         return true;  // cannot tell: assume nothing happened
-    if (::stat(data_path_.c_str(), &at_path) != 0) return false;
+    if (::stat(data_path_.c_str(), &at_path) != 0) return errno != ENOENT && errno != ENOTDIR;
     return open_file.st_dev == at_path.st_dev && open_file.st_ino == at_path.st_ino;
 }
 

@@ -607,7 +607,22 @@ void Api::publish(const Change &change) {
     }
 }
 
-void Api::maintenance() noexcept { try_sync(); }
+void Api::maintenance() noexcept {
+    // The snapshot deleted (or replaced) while apikeyd runs: publishing would only reach
+    // the orphaned file the old workers still read, and new workers (a respawn, a reload)
+    // would answer 503 until apikeyd restarts. Create it anew; try_sync() rebuilds it.
+    try {
+        if (!publisher_.in_place()) {
+            log_warn("the snapshot's data.mdb was deleted or replaced: creating it anew");
+            publisher_.reopen();
+        }
+    } catch (const std::exception &e) {
+        if (!publish_failing_) log_error(std::string("snapshot reopen failed: ") + e.what());
+        publish_failing_ = true;
+        return;
+    }
+    try_sync();
+}
 
 std::string loggable_path(std::string_view target) {
     const std::string_view path = path_of(target);

@@ -56,6 +56,7 @@ int run_daemon(const Config &config) {
         options.map_size = config.snapshot_map_size;
         options.group = config.snapshot_group;
         publisher = std::make_unique<Publisher>(*store, options);
+        if (!publisher->discarded().empty()) log_warn(publisher->discarded());
         const bool rebuilt = publisher->sync();
         log_info(std::string(rebuilt ? "snapshot rebuilt from the store" : "snapshot up to date") +
                  " path=" + config.snapshot_path +

@@ -13,10 +13,24 @@ snapshot::WorkspaceRecord record_of(const Workspace &w) { return workspace_recor
 }  // namespace
 
 Publisher::Publisher(Store &store, const snapshot::WriterOptions &options)
-    : store_(store), writer_(std::make_unique<snapshot::Writer>(options)) {}
+    : store_(store), options_(options), writer_(std::make_unique<snapshot::Writer>(options)) {}
+
+void Publisher::reopen() {
+    published_ = 0;
+    writer_.reset();  // one environment per file and process: close before opening
+    writer_ = std::make_unique<snapshot::Writer>(options_);
+}
+
+snapshot::Writer &Publisher::writer() {
+    if (!writer_) {  // a reopen() that failed: try again
+        published_ = 0;
+        writer_ = std::make_unique<snapshot::Writer>(options_);
+    }
+    return *writer_;
+}
 
 bool Publisher::sync() {
-    const std::uint64_t snapshot_generation = writer_->generation();
+    const std::uint64_t snapshot_generation = writer().generation();
     // 0 means a new snapshot or one of another format; the store starts at 1.
     if (snapshot_generation != 0 && snapshot_generation == store_.generation()) {
         published_ = snapshot_generation;
@@ -32,7 +46,7 @@ void Publisher::rebuild() {
     // the state of the generation it is stamped with.
     Store::View view = store_.view();
     const std::uint64_t generation = view.generation();
-    writer_->publish(generation, [&](snapshot::Batch &batch) {
+    writer().publish(generation, [&](snapshot::Batch &batch) {
         batch.clear_all();
         std::vector<Workspace> workspaces = view.workspaces();
         for (const Workspace &w : workspaces) batch.put_workspace(w.path(), record_of(w));
@@ -66,7 +80,7 @@ void Publisher::apply(const Change &change) {
         return;
     }
     published_ = 0;  // unknown until this publish commits
-    writer_->publish(change.generation, [&](snapshot::Batch &batch) {
+    writer().publish(change.generation, [&](snapshot::Batch &batch) {
         // Deletions first: a workspace deleted and re-created with the same org/slug in
         // one change must end up present.
         for (const Workspace &w : change.workspaces_deleted) batch.delete_workspace(w.path());

@@ -30,13 +30,26 @@ public:
     // sync() then rebuilds.
     void apply(const Change &change);
 
+    // False when the snapshot's files were deleted or replaced behind apikeyd's back.
+    bool in_place() const { return writer_ && writer_->in_place(); }
+    // Opens (creates) the snapshot at its path anew; the next sync() rebuilds it. Throws.
+    void reopen();
+
+    // Non-empty when a truncated snapshot was found at start and replaced (for the log).
+    const std::string &discarded() const {
+        static const std::string none;
+        return writer_ ? writer_->discarded() : none;
+    }
+
     // The generation the snapshot is known to hold, 0 when unknown (after a failure).
     std::uint64_t published_generation() const { return published_; }
 
 private:
     void rebuild();
+    apikey::snapshot::Writer &writer();  // writer_, opened again if a reopen() failed
 
     Store &store_;
+    apikey::snapshot::WriterOptions options_;
     std::unique_ptr<apikey::snapshot::Writer> writer_;
     std::uint64_t published_ = 0;
 };

@@ -143,6 +143,13 @@ Store::Store(const Options &options) {
         env_options.max_readers = 126;
         env_options.mode = 0600;
         env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+        // Truncated, the store would SIGBUS apikeyd on its first read (at every restart).
+        // It is the only copy of the data: refuse to start, saying why.
+        std::uint64_t needed = 0, actual = 0;
+        if (!lmdb::file_is_complete(env_->get(), needed, actual))
+            throw std::runtime_error("store " + options.dir + "/data.mdb is truncated: " +
+                                     std::to_string(actual) + " bytes, its newest commit needs " +
+                                     std::to_string(needed) + "; restore it from a backup");
         env_->reader_check();
 
         lmdb::Txn txn(*env_, 0);

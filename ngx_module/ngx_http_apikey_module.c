@@ -1001,8 +1001,15 @@ ngx_http_apikey_log_unavailable(ngx_http_request_t *r,
 
     now = ngx_time();
 
-    if (amcf->unavailable_reason == reason
-        && now - amcf->unavailable_logged < NGX_HTTP_APIKEY_LOG_REPEAT)
+    /*
+     * No snapshot open: why was already logged at "error" when opening it
+     * failed (ngx_http_apikey_log_open_error, once a minute at most), so
+     * each 503 is only an "info" line; one error per problem, not two.
+     */
+
+    if ((amcf->unavailable_reason == reason
+         && now - amcf->unavailable_logged < NGX_HTTP_APIKEY_LOG_REPEAT)
+        || (amcf->reader == NULL && amcf->open_error[0] != '\0'))
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "apikey: rejected with 503 snapshot_unavailable");
@@ -1289,6 +1296,14 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
                                        (const char *) msg);
 
     } else if (fi.st_dev != amcf->dev || fi.st_ino != amcf->ino) {
+        (void) ngx_http_apikey_open(amcf, ev->log);
+
+    } else if (!apikey_reader_file_is_complete(amcf->reader)) {
+        /*
+         * data.mdb was truncated in place: the next lookup past its end
+         * would kill this worker with SIGBUS. Reopening refuses it (503,
+         * logged once) until a complete snapshot is back.
+         */
         (void) ngx_http_apikey_open(amcf, ev->log);
 
     } else {

@@ -58,6 +58,10 @@ int apikey_reader_check(apikey_reader_t *reader) noexcept {
     return reader != nullptr ? reader->reader->reader_check() : 0;
 }
 
+int apikey_reader_file_is_complete(apikey_reader_t *reader) noexcept {
+    return reader == nullptr || reader->reader->file_is_complete() ? 1 : 0;
+}
+
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,
                          apikey_result_t *result) noexcept {
     std::memset(result, 0, sizeof(*result));

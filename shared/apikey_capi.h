@@ -25,6 +25,10 @@ apikey_reader_t *apikey_reader_open(const char *dir, char *err,
 void apikey_reader_close(apikey_reader_t *reader) APIKEY_NOEXCEPT;
 /* Clears LMDB reader slots of dead processes; returns how many, -1 on error. */
 int apikey_reader_check(apikey_reader_t *reader) APIKEY_NOEXCEPT;
+/* 0 when the open snapshot's data.mdb was truncated after it was opened (reading past
+ * its end would SIGBUS the worker): close it and reopen (which refuses it, 503). 1 else.
+ * Costs an fstat(); for the once-a-second watch, not the request path. */
+int apikey_reader_file_is_complete(apikey_reader_t *reader) APIKEY_NOEXCEPT;
 
 typedef struct {
     const char *data;

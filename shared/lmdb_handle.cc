@@ -1,5 +1,8 @@
 #include "lmdb_handle.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 namespace apikey::lmdb {
 
 LmdbError::LmdbError(int code, const std::string &what)
@@ -52,6 +55,30 @@ void Txn::commit() {
 void Txn::abort() noexcept {
     if (txn_ != nullptr) mdb_txn_abort(txn_);
     txn_ = nullptr;
+}
+
+bool file_is_complete(MDB_env *env, std::uint64_t &needed, std::uint64_t &actual) noexcept {
+    MDB_envinfo info{};
+    MDB_stat stat{};
+    mdb_filehandle_t fd = -1;
+    struct stat st {};
+    if (mdb_env_get_fd(env, &fd) != MDB_SUCCESS || fd < 0 || ::fstat(fd, &st) != 0) return true;
+    // The meta pages themselves (the first two) are read through the map: gone, even
+    // asking for them would SIGBUS.
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (page > 0 && st.st_size < 2 * page) {
+        needed = 2 * static_cast<std::uint64_t>(page);
+        actual = static_cast<std::uint64_t>(st.st_size);
+        return false;
+    }
+    // Meta, then the size again: a concurrent writer only ever grows the file before it
+    // commits a meta page that needs more of it.
+    if (mdb_env_info(env, &info) != MDB_SUCCESS || mdb_env_stat(env, &stat) != MDB_SUCCESS ||
+        ::fstat(fd, &st) != 0)
+        return true;
+    needed = (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * stat.ms_psize;
+    actual = static_cast<std::uint64_t>(st.st_size);
+    return actual >= needed;
 }
 
 MDB_dbi open_dbi(Txn &txn, const char *name, unsigned flags) {

@@ -5,6 +5,7 @@
 
 #include <lmdb.h>
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -63,6 +64,14 @@ private:
 };
 
 MDB_dbi open_dbi(Txn &txn, const char *name, unsigned flags = MDB_CREATE);
+
+// A data.mdb shorter than its newest commit needs (truncated by a bad copy, a restore, a
+// full disk, `truncate`): LMDB maps it anyway, and the first read of a page past the end
+// of the file kills the process with SIGBUS. Call right after mdb_env_open, before any
+// transaction. Returns false, and fills `needed` and `actual` (bytes), when the file is
+// too short; true when it is long enough or its size cannot be told. Only reads the meta
+// pages (the first two, which mdb_env_open already read) and fstat()s the file.
+bool file_is_complete(MDB_env *env, std::uint64_t &needed, std::uint64_t &actual) noexcept;
 
 inline MDB_val to_val(std::string_view s) {
     return MDB_val{s.size(), const_cast<char *>(s.data())};

@@ -1,5 +1,7 @@
 #include "snapshot_reader.h"
 
+#include "lmdb_handle.h"
+
 #include <cstring>
 #include <utility>
 
@@ -32,6 +34,15 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
         rc = mdb_env_open(reader->env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0);
         if (rc != MDB_SUCCESS) {
             error = "cannot open snapshot \"" + dir + "\": " + mdb_strerror(rc);
+            return nullptr;
+        }
+        // A truncated data.mdb would SIGBUS the worker on its first lookup (and every
+        // respawned worker again, in init_process): refuse it, answer 503 and retry.
+        std::uint64_t needed = 0, actual = 0;
+        if (!lmdb::file_is_complete(reader->env_, needed, actual)) {
+            error = "snapshot \"" + dir + "\" is truncated: data.mdb has " +
+                    std::to_string(actual) + " bytes, its newest commit needs " +
+                    std::to_string(needed);
             return nullptr;
         }
         rc = reader->start();
@@ -75,6 +86,11 @@ Reader::~Reader() {
 int Reader::reader_check() noexcept {
     int dead = 0;
     return mdb_reader_check(env_, &dead) == MDB_SUCCESS ? dead : -1;
+}
+
+bool Reader::file_is_complete() noexcept {
+    std::uint64_t needed = 0, actual = 0;
+    return lmdb::file_is_complete(env_, needed, actual);
 }
 
 int Reader::start() noexcept {

@@ -29,6 +29,10 @@ public:
     // Frees reader slots of dead processes; returns how many, or -1 on error.
     int reader_check() noexcept;
 
+    // False when data.mdb became shorter than the newest commit needs (truncated in place
+    // after it was opened): the next lookup past its end would SIGBUS the process.
+    bool file_is_complete() noexcept;
+
     // A consistent view of the newest published snapshot, for one request.
     class View {
     public:

@@ -54,6 +54,7 @@ void Batch::clear_all() {
 }
 
 Writer::Writer(const WriterOptions &options) {
+    data_path_ = options.dir + "/data.mdb";
     std::filesystem::create_directories(options.dir);
     set_mode(options.dir, options.group ? 0750 : 0700, options.group);
 
@@ -61,7 +62,31 @@ Writer::Writer(const WriterOptions &options) {
     env_options.map_size = options.map_size;
     // Readers never need to write data.mdb; they do need to write lock.mdb.
     env_options.mode = options.group ? 0660 : 0600;
-    env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+    // A truncated data.mdb would SIGBUS apikeyd on its first read (one cut inside its first
+    // page LMDB refuses as MDB_INVALID). The snapshot is only a copy of the store: throw it
+    // away and start a new one (generation 0, so the publisher rebuilds it; nginx workers
+    // see a new inode and reopen within a second).
+    std::uint64_t needed = 0, actual = 0;
+    try {
+        env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+        if (!lmdb::file_is_complete(env_->get(), needed, actual))
+            discarded_ = "snapshot data.mdb in " + options.dir + " was truncated (" +
+                         std::to_string(actual) + " bytes, its newest commit needs " +
+                         std::to_string(needed) + "): discarded, rebuilding it from the store";
+    } catch (const lmdb::LmdbError &e) {
+        if (e.code() != MDB_INVALID) throw;
+        discarded_ = "snapshot data.mdb in " + options.dir + " is not an LMDB file (" +
+                     e.what() + "): discarded, rebuilding it from the store";
+    }
+    if (!discarded_.empty()) {
+        env_.reset();
+        for (const char *name : {"/data.mdb", "/lock.mdb"}) {
+            const std::string path = options.dir + name;
+            if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                throw std::system_error(errno, std::generic_category(), "unlink " + path);
+        }
+        env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+    }
     set_mode(options.dir + "/data.mdb", options.group ? 0640 : 0600, options.group);
     set_mode(options.dir + "/lock.mdb", options.group ? 0660 : 0600, options.group);
 
@@ -74,6 +99,15 @@ Writer::Writer(const WriterOptions &options) {
     workspaces_ = lmdb::open_dbi(txn, kWorkspacesDb);
     entities_ = lmdb::open_dbi(txn, kEntitiesDb);
     txn.commit();
+}
+
+bool Writer::in_place() const {
+    mdb_filehandle_t fd = -1;
+    struct stat open_file {}, at_path {};
+    if (mdb_env_get_fd(env_->get(), &fd) != MDB_SUCCESS || ::fstat(fd, &open_file) != 0)
+        return true;  // cannot tell: assume nothing happened
+    if (::stat(data_path_.c_str(), &at_path) != 0) return errno != ENOENT && errno != ENOTDIR;
+    return open_file.st_dev == at_path.st_dev && open_file.st_ino == at_path.st_ino;
 }
 
 std::uint64_t Writer::generation() {

@@ -51,6 +51,15 @@ public:
     // Creates the directory and environment if needed. Throws on any failure.
     explicit Writer(const WriterOptions &options);
 
+    // Non-empty when the constructor found a truncated snapshot and replaced it with a new
+    // one: what it found (for the log).
+    const std::string &discarded() const { return discarded_; }
+
+    // False when the directory's data.mdb is no longer the file this writer has open
+    // (deleted, or replaced by another): publishing would only reach the orphan, which
+    // nginx workers started from now on never see.
+    bool in_place() const;
+
     // The generation of the last publish, 0 for a new or foreign-format snapshot.
     std::uint64_t generation();
 
@@ -60,6 +69,8 @@ public:
 private:
     std::unique_ptr<lmdb::Env> env_;
     MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
+    std::string discarded_;
+    std::string data_path_;
 };
 
 }  // namespace apikey::snapshot

@@ -5,6 +5,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 
 using namespace apikeyd;
@@ -319,6 +321,28 @@ BOOST_FIXTURE_TEST_CASE(up_to_date_snapshot_is_not_rebuilt, DaemonFixture) {
     publisher = std::make_unique<Publisher>(*store, apikey::test::writer_options(snapshot_dir()));
     BOOST_TEST(!publisher->sync());
     BOOST_TEST(publisher->published_generation() == 2u);
+}
+
+// Truncated, the store used to SIGBUS apikeyd at start; it is refused, saying why.
+BOOST_AUTO_TEST_CASE(a_truncated_store_is_refused) {
+    TempDir dir;
+    {
+        Store store(store_options(dir));
+        Workspace w = make_workspace("acme", "sales");
+        store.create_workspace(w, at());
+        for (int i = 0; i < 300; ++i) {
+            auto [k, raw] = make_key(w.id, Permission::read_only);
+            store.create_key(k, at());
+        }
+    }
+    const std::string data = dir.sub("store") + "/data.mdb";
+    BOOST_REQUIRE(::truncate(data.c_str(), 8192) == 0);
+    try {
+        Store store(store_options(dir));
+        BOOST_FAIL("a truncated store was opened");
+    } catch (const std::runtime_error &e) {
+        BOOST_TEST(std::string(e.what()).find("is truncated") != std::string::npos, e.what());
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -10,7 +10,10 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <unistd.h>
 
 using namespace apikey;
 using namespace apikey::snapshot;
@@ -252,6 +255,71 @@ BOOST_AUTO_TEST_CASE(files_are_private_without_a_group) {
     BOOST_TEST((st.st_mode & 0777) == 0600u);
     BOOST_REQUIRE(::stat(dir.sub("snap").c_str(), &st) == 0);
     BOOST_TEST((st.st_mode & 0777) == 0700u);
+}
+
+// A truncated data.mdb (a bad copy, a restore, `truncate`) used to SIGBUS nginx workers
+// and apikeyd on their first read past its end (t/23_fault_snapshot.t).
+BOOST_AUTO_TEST_CASE(a_truncated_snapshot_is_refused_and_replaced) {
+    test::TempDir dir;
+    const std::string snap = dir.sub("snap");
+    const std::string data = snap + "/data.mdb";
+    {
+        Writer writer(test::writer_options(snap));
+        writer.publish(7, [&](Batch &b) {
+            for (int i = 0; i < 500; ++i) b.put_key(sha256(generate_key()), sample_record());
+        });
+    }
+    struct stat st {};
+    BOOST_REQUIRE(::stat(data.c_str(), &st) == 0);
+    BOOST_REQUIRE(st.st_size > 8 * 4096);
+    std::string error;
+    {
+        auto reader = Reader::open(snap, error);
+        BOOST_REQUIRE(reader);
+        BOOST_TEST(reader->file_is_complete());
+        // Cut in place under the open reader: it can tell (before any lookup past the end).
+        BOOST_REQUIRE(::truncate(data.c_str(), st.st_size / 2) == 0);
+        BOOST_TEST(!reader->file_is_complete());
+    }
+    error.clear();
+    BOOST_TEST(!Reader::open(snap, error));
+    BOOST_TEST(error.find("is truncated") != std::string::npos, error);
+
+    BOOST_REQUIRE(::truncate(data.c_str(), 100) == 0);  // not even one page
+    error.clear();
+    BOOST_TEST(!Reader::open(snap, error));
+    BOOST_TEST(!error.empty());
+
+    for (const off_t size : {off_t{100}, off_t{8192}}) {
+        BOOST_REQUIRE(::truncate(data.c_str(), size) == 0);
+        // The writer throws it away and starts a new one (generation 0: rebuild).
+        Writer writer(test::writer_options(snap));
+        BOOST_TEST(!writer.discarded().empty());
+        BOOST_TEST(writer.generation() == 0u);
+        writer.publish(8, [&](Batch &b) { b.put_key(sha256(generate_key()), sample_record()); });
+        BOOST_TEST(writer.generation() == 8u);
+    }
+    {
+        Writer writer(test::writer_options(snap));  // a complete one is kept
+        BOOST_TEST(writer.discarded().empty());
+        BOOST_TEST(writer.generation() == 8u);
+    }
+    error.clear();
+    BOOST_TEST((Reader::open(snap, error) != nullptr), error);
+}
+
+BOOST_AUTO_TEST_CASE(a_writer_knows_when_its_snapshot_was_deleted_or_replaced) {
+    test::TempDir dir;
+    const std::string snap = dir.sub("snap");
+    Writer writer(test::writer_options(snap));
+    BOOST_TEST(writer.in_place());
+    BOOST_REQUIRE(std::rename((snap + "/data.mdb").c_str(), (snap + "/old.mdb").c_str()) == 0);
+    BOOST_TEST(!writer.in_place());  // missing
+    BOOST_REQUIRE(std::rename((snap + "/old.mdb").c_str(), (snap + "/data.mdb").c_str()) == 0);
+    BOOST_TEST(writer.in_place());
+    std::filesystem::copy_file(snap + "/data.mdb", snap + "/copy.mdb");
+    BOOST_REQUIRE(std::rename((snap + "/copy.mdb").c_str(), (snap + "/data.mdb").c_str()) == 0);
+    BOOST_TEST(!writer.in_place());  // another file at the path
 }
 
 BOOST_AUTO_TEST_SUITE_END()

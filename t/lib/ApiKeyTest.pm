@@ -605,7 +605,9 @@ sub http_request {
     my $timeout = $o{timeout} // 10;
     my $deadline = time + $timeout;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
-                                  Timeout => $timeout)
+                                  Timeout => $timeout,
+                                  # local_addr => '127.0.0.2': another loopback source
+                                  ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()))
         or return { status => undef, error => "connect 127.0.0.1:$port: $@" };
     binmode $s;
     my $sel = IO::Select->new($s);

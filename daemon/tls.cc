@@ -4,6 +4,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <cerrno>
 #include <cstring>
@@ -51,8 +52,14 @@ std::shared_ptr<boost::asio::ssl::context> make_tls_context(const TlsFiles &file
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(native, files.cert_file.c_str()) != 1)
         fail("tls.cert_file", files.cert_file + " is not a PEM certificate (" + openssl_reason() + ")");
-    if (SSL_CTX_use_PrivateKey_file(native, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-        fail("tls.key_file", files.key_file + " is not a PEM private key (" + openssl_reason() + ")");
+    if (SSL_CTX_use_PrivateKey_file(native, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        // OpenSSL checks the key against the certificate while loading it.
+        const bool mismatch = ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH;
+        fail("tls.key_file", files.key_file +
+                                 (mismatch ? " does not match the certificate in " + files.cert_file
+                                           : std::string(" is not a PEM private key")) +
+                                 " (" + openssl_reason() + ")");
+    }
     if (SSL_CTX_check_private_key(native) != 1)
         fail("tls.key_file", files.key_file + " does not match the certificate in " +
                                  files.cert_file + " (" + openssl_reason() + ")");

@@ -283,9 +283,9 @@ BOOST_AUTO_TEST_CASE(store_and_snapshot_files_are_private) {
     const mode_t old = ::umask(0);  // the worst umask: modes must be explicit
     {
         DaemonFixture f;
-        for (const std::string p : {f.store_dir(), f.snapshot_dir()})
+        for (const std::string &p : {f.store_dir(), f.snapshot_dir()})
             BOOST_TEST(mode_of(p) == 0700u, p);
-        for (const std::string p : {f.store_dir() + "/data.mdb", f.store_dir() + "/lock.mdb",
+        for (const std::string &p : {f.store_dir() + "/data.mdb", f.store_dir() + "/lock.mdb",
                                     f.store_dir() + "/apikeyd.lock", f.snapshot_dir() + "/data.mdb",
                                     f.snapshot_dir() + "/lock.mdb"})
             BOOST_TEST(mode_of(p) == 0600u, p);
@@ -301,10 +301,10 @@ BOOST_AUTO_TEST_CASE(listen_beyond_loopback_needs_tls) {
     BOOST_TEST(!is_loopback_host("::"));
     BOOST_TEST(!is_loopback_host("10.1.2.3"));
     BOOST_TEST(!is_loopback_host("128.0.0.1"));
-    for (const std::string listen : {"0.0.0.0:8088", "192.0.2.1:8088", "[::]:8088"}) {
+    for (const char *listen : {"0.0.0.0:8088", "192.0.2.1:8088", "[::]:8088"}) {
         try {
             parse_config(minimal_yaml(listen), "/etc/apikeyd");
-            BOOST_ERROR("accepted " + listen);
+            BOOST_ERROR(std::string("accepted ") + listen);
         } catch (const ConfigError &e) {
             const std::string what = e.what();
             BOOST_TEST(what.find("listen: ") == 0u, what);

@@ -38,7 +38,7 @@ sub curl {
         . " @h '$url'");
     my ($body, $code) = $out =~ /\A(.*)\n(\d{3})\z/s ? ($1, $2) : ($out, undef);
     return { rc => $rc, status => $code, body => $body,
-             json => (defined $code ? eval { ApiKeyTest::json()->decode($body) } : undef) };
+             json => (defined $code ? scalar(eval { ApiKeyTest::json()->decode($body) }) : undef) };
 }
 
 # --- TLS ------------------------------------------------------------------------------

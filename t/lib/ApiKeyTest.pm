@@ -240,7 +240,16 @@ events {
 http {
     $snapshot
 
-    log_format apikey '\$remote_addr [\$time_local] "\$request" \$status '
+    # As conf.example/nginx.conf: keys in the request line cut to their prefix.
+    map \$request \$apikey_request_1 {
+        "~^(.*?)(sk_live_[0-9A-Za-z]{4})[0-9A-Za-z]{34}(.*)\$"  "\$1\$2...\$3";
+        default                                                  \$request;
+    }
+    map \$apikey_request_1 \$apikey_loggable_request {
+        "~^(.*?)(sk_live_[0-9A-Za-z]{4})[0-9A-Za-z]{34}(.*)\$"  "\$1\$2...\$3";
+        default                                                  \$apikey_request_1;
+    }
+    log_format apikey '\$remote_addr [\$time_local] "\$apikey_loggable_request" \$status '
                       'pid=\$pid result=\$apikey_result prefix=\$apikey_key_prefix';
     access_log $d/access.log apikey;
 

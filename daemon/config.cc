@@ -259,6 +259,10 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
                 config.snapshot_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
             } else if (key == "max_connections") {
                 config.max_connections = unsigned_int(value, key, 1, 100000);
+            } else if (key == "header_timeout_seconds") {
+                config.header_timeout_seconds = static_cast<std::uint32_t>(unsigned_int(value, key, 1, 3600));
+            } else if (key == "request_timeout_seconds") {
+                config.request_timeout_seconds = static_cast<std::uint32_t>(unsigned_int(value, key, 1, 3600));
             } else if (key == "tls") {
                 parse_tls(value, base_dir, config);
             } else if (key == "auth_rate_limit") {
@@ -266,7 +270,8 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
             } else {
                 fail(key, "unknown key (known: listen, usage_listen, data_dir, snapshot_path, snapshot_group, "
                           "admin_tokens, max_body_bytes, store_map_size_mb, snapshot_map_size_mb, "
-                          "max_connections, tls, auth_rate_limit)");
+                          "max_connections, header_timeout_seconds, request_timeout_seconds, tls, "
+                          "auth_rate_limit)");
             }
         } catch (const YAML::Exception &e) {
             fail(key, std::string("invalid value: ") + e.what());

@@ -46,6 +46,8 @@ struct Config {
     std::vector<AdminToken> admin_tokens;
     std::size_t max_body_bytes = 65536;
     std::size_t max_connections = 512;  // admin API connections at once
+    std::uint32_t header_timeout_seconds = 10;   // headers (and TLS handshake, idle wait)
+    std::uint32_t request_timeout_seconds = 30;  // the whole request, body included
     std::size_t store_map_size = std::size_t{1024} << 20;
     std::size_t snapshot_map_size = std::size_t{4096} << 20;
     // Required to listen on anything but loopback; optional on loopback.

@@ -77,6 +77,8 @@ int run_daemon(const Config &config) {
     options.port = config.listen_port;
     options.max_body_bytes = config.max_body_bytes;
     options.max_connections = config.max_connections;
+    options.header_timeout = std::chrono::seconds(config.header_timeout_seconds);
+    options.read_timeout = std::chrono::seconds(config.request_timeout_seconds);
     if (config.tls) options.tls = make_tls_context(*config.tls);
     options.on_refused = [&api](std::string_view target, unsigned status) {
         api.count_refused(target, status);

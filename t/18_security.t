@@ -7,7 +7,9 @@ use strict;
 use warnings;
 use lib 't/lib';
 use ApiKeyTest;
+use IO::Select;
 use IO::Socket::INET;
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -79,7 +81,8 @@ sub curl {
     }
 
     # apikeyd over TLS on loopback.
-    ApiKeyTest::_write_file($t->{daemon_conf}, "$conf\ntls:\n  cert_file: $cert\n  key_file: $key\n", 0600);
+    ApiKeyTest::_write_file($t->{daemon_conf},
+        "$conf\nheader_timeout_seconds: 2\ntls:\n  cert_file: $cert\n  key_file: $key\n", 0600);
     $t->start_daemon;
     like $t->daemon_log, qr/listening on 127\.0\.0\.1:\d+ \(TLS\)/, 'apikeyd says it listens with TLS';
     my $r = curl($t, $cert, GET => '/healthz', no_token => 1);
@@ -105,6 +108,11 @@ sub curl {
     ok !defined $plain->{status}, 'plain HTTP to the TLS port gets no HTTP answer';
     unlike $plain->{raw} // '', qr/HTTP\/1/, '... nothing that looks like one';
     cmp_ok time - $start, '<', 12, '... and is closed, not left hanging';
+    my $silent = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->admin_port, Proto => 'tcp');
+    $start = time;
+    IO::Select->new($silent)->can_read(6);
+    cmp_ok time - $start, '<', 4, 'a TLS connection that never says hello is closed at header_timeout';
+    close $silent;
     ok $t->daemon_running && curl($t, $cert, GET => '/healthz', no_token => 1)->{status} == 200,
         'apikeyd still serves TLS clients';
     $t->stop_daemon;
@@ -252,8 +260,49 @@ EXTRA
 # --- idle, slow and malformed clients ------------------------------------------------------
 
 {
-    my $t = ApiKeyTest->new(nginx => 0, daemon_extra => "max_connections: 20\n");
+    my $t = ApiKeyTest->new(nginx => 0, daemon_extra =>
+        "max_connections: 20\nheader_timeout_seconds: 1\nrequest_timeout_seconds: 2\n");
     my $port = $t->admin_port;
+
+    # Slowloris: headers trickled one byte every 100 ms are cut at header_timeout, a body
+    # trickled the same way at request_timeout; a normal client is served meanwhile.
+    my $closed_after = sub {
+        my ($head, $trickle) = @_;
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')
+            or die "connect: $!";
+        my $start = time;
+        syswrite $s, $head;
+        my $sel = IO::Select->new($s);
+        while (time - $start < 8) {
+            if ($sel->can_read(0.1)) {
+                my $n = sysread $s, my $buf, 4096;
+                last if !$n;  # closed
+            }
+            last unless defined syswrite $s, $trickle;
+        }
+        return time - $start;
+    };
+    my $pid = fork // die;
+    if (!$pid) {  # a normal client, while the slow ones trickle
+        sleep 0.3;
+        my $ok = $t->admin(GET => '/api/v1/workspaces')->{status} == 200;
+        POSIX::_exit($ok ? 0 : 1);
+    }
+    my $took = $closed_after->("GET /api/v1/workspaces HTTP/1.1\r\nHost: x\r\n", "X");
+    cmp_ok $took, '>=', 0.8, 'trickled headers: connection kept until header_timeout';
+    cmp_ok $took, '<', 3, '... and closed after it';
+    waitpid $pid, 0;
+    is $?, 0, 'a normal client was served meanwhile';
+    $took = $closed_after->("POST /api/v1/workspaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        . $t->admin_token . "\r\nContent-Length: 1000\r\n\r\n", "x");
+    cmp_ok $took, '>=', 1.8, 'trickled body: kept until request_timeout';
+    cmp_ok $took, '<', 4, '... and closed after it';
+    my $idle = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
+    my $start = time;
+    IO::Select->new($idle)->can_read(5);
+    cmp_ok time - $start, '<', 3, 'an idle connection is closed after header_timeout';
+    close $idle;
+
     my @idle = map {
         IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp') or die $!
     } 1 .. 30;

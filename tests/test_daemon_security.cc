@@ -338,10 +338,15 @@ BOOST_AUTO_TEST_CASE(tls_and_auth_limit_keys_are_validated) {
     BOOST_TEST(error_of("max_connections: 0\n").rfind("max_connections", 0) == 0u);
     const Config c = parse_config(
         minimal_yaml("127.0.0.1:1", "auth_rate_limit:\n  max_failures: 5\n  window_seconds: 30\n"
-                                    "max_connections: 7\n"), "/etc");
+                                    "max_connections: 7\nheader_timeout_seconds: 2\n"
+                                    "request_timeout_seconds: 3\n"), "/etc");
     BOOST_TEST(c.auth_limit.max_failures == 5u);
     BOOST_TEST(c.auth_limit.window_seconds == 30u);
     BOOST_TEST(c.max_connections == 7u);
+    BOOST_TEST(c.header_timeout_seconds == 2u);
+    BOOST_TEST(c.request_timeout_seconds == 3u);
+    BOOST_TEST(error_of("header_timeout_seconds: 0\n").rfind("header_timeout_seconds", 0) == 0u);
+    BOOST_TEST(error_of("request_timeout_seconds: 3601\n").rfind("request_timeout_seconds", 0) == 0u);
     const Config d = parse_config(minimal_yaml("127.0.0.1:1"), "/etc");
     BOOST_TEST(d.auth_limit.max_failures == 10u);
     BOOST_TEST(d.auth_limit.window_seconds == 60u);

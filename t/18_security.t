@@ -43,6 +43,28 @@ sub curl {
              json => (defined $code ? scalar(eval { ApiKeyTest::json()->decode($body) }) : undef) };
 }
 
+# --- the harness's secret scan finds what it must --------------------------------------
+
+{
+    my $t = ApiKeyTest->new(nginx => 0, secret_scan => 0);  # this object's scan is the test
+    my $ws = $t->create_workspace('scan-org', 'ws');
+    my $key = $t->create_key($ws->{id});
+    is_deeply $t->find_secrets, {}, 'a clean run: nothing found';
+    ApiKeyTest::_write_file($t->dir . '/leak.log', "x $key->{key} y\n");
+    ApiKeyTest::_write_file($t->dir . '/data/token.bin', "\0" . $t->admin_token . "\0");
+    ApiKeyTest::_write_file($t->dir . '/settings.yaml', $t->admin_token);  # configs: skipped
+    is_deeply $t->find_secrets, { 'leak.log' => ['raw key'], 'data/token.bin' => ['admin token'] },
+        'a raw key from a create response and the admin token are found, by file';
+    my $t2 = ApiKeyTest->new(nginx => 0, daemon => 0, secret_scan => 0,
+                             secret_scan_ignore => qr/duplicate header/);
+    $t2->add_secret('sk_live_made_up_for_the_test');
+    ApiKeyTest::_write_file($t2->dir . '/error.log',
+        "client sent duplicate header line: sk_live_made_up_for_the_test\nother\n");
+    is_deeply $t2->find_secrets, {}, 'secret_scan_ignore skips matching lines';
+    ApiKeyTest::_write_file($t2->dir . '/error.log', "sk_live_made_up_for_the_test\n");
+    is_deeply [keys %{ $t2->find_secrets }], ['error.log'], '... only those';
+}
+
 # --- TLS ------------------------------------------------------------------------------
 
 {

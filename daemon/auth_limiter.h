@@ -1,7 +1,8 @@
 // Failed admin authentication, per source address: after `max_failures` failures within
 // `window_seconds` the address is refused (429) until the window that blocked it ends,
 // whatever token it presents; other addresses are unaffected. The table holds at most
-// `max_entries` addresses: expired ones are dropped first, then the oldest window.
+// `max_entries` addresses: expired ones are dropped first, then the oldest window. IPv6
+// addresses count per /64 (one host usually holds a whole /64), IPv4 per address.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +29,8 @@ public:
     bool record_failure(std::string_view address, std::int64_t now);
 
     std::size_t size() const { return table_.size(); }
+    // What an address is counted under: itself, or its /64 for IPv6.
+    static std::string key_of(std::string_view address);
     const AuthLimitOptions &options() const { return options_; }
 
 private:

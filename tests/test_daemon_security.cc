@@ -189,6 +189,17 @@ BOOST_AUTO_TEST_CASE(auth_limiter_blocks_after_n_failures_per_address) {
     BOOST_TEST(l.blocked_for("", 1000) == 0);
 }
 
+BOOST_AUTO_TEST_CASE(auth_limiter_counts_ipv6_per_64) {
+    BOOST_TEST(AuthLimiter::key_of("192.0.2.1") == "192.0.2.1");
+    BOOST_TEST(AuthLimiter::key_of("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64");
+    BOOST_TEST(AuthLimiter::key_of("::ffff:192.0.2.1") == "::ffff:192.0.2.1");
+    AuthLimiter l({2, 60, 100});
+    BOOST_TEST(!l.record_failure("2001:db8::1", 1000));
+    BOOST_TEST(l.record_failure("2001:db8::2", 1000));  // same /64
+    BOOST_TEST(l.blocked_for("2001:db8::ffff", 1000) == 60);
+    BOOST_TEST(l.blocked_for("2001:db8:0:1::1", 1000) == 0);  // another /64
+}
+
 BOOST_AUTO_TEST_CASE(auth_limiter_table_is_bounded_and_keeps_blocks) {
     AuthLimiter l({2, 60, 50});
     l.record_failure("blocked", 1000);

@@ -29,7 +29,7 @@ LOADCLIENT := $(BUILD)/tools/loadclient
 
 DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev libssl-dev \
 	liblmdb-dev lmdb-utils libyaml-cpp-dev libboost-dev libboost-test-dev \
-	nlohmann-json3-dev libjson-pp-perl curl
+	nlohmann-json3-dev libjson-pp-perl curl openssl
 
 .PHONY: all test unit integration run deps deps-force clean
 all: $(MODULE) $(DAEMON) $(LOADCLIENT)
@@ -43,11 +43,11 @@ $(CORE_LIB): $(CORE_OBJS)
 	ar rcs $@ $^
 
 $(DAEMON): $(DAEMON_OBJS) $(CORE_LIB)
-	$(CXX) $(CXXFLAGS) -o $@ $(DAEMON_OBJS) $(CORE_LIB) -lyaml-cpp -lpthread $(LDLIBS_CORE)
+	$(CXX) $(CXXFLAGS) -o $@ $(DAEMON_OBJS) $(CORE_LIB) -lyaml-cpp -lpthread -lssl $(LDLIBS_CORE)
 
 $(UNIT): $(TEST_OBJS) $(DAEMON_LIB_OBJS) $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $(TEST_OBJS) $(DAEMON_LIB_OBJS) $(CORE_LIB) \
-		-lboost_unit_test_framework -lyaml-cpp -lpthread $(LDLIBS_CORE)
+		-lboost_unit_test_framework -lyaml-cpp -lpthread -lssl $(LDLIBS_CORE)
 
 $(BUILD)/tests/%.o: CXXFLAGS += -DBOOST_TEST_DYN_LINK
 

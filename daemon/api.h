@@ -15,9 +15,12 @@
 //   GET          /healthz   {"status":"ok"} or 503: the only route without a token
 //
 // HEAD is answered like GET (the server drops the body). Every route, known or not,
-// first requires "Authorization: Bearer <admin token>".
+// first requires "Authorization: Bearer <admin token>". Failed attempts are logged with
+// the source address (never what was presented); an address with too many of them gets
+// 429 too_many_requests with Retry-After until its window ends.
 #pragma once
 
+#include "auth_limiter.h"
 #include "config.h"
 #include "metrics.h"
 #include "publisher.h"
@@ -38,6 +41,8 @@ struct Request {
     std::string_view target;  // origin-form: path plus optional "?query"
     std::optional<std::string_view> authorization;  // nullopt when the header is absent
     std::string_view body;
+    // The client's IP address as the server saw it ("" when unknown: no auth limiting).
+    std::string_view peer;
 };
 
 class Api {
@@ -51,6 +56,9 @@ public:
 
     // Retries a snapshot publish that failed earlier; the server calls it periodically.
     void maintenance() noexcept;
+
+    // Failed admin authentication per source address (see auth_limiter.h); on by default.
+    void set_auth_limit(const AuthLimitOptions &options) { auth_limiter_ = AuthLimiter(options); }
 
     // Reported by /metrics (the receiver outlives the Api's use of it).
     void set_usage_counters(const UsageCounters *usage) { usage_ = usage; }
@@ -99,6 +107,7 @@ private:
     bool publish_failing_ = false;  // log state changes once, not every retry
     Metrics metrics_;
     const UsageCounters *usage_ = nullptr;
+    AuthLimiter auth_limiter_;
 };
 
 // The request path as it may be logged: the query is dropped and every segment that is

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "tls.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
@@ -160,6 +162,43 @@ void parse_admin_tokens(const YAML::Node &node, Config &config) {
     }
 }
 
+void parse_tls(const YAML::Node &node, const std::string &base_dir, Config &config) {
+    if (!node.IsMap()) fail("tls", "must be a map with cert_file and key_file");
+    TlsFiles files;
+    for (const auto &kv : node) {
+        const std::string field = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+        const std::string key = "tls." + field;
+        if (field == "cert_file") {
+            if (!files.cert_file.empty()) fail(key, "appears twice");
+            files.cert_file = absolute(scalar(kv.second, key), base_dir);
+        } else if (field == "key_file") {
+            if (!files.key_file.empty()) fail(key, "appears twice");
+            files.key_file = absolute(scalar(kv.second, key), base_dir);
+        } else {
+            fail(key, "unknown key (expected cert_file, key_file)");
+        }
+    }
+    if (files.cert_file.empty()) fail("tls.cert_file", "is required (PEM certificate chain)");
+    if (files.key_file.empty()) fail("tls.key_file", "is required (PEM private key)");
+    config.tls = files;
+}
+
+void parse_auth_limit(const YAML::Node &node, Config &config) {
+    if (!node.IsMap()) fail("auth_rate_limit", "must be a map with max_failures and window_seconds");
+    for (const auto &kv : node) {
+        const std::string field = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+        const std::string key = "auth_rate_limit." + field;
+        if (field == "max_failures")
+            config.auth_limit.max_failures =
+                static_cast<std::uint32_t>(unsigned_int(kv.second, key, 0, 1000000));
+        else if (field == "window_seconds")
+            config.auth_limit.window_seconds =
+                static_cast<std::uint32_t>(unsigned_int(kv.second, key, 1, 86400));
+        else
+            fail(key, "unknown key (expected max_failures, window_seconds)");
+    }
+}
+
 void check_writable_dir(const std::string &key, const std::string &dir) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0)
@@ -218,9 +257,21 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
                 config.store_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
             } else if (key == "snapshot_map_size_mb") {
                 config.snapshot_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
+            } else if (key == "max_connections") {
+                config.max_connections = unsigned_int(value, key, 1, 100000);
+            } else if (key == "header_timeout_seconds") {
+                config.header_timeout_seconds = static_cast<std::uint32_t>(unsigned_int(value, key, 1, 3600));
+            } else if (key == "request_timeout_seconds") {
+                config.request_timeout_seconds = static_cast<std::uint32_t>(unsigned_int(value, key, 1, 3600));
+            } else if (key == "tls") {
+                parse_tls(value, base_dir, config);
+            } else if (key == "auth_rate_limit") {
+                parse_auth_limit(value, config);
             } else {
                 fail(key, "unknown key (known: listen, usage_listen, data_dir, snapshot_path, snapshot_group, "
-                          "admin_tokens, max_body_bytes, store_map_size_mb, snapshot_map_size_mb)");
+                          "admin_tokens, max_body_bytes, store_map_size_mb, snapshot_map_size_mb, "
+                          "max_connections, header_timeout_seconds, request_timeout_seconds, tls, "
+                          "auth_rate_limit)");
             }
         } catch (const YAML::Exception &e) {
             fail(key, std::string("invalid value: ") + e.what());
@@ -230,6 +281,12 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
     if (!have_data) fail("data_dir", "is required");
     if (!have_snapshot) fail("snapshot_path", "is required");
     if (!have_tokens) fail("admin_tokens", "is required");
+    // Admin tokens and fresh raw keys cross this port: in clear text only on loopback.
+    if (!config.tls && !is_loopback_host(config.listen_host))
+        fail("listen", config.listen_text() +
+                           " is not a loopback address: apikeyd serves the admin API beyond "
+                           "loopback only over TLS (add tls: {cert_file, key_file}, or listen "
+                           "on 127.0.0.1)");
 
     // The snapshot is opened by nginx and may be made group-readable: it must not share a
     // directory with the private store.
@@ -254,10 +311,19 @@ Config load_config(const std::string &path) {
     fs::path base = fs::absolute(path, ec).parent_path();
     if (ec) throw ConfigError("cannot resolve " + path + ": " + ec.message());
     try {
-        return parse_config(text.str(), base.string());
+        Config config = parse_config(text.str(), base.string());
+        if (config.tls) make_tls_context(*config.tls);  // throws ConfigError
+        return config;
     } catch (const ConfigError &e) {
         throw ConfigError(path + ": " + e.what());
     }
+}
+
+bool is_loopback_host(const std::string &host) {
+    in_addr a4{};
+    if (::inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    in6_addr a6{};
+    return ::inet_pton(AF_INET6, host.c_str(), &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 void prepare_paths(const Config &config) {

@@ -3,6 +3,7 @@
 // typo in a security component's config must not silently mean "default".
 #pragma once
 
+#include "auth_limiter.h"
 #include "sha256.h"
 
 #include <sys/types.h>
@@ -26,6 +27,12 @@ struct AdminToken {
     apikey::Digest sha256{};
 };
 
+// PEM files of the admin API's TLS certificate (chain) and private key.
+struct TlsFiles {
+    std::string cert_file;  // absolute
+    std::string key_file;   // absolute
+};
+
 struct Config {
     std::string listen_host;     // IP literal (IPv6 without brackets); "localhost" -> 127.0.0.1
     std::uint16_t listen_port = 0;
@@ -38,8 +45,14 @@ struct Config {
     std::string snapshot_group_name;
     std::vector<AdminToken> admin_tokens;
     std::size_t max_body_bytes = 65536;
+    std::size_t max_connections = 512;  // admin API connections at once
+    std::uint32_t header_timeout_seconds = 10;   // headers (and TLS handshake, idle wait)
+    std::uint32_t request_timeout_seconds = 30;  // the whole request, body included
     std::size_t store_map_size = std::size_t{1024} << 20;
     std::size_t snapshot_map_size = std::size_t{4096} << 20;
+    // Required to listen on anything but loopback; optional on loopback.
+    std::optional<TlsFiles> tls;
+    AuthLimitOptions auth_limit;  // auth_rate_limit: failed admin authentications
 
     std::string store_dir() const { return data_dir + "/store"; }
     std::string listen_text() const;  // "host:port", IPv6 hosts in brackets
@@ -49,7 +62,9 @@ struct Config {
 // Throws ConfigError.
 Config parse_config(const std::string &yaml_text, const std::string &base_dir);
 
-// Reads and parses a file; relative paths are relative to the file's directory.
+// Reads and parses a file; relative paths are relative to the file's directory. Also
+// loads the TLS certificate and key when configured (missing, unreadable or not PEM,
+// or a key that does not match the certificate: ConfigError naming the key).
 // Throws ConfigError (also when the file cannot be read).
 Config load_config(const std::string &path);
 
@@ -57,5 +72,8 @@ Config load_config(const std::string &path);
 // writable directories, so that a wrong path is reported by name before anything opens.
 // Throws ConfigError.
 void prepare_paths(const Config &config);
+
+// 127.0.0.0/8 or ::1.
+bool is_loopback_host(const std::string &host);
 
 }  // namespace apikeyd

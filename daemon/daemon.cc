@@ -6,11 +6,14 @@
 #include "publisher.h"
 #include "store.h"
 #include "time_format.h"
+#include "tls.h"
 #include "usage_receiver.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#include <sys/stat.h>
 
 #include <csignal>
 
@@ -22,10 +25,6 @@ namespace {
 
 constexpr auto kMaintenanceInterval = std::chrono::seconds(2);
 constexpr auto kShutdownGrace = std::chrono::seconds(5);
-
-bool is_loopback(const std::string &host) {
-    return host.rfind("127.", 0) == 0 || host == "::1";
-}
 
 void schedule_maintenance(asio::steady_timer &timer, Api &api) {
     timer.expires_after(kMaintenanceInterval);
@@ -39,7 +38,10 @@ void schedule_maintenance(asio::steady_timer &timer, Api &api) {
 }  // namespace
 
 int run_daemon(const Config &config) {
-    prepare_paths(config);
+    prepare_paths(config);  // parents it creates keep the usual umask (nginx traverses them)
+    // Nothing apikeyd creates from here on is for other users: the store, its lock and the
+    // snapshot get explicit modes on top of this (README, Permissions).
+    ::umask(077);
     std::signal(SIGPIPE, SIG_IGN);
 
     std::unique_ptr<Store> store;
@@ -68,12 +70,17 @@ int run_daemon(const Config &config) {
     }
 
     Api api(*store, *publisher, config.admin_tokens, unix_now);
+    api.set_auth_limit(config.auth_limit);
     asio::io_context ioc(1);
 
     ServerOptions options;
     options.host = config.listen_host;
     options.port = config.listen_port;
     options.max_body_bytes = config.max_body_bytes;
+    options.max_connections = config.max_connections;
+    options.header_timeout = std::chrono::seconds(config.header_timeout_seconds);
+    options.read_timeout = std::chrono::seconds(config.request_timeout_seconds);
+    if (config.tls) options.tls = make_tls_context(*config.tls);
     options.on_refused = [&api](std::string_view target, unsigned status) {
         api.count_refused(target, status);
     };
@@ -98,7 +105,7 @@ int run_daemon(const Config &config) {
         }
         usage->start();
         api.set_usage_counters(&usage->counters());
-        if (!is_loopback(config.usage_host))
+        if (!is_loopback_host(config.usage_host))
             log_warn("usage reports are received on a non-loopback address: anyone who can "
                      "reach it can move keys' last_used_at");
         log_info("receiving usage reports on " + config.usage_host + ":" +
@@ -119,9 +126,7 @@ int run_daemon(const Config &config) {
     });
 
     server->start();
-    if (!is_loopback(config.listen_host))
-        log_warn("the admin API listens on a non-loopback address without TLS");
-    log_info("listening on " + config.listen_text());
+    log_info("listening on " + config.listen_text() + (config.tls ? " (TLS)" : ""));
     ioc.run();
     log_info("stopped");
     return 0;

@@ -2,13 +2,16 @@
 
 #include "log.h"
 
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <array>
 #include <optional>
 #include <set>
+#include <type_traits>
 
 namespace apikeyd {
 
@@ -19,8 +22,17 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-class Session;
-}
+// What the server needs of a connection of either kind (plain or TLS).
+class SessionBase {
+public:
+    virtual ~SessionBase() = default;
+    virtual void on_server_stop() = 0;
+    virtual void evict() = 0;
+    // When it started waiting for its current request; nullopt while it is writing a
+    // response or closing (those are not evicted).
+    virtual std::optional<std::chrono::steady_clock::time_point> waiting_since() const = 0;
+};
+}  // namespace
 
 struct HttpServer::State {
     State(asio::io_context &io, const ServerOptions &opts, Handler h)
@@ -33,7 +45,7 @@ struct HttpServer::State {
     tcp::acceptor acceptor;
     asio::steady_timer retry_timer;  // after an accept error (EMFILE...)
     asio::steady_timer stop_timer;   // polls for the last connection after stop()
-    std::set<Session *> sessions;
+    std::set<SessionBase *> sessions;
     bool stopping = false;
     bool accept_error_logged = false;
     bool limit_logged = false;
@@ -57,35 +69,71 @@ std::string sanitized_method(std::string_view method) {
     return std::string(method.substr(0, 20));
 }
 
-class Session : public std::enable_shared_from_this<Session> {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// Stream is beast::tcp_stream (plain HTTP) or TlsStream.
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+    static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+    using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+
 public:
-    Session(tcp::socket socket, std::shared_ptr<State> state)
-        : stream_(std::move(socket)), state_(std::move(state)) {
+    template <class... Args>
+    Session(std::shared_ptr<State> state, tcp::socket socket, Args &...tls)
+        : stream_(std::move(socket), tls...), state_(std::move(state)) {
         beast::error_code ec;
-        const auto peer = stream_.socket().remote_endpoint(ec);
-        peer_ = ec ? "-" : peer.address().to_string() + ":" + std::to_string(peer.port());
+        const auto peer = tcp_layer().socket().remote_endpoint(ec);
+        peer_address_ = ec ? "" : peer.address().to_string();
+        peer_ = ec ? "-" : peer_address_ + ":" + std::to_string(peer.port());
         state_->sessions.insert(this);
     }
-    ~Session() { state_->sessions.erase(this); }
+    ~Session() override { state_->sessions.erase(this); }
 
-    void start() { read_request(); }
+    void start() {
+        waiting_since_ = Clock::now();
+        if constexpr (kTls) {
+            // The handshake counts against the header deadline: a client that opens a
+            // connection and sends nothing (or plain HTTP) is gone within it.
+            tcp_layer().expires_after(state_->options.header_timeout);
+            stream_.async_handshake(asio::ssl::stream_base::server,
+                                    [self = shared_from_this()](beast::error_code ec) {
+                                        if (ec) return self->close();
+                                        self->read_request();
+                                    });
+        } else {
+            read_request();
+        }
+    }
 
     // The server is stopping: a connection waiting for (or in the middle of) a request is
     // closed now; one writing a response finishes it, then closes (see on_write).
-    void on_server_stop() {
+    void on_server_stop() override {
         if (phase_ != Phase::writing) close();
+    }
+
+    void evict() override { close(); }
+
+    std::optional<Clock::time_point> waiting_since() const override {
+        if (phase_ != Phase::reading) return std::nullopt;
+        return waiting_since_;
     }
 
 private:
     enum class Phase { reading, writing, draining };
 
+    beast::tcp_stream &tcp_layer() { return beast::get_lowest_layer(stream_); }
+
     void read_request() {
         phase_ = Phase::reading;
+        waiting_since_ = Clock::now();
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_->options.header_limit));
         parser_->body_limit(state_->options.max_body_bytes);
-        // One deadline for the whole request, headers and body: slow senders are cut off.
-        stream_.expires_after(state_->options.read_timeout);
+        // The headers within header_timeout (an idle keep-alive wait included), the whole
+        // request within read_timeout: a trickle of bytes extends neither.
+        request_deadline_ = Clock::now() + state_->options.read_timeout;
+        tcp_layer().expires_after(std::min(state_->options.header_timeout,
+                                           state_->options.read_timeout));
         http::async_read_header(stream_, buffer_, *parser_,
                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                     self->on_header(ec);
@@ -95,6 +143,7 @@ private:
     void on_header(beast::error_code ec) {
         started_ = Clock::now();
         if (ec) return on_read_error(ec);
+        tcp_layer().expires_at(request_deadline_);
         if (parser_->is_done()) return handle();
         if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
             // curl waits a second for this before sending a body over 1 KiB.
@@ -157,6 +206,7 @@ private:
         if (const auto it = req.find(http::field::authorization); it != req.end())
             request.authorization = sv(it->value());
         request.body = req.body();
+        request.peer = peer_address_;
         write(state_->handler(request), req.keep_alive() && !state_->stopping,
               req.method() == http::verb::head);
     }
@@ -190,7 +240,7 @@ private:
                  " us=" + std::to_string(us) + " actor=" + (r.actor.empty() ? "-" : r.actor));
 
         phase_ = Phase::writing;
-        stream_.expires_after(state_->options.read_timeout);
+        tcp_layer().expires_after(state_->options.read_timeout);
         http::async_write(stream_, res_,
                           [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
                               self->on_write(ec, keep_alive);
@@ -208,11 +258,18 @@ private:
     // could destroy the answer before the client reads it.
     void drain_and_close() {
         phase_ = Phase::draining;
-        beast::error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        if (ec) return close();
-        stream_.expires_after(std::chrono::seconds(2));
-        drain_some();
+        if constexpr (kTls) {
+            // close_notify, then wait (bounded) for the client's, which TLS clients send
+            // or answer with a close: either way the answer was delivered first.
+            tcp_layer().expires_after(std::chrono::seconds(2));
+            stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->close(); });
+        } else {
+            beast::error_code ec;
+            tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+            if (ec) return close();
+            tcp_layer().expires_after(std::chrono::seconds(2));
+            drain_some();
+        }
     }
 
     void drain_some() {
@@ -226,22 +283,44 @@ private:
     }
 
     void close() {
+        phase_ = Phase::draining;
         beast::error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-        stream_.close();
+        tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+        tcp_layer().close();
     }
 
-    beast::tcp_stream stream_;
+    Stream stream_;
     std::shared_ptr<State> state_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> res_;
-    std::string peer_;
+    std::string peer_;          // address:port, for the access log
+    std::string peer_address_;  // address only, for the API ("" when unknown)
+    Clock::time_point waiting_since_{};
+    Clock::time_point request_deadline_{};
     Phase phase_ = Phase::reading;
     Clock::time_point started_{};
     std::array<char, 4096> drain_buffer_{};
     std::size_t drained_ = 0;
 };
+
+// At the connection limit: closes the connection that has waited longest for its request
+// (an idle keep-alive one or a slow sender), so a crowd of them cannot lock clients out.
+// False when every connection is busy answering.
+bool evict_longest_waiting(const std::shared_ptr<State> &st) {
+    SessionBase *oldest = nullptr;
+    Clock::time_point oldest_since{};
+    for (SessionBase *s : st->sessions) {
+        const auto since = s->waiting_since();
+        if (since && (oldest == nullptr || *since < oldest_since)) {
+            oldest = s;
+            oldest_since = *since;
+        }
+    }
+    if (oldest == nullptr) return false;
+    oldest->evict();  // its pending read completes with an error and frees it
+    return true;
+}
 
 void do_accept(const std::shared_ptr<State> &st) {
     st->acceptor.async_accept(st->ioc, [st](beast::error_code ec, tcp::socket socket) {
@@ -257,16 +336,19 @@ void do_accept(const std::shared_ptr<State> &st) {
             return;
         }
         st->accept_error_logged = false;
-        if (st->sessions.size() >= st->options.max_connections) {
+        if (st->sessions.size() >= st->options.max_connections && !evict_longest_waiting(st)) {
             if (!st->limit_logged)
                 log_warn("connection limit of " + std::to_string(st->options.max_connections) +
-                         " reached; refusing new connections");
+                         " reached and every connection is busy; refusing new connections");
             st->limit_logged = true;
             beast::error_code ignored;
             socket.close(ignored);
         } else {
             st->limit_logged = false;
-            std::make_shared<Session>(std::move(socket), st)->start();
+            if (st->options.tls)
+                std::make_shared<Session<TlsStream>>(st, std::move(socket), *st->options.tls)->start();
+            else
+                std::make_shared<Session<beast::tcp_stream>>(st, std::move(socket))->start();
         }
         do_accept(st);
     });
@@ -293,8 +375,8 @@ void close_all(const std::shared_ptr<State> &st) {
     beast::error_code ignored;
     st->acceptor.close(ignored);
     st->retry_timer.cancel();
-    const std::set<Session *> sessions = st->sessions;  // close() may erase from it
-    for (Session *s : sessions) s->on_server_stop();
+    const std::set<SessionBase *> sessions = st->sessions;  // close() may erase from it
+    for (SessionBase *s : sessions) s->on_server_stop();
 }
 
 }  // namespace

@@ -127,6 +127,7 @@ Store::Store(const Options &options) {
     const std::string lock_path = options.dir + "/apikeyd.lock";
     lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) throw std::system_error(errno, std::generic_category(), "open " + lock_path);
+    ::fchmod(lock_fd_, 0600);  // also when an older file had a looser mode
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         ::close(lock_fd_);
@@ -143,6 +144,8 @@ Store::Store(const Options &options) {
         env_options.max_readers = 126;
         env_options.mode = 0600;
         env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
+        // Explicit, whatever the umask or a restored backup's modes: apikeyd's user only.
+        for (const char *file : {"/data.mdb", "/lock.mdb"}) ::chmod((options.dir + file).c_str(), 0600);
         // Truncated, the store would SIGBUS apikeyd on its first read (at every restart).
         // It is the only copy of the data: refuse to start, saying why.
         std::uint64_t needed = 0, actual = 0;

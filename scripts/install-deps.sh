@@ -9,7 +9,7 @@ packages=(
     nginx-core nginx-dev libpcre2-dev zlib1g-dev libssl-dev   # module build
     liblmdb-dev lmdb-utils
     libyaml-cpp-dev libboost-dev libboost-test-dev nlohmann-json3-dev
-    curl
+    curl openssl                                               # TLS tests: openssl req
     wrk libbenchmark-dev                                       # make bench
 )
 

@@ -14,6 +14,15 @@ package ApiKeyTest;
 #   my $r   = $t->api(GET => '/api/v1/acme-corp/sales/orders', key => $key->{key});
 #   is $r->{status}, 200;
 #
+# Secret hygiene, automatic for every test: the harness remembers every admin token it
+# configures and every raw key that appears in an admin API response, and when the
+# object's servers stop for good (cleanup, DESTROY, or done_testing for objects still
+# alive) it scans every file under its directory (logs, store and snapshot data.mdb, temp
+# files; *.yaml and *.conf excepted, which hold token hashes) for them: one test
+# "no raw key or admin token in <dir>", failing with the file names. Options:
+# secret_scan => 0 turns it off, secret_scan_ignore => qr/.../ skips matching lines (a
+# test that runs nginx's error_log at info on purpose, see error_log_level).
+#
 # Environment: TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_APIKEYD and
 # TEST_APIKEY_MODULE (default build/...), TEST_APIKEY_LEAVE=1 keeps the
 # temporary directory (its path is printed as a diagnostic).
@@ -32,6 +41,9 @@ use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(:sys_wait_h strftime);
 use Test::More ();
+use Test2::API ();
+use Scalar::Util ();
+use File::Find ();
 use Time::HiRes qw(time sleep);
 
 our $REPO   = abs_path(dirname(abs_path(__FILE__)) . '/../..');
@@ -41,6 +53,7 @@ our $DAEMON = $ENV{TEST_APIKEYD} || "$REPO/build/apikeyd";
 
 my $JSON = JSON::PP->new->canonical->utf8->allow_nonref;
 my %LIVE;        # pid => 1 for every process any harness object started
+my %OBJECTS;     # refaddr => weak ref of every harness object not yet scanned
 my $OWNER = $$;  # only the process that loaded us cleans up (never a forked child)
 
 $SIG{PIPE} = 'IGNORE';
@@ -93,6 +106,10 @@ sub new {
     @{$self}{qw(admin_port api_port backend_port usage_port)} = @ports;
 
     $self->{admin_token} = 'test-admin-' . unpack('H*', _random_bytes(16));
+    $self->{secrets} = { $self->{admin_token} => 'admin token' };
+    $self->{secrets}{ $opts{admin_tokens}{$_} } = "admin token $_" for keys %{ $opts{admin_tokens} // {} };
+    $OBJECTS{ Scalar::Util::refaddr($self) } = $self;
+    Scalar::Util::weaken($OBJECTS{ Scalar::Util::refaddr($self) });
     $self->write_daemon_conf;
     $self->write_nginx_conf;
 
@@ -193,6 +210,8 @@ sub nginx_conf_text {
     my %o = (%{ $self->{opts} }, %over);
     my $d = $self->{dir};
     my $user = $> == 0 ? "user nobody nogroup;\n" : '';
+    # notice: at info nginx core logs a duplicate Authorization header whole (README).
+    my $level = $o{error_log_level} // 'notice';
     my $snapshot = (exists $o{snapshot} && !$o{snapshot}) ? '' : "apikey_snapshot $d/snapshot;";
     my $apikey = $o{location_apikey} // <<'APIKEY';
             apikey           on;
@@ -224,7 +243,7 @@ APIKEY
     return <<"CONF";
 ${user}load_module $MODULE;
 worker_processes $o{workers};
-error_log $d/error.log info;
+error_log $d/error.log $level;
 pid $d/nginx.pid;
 daemon off;
 $main_extra
@@ -236,7 +255,16 @@ events {
 http {
     $snapshot
 
-    log_format apikey '\$remote_addr [\$time_local] "\$request" \$status '
+    # As conf.example/nginx.conf: keys in the request line cut to their prefix.
+    map \$request \$apikey_request_1 {
+        "~^(.*?)(sk_live_[0-9A-Za-z]{4})[0-9A-Za-z]{34}(.*)\$"  "\$1\$2...\$3";
+        default                                                  \$request;
+    }
+    map \$apikey_request_1 \$apikey_loggable_request {
+        "~^(.*?)(sk_live_[0-9A-Za-z]{4})[0-9A-Za-z]{34}(.*)\$"  "\$1\$2...\$3";
+        default                                                  \$apikey_request_1;
+    }
+    log_format apikey '\$remote_addr [\$time_local] "\$apikey_loggable_request" \$status '
                       'pid=\$pid result=\$apikey_result prefix=\$apikey_key_prefix';
     access_log $d/access.log apikey;
 
@@ -490,7 +518,65 @@ sub cleanup {
     return unless $$ == $OWNER;
     $self->stop_nginx;
     $self->stop_daemon;
+    $self->scan_secrets;
 }
+
+# Remembers a secret the scan must never find (a raw key a test made some other way).
+sub add_secret {
+    my ($self, $secret, $what) = @_;
+    $self->{secrets}{$secret} = $what // 'secret' if defined $secret && length $secret;
+}
+
+# Files under the directory that hold one of the secrets: { path => [what, ...] }.
+sub find_secrets {
+    my ($self) = @_;
+    my %found;
+    my $ignore = $self->{opts}{secret_scan_ignore};
+    my @secrets = keys %{ $self->{secrets} };
+    File::Find::find({ no_chdir => 1, wanted => sub {
+        my $path = $File::Find::name;
+        return unless -f $path && !-l $path;
+        return if $path =~ /\.(?:yaml|conf)\z/;
+        my $data = _slurp($path);
+        $data = join "\n", grep { !/$ignore/ } split /\n/, $data if $ignore;
+        for my $secret (@secrets) {
+            push @{ $found{ substr $path, length($self->{dir}) + 1 } }, $self->{secrets}{$secret}
+                if index($data, $secret) >= 0;
+        }
+    } }, $self->{dir});
+    return \%found;
+}
+
+# The automatic check (see the top of this file): once per object, after its servers
+# stopped. After done_testing it can only report on stderr and fail the exit code.
+sub scan_secrets {
+    my ($self) = @_;
+    return if $self->{scanned}++ || !$self->{dir} || !-d $self->{dir};
+    delete $OBJECTS{ Scalar::Util::refaddr($self) };
+    return if exists $self->{opts}{secret_scan} && !$self->{opts}{secret_scan};
+    my $found = $self->find_secrets;
+    my @report = map { "$_: " . join(', ', @{ $found->{$_} }) } sort keys %$found;
+    my $hub = eval { Test2::API::test2_stack()->top };
+    if ($hub && !$hub->ended && !defined $hub->plan) {
+        Test::More::ok(!@report, 'no raw key or admin token in the logs, store and snapshot files')
+            or Test::More::diag(join "\n", 'found:', @report);
+    } else {
+        if (@report) {
+            print STDERR "# ApiKeyTest: raw key or admin token found after the tests:\n",
+                map { "#   $_\n" } @report;
+            $ApiKeyTest::LEAKED = 1;
+        }
+    }
+}
+
+# Objects still alive when the test calls done_testing are stopped and scanned then, so
+# the check is one more test before the plan.
+Test2::API::test2_add_callback_testing_done(sub {
+    return unless $$ == $OWNER;
+    for my $obj (grep { defined } values %OBJECTS) {
+        $obj->cleanup;
+    }
+});
 
 sub DESTROY {
     local ($?, $@, $!);
@@ -509,6 +595,7 @@ END {
             _wait_pid($pid, 2);
         }
         $? = $status;
+        $? = 255 if $ApiKeyTest::LEAKED && !$?;
     }
 }
 
@@ -539,7 +626,9 @@ sub http_request {
     my $timeout = $o{timeout} // 10;
     my $deadline = time + $timeout;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
-                                  Timeout => $timeout)
+                                  Timeout => $timeout,
+                                  # local_addr => '127.0.0.2': another loopback source
+                                  ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()))
         or return { status => undef, error => "connect 127.0.0.1:$port: $@" };
     binmode $s;
     my $sel = IO::Select->new($s);
@@ -640,8 +729,10 @@ sub admin {
     my $body = $o{raw_body};
     $body = $JSON->encode($data) if !defined $body && defined $data;
     push @headers, 'Content-Type' => 'application/json' if defined $body;
-    return http_request($self->{admin_port}, _build_request($method, $path, \@headers, $body),
-                        %o);
+    my $r = http_request($self->{admin_port}, _build_request($method, $path, \@headers, $body),
+                         %o);
+    $self->{secrets}{$1} //= 'raw key' while ($r->{body} // '') =~ /(sk_live_[0-9A-Za-z]{38})/g;
+    return $r;
 }
 
 # Data-plane call through nginx. Options: key => '...' (sends Authorization: Bearer key),

@@ -23,6 +23,8 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kMinBodyBytes = 1024;
 constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
+constexpr std::size_t kMaxImportBodyBytes = std::size_t{4} << 30;
+constexpr std::size_t kMaxImportItems = 10'000'000;
 constexpr std::uint64_t kMaxMapSizeMb = std::uint64_t{1} << 20;  // 1 TiB of address space
 
 [[noreturn]] void fail(const std::string &key, const std::string &why) {
@@ -214,13 +216,19 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
                 have_tokens = true;
             } else if (key == "max_body_bytes") {
                 config.max_body_bytes = unsigned_int(value, key, kMinBodyBytes, kMaxBodyBytes);
+            } else if (key == "max_import_body_bytes") {
+                config.max_import_body_bytes =
+                    unsigned_int(value, key, kMinBodyBytes, kMaxImportBodyBytes);
+            } else if (key == "max_import_items") {
+                config.max_import_items = unsigned_int(value, key, 1, kMaxImportItems);
             } else if (key == "store_map_size_mb") {
                 config.store_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
             } else if (key == "snapshot_map_size_mb") {
                 config.snapshot_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
             } else {
                 fail(key, "unknown key (known: listen, usage_listen, data_dir, snapshot_path, snapshot_group, "
-                          "admin_tokens, max_body_bytes, store_map_size_mb, snapshot_map_size_mb)");
+                          "admin_tokens, max_body_bytes, max_import_body_bytes, max_import_items, "
+                          "store_map_size_mb, snapshot_map_size_mb)");
             }
         } catch (const YAML::Exception &e) {
             fail(key, std::string("invalid value: ") + e.what());
@@ -230,6 +238,9 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
     if (!have_data) fail("data_dir", "is required");
     if (!have_snapshot) fail("snapshot_path", "is required");
     if (!have_tokens) fail("admin_tokens", "is required");
+    if (config.max_import_body_bytes < config.max_body_bytes)
+        fail("max_import_body_bytes", "must be at least max_body_bytes (" +
+                                          std::to_string(config.max_body_bytes) + ")");
 
     // The snapshot is opened by nginx and may be made group-readable: it must not share a
     // directory with the private store.

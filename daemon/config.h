@@ -38,6 +38,9 @@ struct Config {
     std::string snapshot_group_name;
     std::vector<AdminToken> admin_tokens;
     std::size_t max_body_bytes = 65536;
+    // POST .../api-keys/import only (every other route keeps max_body_bytes).
+    std::size_t max_import_body_bytes = std::size_t{512} << 20;
+    std::size_t max_import_items = 1'000'000;
     std::size_t store_map_size = std::size_t{1024} << 20;
     std::size_t snapshot_map_size = std::size_t{4096} << 20;
 

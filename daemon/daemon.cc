@@ -67,12 +67,17 @@ int run_daemon(const Config &config) {
     }
 
     Api api(*store, *publisher, config.admin_tokens, unix_now);
+    api.set_max_import_items(config.max_import_items);
     asio::io_context ioc(1);
 
     ServerOptions options;
     options.host = config.listen_host;
     options.port = config.listen_port;
     options.max_body_bytes = config.max_body_bytes;
+    options.body_limit_for = [&config](std::string_view method, std::string_view target) {
+        return method == "POST" && is_import_target(target) ? config.max_import_body_bytes
+                                                            : config.max_body_bytes;
+    };
     options.on_refused = [&api](std::string_view target, unsigned status) {
         api.count_refused(target, status);
     };

@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 
 #include <array>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -83,7 +84,11 @@ private:
         phase_ = Phase::reading;
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_->options.header_limit));
-        parser_->body_limit(state_->options.max_body_bytes);
+        // The limit depends on the route: set once the header is read (on_header). Until
+        // then the largest possible (not boost::none: Beast compares Content-Length with
+        // it and an empty optional is smaller than any length).
+        parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+        body_limit_ = state_->options.max_body_bytes;
         // One deadline for the whole request, headers and body: slow senders are cut off.
         stream_.expires_after(state_->options.read_timeout);
         http::async_read_header(stream_, buffer_, *parser_,
@@ -95,6 +100,13 @@ private:
     void on_header(beast::error_code ec) {
         started_ = Clock::now();
         if (ec) return on_read_error(ec);
+        if (state_->options.body_limit_for)
+            body_limit_ = state_->options.body_limit_for(sv(parser_->get().method_string()),
+                                                         sv(parser_->get().target()));
+        // Content-Length is checked here, a chunked body by the parser as it arrives.
+        if (const auto length = parser_->content_length(); length && *length > body_limit_)
+            return on_read_error(http::error::body_limit);
+        parser_->body_limit(body_limit_);
         if (parser_->is_done()) return handle();
         if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
             // curl waits a second for this before sending a body over 1 KiB.
@@ -121,7 +133,7 @@ private:
         if (ec == http::error::body_limit)
             return send_error(413, code::payload_too_large,
                               "the request body is larger than " +
-                                  std::to_string(state_->options.max_body_bytes) + " bytes");
+                                  std::to_string(body_limit_) + " bytes");
         if (ec == http::error::header_limit)
             return send_error(431, code::headers_too_large, "the request headers are too large");
         // A closed connection, a timeout or a message cut short: nobody to answer.
@@ -241,6 +253,7 @@ private:
     Clock::time_point started_{};
     std::array<char, 4096> drain_buffer_{};
     std::size_t drained_ = 0;
+    std::size_t body_limit_ = 0;  // of the request being read
 };
 
 void do_accept(const std::shared_ptr<State> &st) {

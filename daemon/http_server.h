@@ -2,7 +2,7 @@
 // (the handler runs there too, so the API needs no locks). It only moves bytes: every
 // request is handed to a Handler (Api::handle) and its Response written back as JSON.
 //
-// Limits: headers 16 KiB (431), body max_body_bytes (413), a whole request must arrive
+// Limits: headers 16 KiB (431), body max_body_bytes or body_limit_for's (413), a whole request must arrive
 // within read_timeout (slowloris), idle keep-alive connections close after it as well,
 // at most max_connections at once. Malformed HTTP gets a 400 JSON answer and the
 // connection is closed. Error answers that close the connection first drain what the
@@ -31,6 +31,9 @@ struct ServerOptions {
     std::string host = "127.0.0.1";  // IP literal
     std::uint16_t port = 0;          // 0: any free port (tests)
     std::size_t max_body_bytes = 65536;
+    // A request's own body limit, given its method and target once the header is read
+    // (the key import's larger one). Unset: max_body_bytes for every request.
+    std::function<std::size_t(std::string_view method, std::string_view target)> body_limit_for;
     std::size_t header_limit = 16 * 1024;
     std::chrono::milliseconds read_timeout{30'000};
     std::size_t max_connections = 512;

@@ -82,7 +82,17 @@ void Publisher::apply(const Change &change) {
         std::optional<Store::View> view;
         std::optional<Uuid> looked_up;
         std::optional<snapshot::RateLimit> workspace_default;
-        for (const ApiKey &k : change.keys_put) {
+        // In hash order (the table's key order): a bulk import then fills the keys table's
+        // pages front to back, each copied once, instead of dirtying them at random.
+        std::vector<const ApiKey *> keys;
+        keys.reserve(change.keys_put.size());
+        for (const ApiKey &k : change.keys_put) keys.push_back(&k);
+        if (keys.size() > 1)
+            std::sort(keys.begin(), keys.end(), [](const ApiKey *a, const ApiKey *b) {
+                return a->key_sha256 < b->key_sha256;
+            });
+        for (const ApiKey *key : keys) {
+            const ApiKey &k = *key;
             if (!view) view.emplace(store_.view());
             if (looked_up != k.workspace_id) {
                 const auto w = view->workspace(k.workspace_id);  // none once deleted

@@ -33,6 +33,7 @@ inline constexpr std::string_view headers_too_large = "headers_too_large"; // 43
 inline constexpr std::string_view internal_error = "internal_error";       // 500
 inline constexpr std::string_view store_unavailable = "store_unavailable"; // 503
 inline constexpr std::string_view publish_failed = "publish_failed";       // 503
+inline constexpr std::string_view import_rejected = "import_rejected";     // 400/409 import
 }  // namespace code
 
 Response error_response(unsigned status, std::string_view code, std::string_view message);

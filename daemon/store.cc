@@ -49,6 +49,10 @@ std::string workspace_key_entry(const Uuid &workspace, std::uint64_t seq) {
     return std::string(bytes_of(workspace)) + big_endian(seq);
 }
 
+std::string_view digest_bytes(const Digest &d) {
+    return {reinterpret_cast<const char *>(d.data()), d.size()};
+}
+
 std::string entity_settings_key(const Uuid &workspace, std::string_view entity) {
     return std::string(bytes_of(workspace)).append(entity);
 }
@@ -154,6 +158,7 @@ Store::Store(const Options &options) {
         entity_settings_ = lmdb::open_dbi(txn, "entity_settings");
         changes_ = lmdb::open_dbi(txn, "changes");
         workspace_changes_ = lmdb::open_dbi(txn, "workspace_changes");
+        key_hashes_ = lmdb::open_dbi(txn, "key_hashes");
         std::uint64_t format = 0;
         if (const auto f = lmdb::get(txn, meta_, kMetaFormat)) {
             if (!decode_u64(*f, format) || format != kStoreFormat)
@@ -165,6 +170,19 @@ Store::Store(const Options &options) {
             // (never published) snapshot reports: the first start always publishes.
             lmdb::put(txn, meta_, kMetaFormat, encode_u64(kStoreFormat));
             lmdb::put(txn, meta_, kMetaGeneration, encode_u64(1));
+        }
+        // Stores written before key_hashes existed (or any mismatch): rebuild the index
+        // from the keys, in this same transaction. Cheap counts, no scan, when in step.
+        MDB_stat keys_stat{}, hashes_stat{};
+        lmdb::check(mdb_stat(txn.get(), keys_, &keys_stat), "mdb_stat");
+        lmdb::check(mdb_stat(txn.get(), key_hashes_, &hashes_stat), "mdb_stat");
+        if (keys_stat.ms_entries != hashes_stat.ms_entries) {
+            lmdb::clear(txn, key_hashes_);
+            lmdb::Cursor cursor(txn, keys_);
+            for (bool ok = cursor.seek(); ok; ok = cursor.next()) {
+                const ApiKey key = decode_key(cursor.value());
+                lmdb::put(txn, key_hashes_, digest_bytes(key.key_sha256), bytes_of(key.id));
+            }
         }
         txn.commit();
     } catch (...) {
@@ -221,6 +239,15 @@ std::optional<ApiKey> Store::View::key(const Uuid &id) {
     const auto bytes = lmdb::get(*txn_, store_.keys_, bytes_of(id));
     if (!bytes) return std::nullopt;
     return decode_key(*bytes);
+}
+
+std::optional<Uuid> Store::View::key_by_hash(const Digest &key_sha256) {
+    const auto bytes = lmdb::get(*txn_, store_.key_hashes_, digest_bytes(key_sha256));
+    if (!bytes) return std::nullopt;
+    if (bytes->size() != 16) throw CorruptRecord("key_hashes holds a bad key id");
+    Uuid id;
+    std::copy_n(bytes->data(), 16, reinterpret_cast<char *>(id.bytes.data()));
+    return id;
 }
 
 void Store::View::for_each_key(const std::function<void(const ApiKey &)> &fn) {
@@ -347,8 +374,60 @@ std::optional<Change> Store::create_key(ApiKey &key, const Audit &audit) {
     lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key), MDB_NOOVERWRITE);
     lmdb::put(m.txn(), workspace_keys_, workspace_key_entry(key.workspace_id, key.seq),
               bytes_of(key.id));
+    lmdb::put(m.txn(), key_hashes_, digest_bytes(key.key_sha256), bytes_of(key.id),
+              MDB_NOOVERWRITE);
     m.change().keys_put.push_back(key);
     m.record("api_key.created", key.workspace_id, key_json(key));  // never the raw key
+    return m.commit();
+}
+
+std::optional<Change> Store::import_keys(const Uuid &workspace_id, std::vector<ApiKey> &keys,
+                                        const Audit &audit) {
+    Mutation m(*this, audit);
+    if (!lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id))) return std::nullopt;
+    const std::uint64_t seq = m.generation();
+    for (ApiKey &key : keys) key.seq = seq;
+
+    // Each table in its own key order: every leaf page is then copied (dirtied) once and
+    // filled front to back, instead of a random walk over a million-key B-tree.
+    std::vector<std::uint32_t> order(keys.size());
+    for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return keys[a].key_sha256 < keys[b].key_sha256;
+    });
+    for (const std::uint32_t i : order) {
+        MDB_val k = lmdb::to_val(digest_bytes(keys[i].key_sha256));
+        MDB_val v = lmdb::to_val(bytes_of(keys[i].id));
+        const int rc = mdb_put(m.txn().get(), key_hashes_, &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) throw Conflict("a key with this key_sha256 already exists");
+        lmdb::check(rc, "mdb_put");
+    }
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return keys[a].id.bytes < keys[b].id.bytes;
+    });
+    for (const std::uint32_t i : order)
+        lmdb::put(m.txn(), keys_, bytes_of(keys[i].id), encode(keys[i]), MDB_NOOVERWRITE);
+    // workspace + seq + index: ascending in line order.
+    const std::string base = workspace_key_entry(workspace_id, seq);
+    for (std::uint32_t i = 0; i < keys.size(); ++i) {
+        std::string entry = base;
+        for (int b = 3; b >= 0; --b) entry.push_back(static_cast<char>(i >> (8 * b) & 0xFF));
+        lmdb::put(m.txn(), workspace_keys_, entry, bytes_of(keys[i].id));
+    }
+
+    // One summary entry: no key objects, no hashes. The batch's keys are listed together,
+    // in line order, from first_key_id to last_key_id in GET .../api-keys.
+    nlohmann::ordered_json object;
+    object["count"] = keys.size();
+    object["first_key_id"] = keys.empty() ? nlohmann::ordered_json(nullptr)
+                                          : nlohmann::ordered_json(apikey::to_string(keys.front().id));
+    object["last_key_id"] = keys.empty() ? nlohmann::ordered_json(nullptr)
+                                         : nlohmann::ordered_json(apikey::to_string(keys.back().id));
+    object["created_by"] = audit.actor;
+    object["created_at"] = format_iso8601(audit.time);
+    m.record("api_key.imported", workspace_id, std::move(object));
+    m.change().keys_put = std::move(keys);
+    keys.clear();
     return m.commit();
 }
 

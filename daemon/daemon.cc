@@ -55,6 +55,9 @@ int run_daemon(const Config &config) {
         options.dir = config.snapshot_path;
         options.map_size = config.snapshot_map_size;
         options.group = config.snapshot_group;
+        // The store is the durable copy; a snapshot a system crash set back is rebuilt
+        // from it below (sync), before nginx is told anything new.
+        options.sync_meta = false;
         publisher = std::make_unique<Publisher>(*store, options);
         const bool rebuilt = publisher->sync();
         log_info(std::string(rebuilt ? "snapshot rebuilt from the store" : "snapshot up to date") +

@@ -61,6 +61,7 @@ Writer::Writer(const WriterOptions &options) {
     env_options.map_size = options.map_size;
     // Readers never need to write data.mdb; they do need to write lock.mdb.
     env_options.mode = options.group ? 0660 : 0600;
+    if (!options.sync_meta) env_options.flags |= MDB_NOMETASYNC;
     env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
     set_mode(options.dir + "/data.mdb", options.group ? 0640 : 0600, options.group);
     set_mode(options.dir + "/lock.mdb", options.group ? 0660 : 0600, options.group);

@@ -48,7 +48,8 @@ void Publisher::rebuild() {
             if (w == workspaces.end() || w->id != workspace_id) return;  // no such workspace
             batch.put_entity(workspace_id, entity, entity_record(settings, w->settings));
         });
-        view.for_each_key([&](const ApiKey &k) {
+        // In hash order, the snapshot's key order: pages filled front to back.
+        view.for_each_key_by_hash([&](const ApiKey &k) {
             const auto w = std::lower_bound(
                 workspaces.begin(), workspaces.end(), k.workspace_id,
                 [](const Workspace &a, const Uuid &id) { return a.id.bytes < id.bytes; });

@@ -282,6 +282,15 @@ void Store::View::for_each_key(const std::function<void(const ApiKey &)> &fn) {
     for (bool ok = cursor.seek(); ok; ok = cursor.next()) fn(decode_key(cursor.value()));
 }
 
+void Store::View::for_each_key_by_hash(const std::function<void(const ApiKey &)> &fn) {
+    lmdb::Cursor cursor(*txn_, store_.key_hashes_);
+    for (bool ok = cursor.seek(); ok; ok = cursor.next()) {
+        const auto bytes = lmdb::get(*txn_, store_.keys_, cursor.value());
+        if (!bytes) throw CorruptRecord("key_hashes points at a missing key");
+        fn(decode_key(*bytes));
+    }
+}
+
 std::optional<EntitySettings> Store::View::entity_settings(const Uuid &workspace_id,
                                                           std::string_view entity) {
     const auto bytes =

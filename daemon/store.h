@@ -109,8 +109,10 @@ public:
         std::optional<ApiKey> key(const Uuid &id);
         // The id of the key with this SHA-256, of any workspace, revoked ones included.
         std::optional<Uuid> key_by_hash(const Digest &key_sha256);
-        // Every key, of live and deleted workspaces alike.
+        // Every key, of live and deleted workspaces alike, in id order.
         void for_each_key(const std::function<void(const ApiKey &)> &fn);
+        // The same in key_sha256 order: the snapshot's key order.
+        void for_each_key_by_hash(const std::function<void(const ApiKey &)> &fn);
         // nullopt when the entity has no settings (all defaults).
         std::optional<EntitySettings> entity_settings(const Uuid &workspace_id,
                                                       std::string_view entity);

@@ -115,8 +115,8 @@ $(BUILD)/bench/gen_snapshot: $(BUILD)/bench/gen_snapshot.o $(CORE_LIB)
 $(BUILD)/bench/revoke_probe: $(BUILD)/bench/revoke_probe.o $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS_CORE)
 
-$(BUILD)/bench/control_probe: $(BUILD)/bench/control_probe.o
-	$(CXX) $(CXXFLAGS) -o $@ $< -lpthread
+$(BUILD)/bench/control_probe: $(BUILD)/bench/control_probe.o $(CORE_LIB)
+	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) -lpthread $(LDLIBS_CORE)
 
 $(BUILD)/bench/decision_bench: $(BUILD)/bench/decision_bench.o $(CORE_LIB)
 	$(CXX) $(CXXFLAGS) -o $@ $< $(CORE_LIB) -lbenchmark -lpthread $(LDLIBS_CORE)

@@ -3,7 +3,7 @@
 use strict;
 use warnings;
 
-my (%conf, %size, %micro, %wrk, %start, %rss, @revoke, %load, %create, @e2e, @usage);
+my (%conf, %size, %micro, %wrk, %start, %rss, @revoke, %load, %create, @e2e, @usage, %import, %cp_size);
 while (<>) {
     my @f = split;
     next unless @f;
@@ -17,6 +17,8 @@ while (<>) {
     }
     elsif ($f[0] eq 'revoke') { push @revoke, {publish => $f[1], enforced => $f[2], requests => $f[3]} }
     elsif ($f[0] eq 'usage') { @usage = @f[1, 2] }
+    elsif ($f[0] eq 'import') { @import{qw(keys batches secs bytes slowest)} = @f[1 .. 5] }
+    elsif ($f[0] eq 'cp_size') { %cp_size = map { split /=/, $_, 2 } @f[1 .. $#f] }
     elsif ($f[0] eq 'create') { @create{qw(clients keys secs p50 p99)} = @f[1 .. 5] }
     elsif ($f[0] eq 'revoke_e2e') { push @e2e, {delete => $f[1], after => $f[2], requests => $f[3]} }
     elsif ($f[0] =~ /^load_(\w+)/) { $load{$1} = "@f[1 .. $#f]" }
@@ -130,9 +132,24 @@ if (@revoke) {
         us(pct(50, @enf)), us(pct(99, @enf)), us((minmax(@enf))[1]), (minmax(@req))[1];
     $fig{revoke} = pct(99, @enf);
 }
+# Keys in apikeyd's store during the creates and revokes: the import's plus the creates'.
+my $store_keys = ($import{keys} // 0) + ($create{keys} // 0);
+if (%import) {
+    $fig{import} = $import{keys} / $import{secs};
+    print "\n## Control plane through apikeyd: bulk import\n\n";
+    print "| keys imported | requests | seconds (HTTP body → store → snapshot → 201) | keys/s | slowest request | body |\n|---|---|---|---|---|---|\n";
+    printf "| %d | %d | %.2f | %.0f | %.2f s | %.0f MB |\n", $import{keys}, $import{batches},
+        $import{secs}, $fig{import}, $import{slowest}, $import{bytes} / 1e6;
+    if (%cp_size && $cp_size{keys}) {
+        my $used = ($cp_size{snapshot_pages_used} - $cp_size{snapshot_pages_free}) * $cp_size{page_size};
+        printf "\napikeyd's snapshot at the end (%d keys): data.mdb %.0f bytes/key, pages in use %.1f bytes/key; store data.mdb %.0f bytes/key.\n",
+            $cp_size{keys}, $cp_size{snapshot_bytes} / $cp_size{keys}, $used / $cp_size{keys},
+            $cp_size{store_bytes} / $cp_size{keys};
+    }
+}
 if (%create) {
     $fig{creates} = $create{keys} / $create{secs};
-    print "\n## Control plane through apikeyd (store of $create{keys} keys, not 1M)\n\n";
+    print "\n## Control plane through apikeyd (store of $store_keys keys)\n\n";
     print "| clients | keys created | creates/s | create latency p50 / p99 |\n|---|---|---|---|\n";
     printf "| %d | %d | %.0f | %s / %s |\n", $create{clients}, $create{keys}, $fig{creates},
         us($create{p50}), us($create{p99});
@@ -183,7 +200,10 @@ row('nginx start with the snapshot, over bare (median)', '< 100 ms', $fig{start}
     sub { $_[0] < 100 });
 row("revoke → enforced in nginx, p99: snapshot publish + next request, $size{keys} keys", '≤ 100 ms',
     defined $fig{revoke} ? $fig{revoke} / 1000 : undef, '%.2f ms', sub { $_[0] <= 100 });
-row("revoke's 200 (apikeyd) → first 401, p99, store of " . ($create{keys} // '?') . ' keys', '≤ 100 ms',
+row("revoke's 200 (apikeyd) → first 401, p99, store of $store_keys keys", '≤ 100 ms',
     defined $fig{revoke_e2e} ? $fig{revoke_e2e} / 1000 : undef, '%.2f ms', sub { $_[0] <= 100 });
-row('key creates/s, 8 clients, durable, store of ' . ($create{keys} // '?') . ' keys', '≥ 1,000',
+row("key creates/s, 8 clients, durable, store of $store_keys keys", '≥ 1,000',
     $fig{creates}, '%.0f', sub { $_[0] >= 1000 });
+row('bulk import of 1,000,000 keys, end to end', 'well under 60 s',
+    defined $import{secs} && $import{keys} >= 1_000_000 ? $import{secs} : undef, '%.1f s',
+    sub { $_[0] < 30 });

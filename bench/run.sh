@@ -20,6 +20,10 @@
 #   BENCH_WORKERS="1 2"     worker_processes settings to run
 #   BENCH_REVOKES=200       revokes for the revoke -> 401 figures
 #   BENCH_CREATES_PER_CLIENT=250  key creates per client (8 clients) through apikeyd
+#   BENCH_CP_KEYS=$BENCH_KEYS     keys imported into apikeyd's store (bulk import) before
+#                           the creates and revokes through apikeyd (0: none)
+#   BENCH_IMPORT_BATCH=1000000    keys per import request
+#   BENCH_ONLY_CONTROL=1    skip everything but the control plane through apikeyd
 #   BENCH_KEEP=1            keep the work directory (snapshot, logs, raw results)
 #   NGINX=/usr/sbin/nginx
 set -euo pipefail
@@ -41,6 +45,9 @@ PROBE=$ROOT/build/bench/revoke_probe
 CONTROL=$ROOT/build/bench/control_probe
 APIKEYD=$ROOT/build/apikeyd
 CREATES_PER_CLIENT=${BENCH_CREATES_PER_CLIENT:-250}
+CP_KEYS=${BENCH_CP_KEYS:-$KEYS}
+IMPORT_BATCH=${BENCH_IMPORT_BATCH:-1000000}
+ONLY_CONTROL=${BENCH_ONLY_CONTROL:-0}
 REVOKES=${BENCH_REVOKES:-200}
 WARMUPS=${BENCH_WARMUPS:-2}
 C1_PAIRS=${BENCH_C1_PAIRS:-3}
@@ -105,6 +112,7 @@ else
     GROUP_ARGS=()
 fi
 
+if [ "$ONLY_CONTROL" != 1 ]; then
 # ---- data ---------------------------------------------------------------------------
 SNAP=$WORK/snapshot
 VALID=$WORK/valid_keys.txt
@@ -147,6 +155,8 @@ perl -MJSON::PP -e '
     }
     printf "micro %s %.1f %.3f\n", $_, $med{$_}, $cv{$_} // 0 for sort keys %med;
 ' <"$WORK/micro.json" >>"$RAW"
+
+fi  # ONLY_CONTROL
 
 # ---- nginx --------------------------------------------------------------------------
 # write_conf DIR VARIANT WORKERS PORT AFFINITY_LINE [SNAPSHOT]: one prefix per instance.
@@ -271,6 +281,7 @@ record_rss() {  # VARIANT WORKERS DIR: VmRSS, RssAnon, RssFile, Pss of each work
     done
 }
 
+if [ "$ONLY_CONTROL" != 1 ]; then
 first_key=$(head -1 "$VALID")
 # The usage reports' receiver (apikeyd's usage_listen in production).
 perl "$ROOT/bench/udp_sink.pl" "$WORK/usage.port" >"$WORK/usage.out" &
@@ -351,8 +362,10 @@ start_nginx "$dir" "$PORT_START"
 stop_nginx "$dir/logs/nginx.pid"
 RUNNING=()
 
-# ---- control plane through the real apikeyd (a store of a few thousand keys) --------
-log "apikeyd: key creates with 8 clients, then $REVOKES revokes through the admin API -> 401"
+fi  # ONLY_CONTROL
+
+# ---- control plane through the real apikeyd, its store filled by the bulk import ------
+log "apikeyd: import of $CP_KEYS keys, key creates with 8 clients, then $REVOKES revokes through the admin API -> 401"
 CP=$WORK/apikeyd
 mkdir -p "$CP"
 (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$CP/token")
@@ -361,6 +374,10 @@ ADMIN_PORT=$(free_port)
     echo "listen: 127.0.0.1:$ADMIN_PORT"
     echo "data_dir: $CP/data"
     echo "snapshot_path: $CP/snapshot"
+    # Address space, not disk (sparse): a million keys take about 1 GB of store.
+    echo "store_map_size_mb: 8192"
+    echo "max_import_body_bytes: 4294967296"
+    echo "max_import_items: $(( IMPORT_BATCH > 1000000 ? IMPORT_BATCH : 1000000 ))"
     [ "$(id -u)" = 0 ] && echo "snapshot_group: nogroup"
     echo "admin_tokens:"
     echo "  - name: bench"
@@ -378,8 +395,18 @@ write_conf "$WORK/cp-module" module 1 "$PORT_CP" "" "$CP/snapshot"
 RUNNING=("$WORK/cp-module/logs/nginx.pid")
 start_nginx "$WORK/cp-module" "$PORT_CP"
 "$CONTROL" --admin-port "$ADMIN_PORT" --token-file "$CP/token" --nginx-port "$PORT_CP" \
-    --clients 8 --per-client "$CREATES_PER_CLIENT" --revokes "$REVOKES" |
-    awk '/^CREATE/ {print "create", $2, $3, $4, $5, $6} /^REVOKE_E2E/ {print "revoke_e2e", $2, $3, $4}' >>"$RAW"
+    --clients 8 --per-client "$CREATES_PER_CLIENT" --revokes "$REVOKES" \
+    --import "$CP_KEYS" --import-batch "$IMPORT_BATCH" |
+    awk '/^IMPORT/ {print "import", $2, $3, $4, $5, $6}
+         /^CREATE/ {print "create", $2, $3, $4, $5, $6} /^REVOKE_E2E/ {print "revoke_e2e", $2, $3, $4}' >>"$RAW"
+cp_env=$(mdb_stat -ef "$CP/snapshot")
+echo "cp_size keys=$(mdb_stat -s keys "$CP/snapshot" | awk '/Entries:/ {print $2}')" \
+    "snapshot_bytes=$(stat -c %s "$CP/snapshot/data.mdb")" \
+    "snapshot_pages_used=$(echo "$cp_env" | awk '/Number of pages used:/ {print $5}')" \
+    "snapshot_pages_free=$(echo "$cp_env" | awk '/Free pages:/ {print $3}')" \
+    "store_bytes=$(stat -c %s "$CP/data/store/data.mdb")" \
+    "page_size=$(echo "$cp_env" | awk '/Page size:/ {print $3}')" >>"$RAW"
+grep -o 'keys imported count=[0-9]*.*' "$CP/apikeyd.log" >&2 || true
 stop_nginx "$WORK/cp-module/logs/nginx.pid"
 RUNNING=()
 kill -TERM "$APIKEYD_PID"

@@ -2,6 +2,7 @@
 
 #include "authorization.h"
 #include "key_format.h"
+#include "key_import.h"
 #include "log.h"
 #include "rate_limit.h"
 #include "request_body.h"
@@ -273,7 +274,7 @@ Response Api::route(const Request &request, const std::string &actor) {
     if (n < 3 || segments[0] != "api" || segments[1] != "v1") return no_route();
 
     // Which route, and the one method besides GET/HEAD it takes ("" for none).
-    enum class Route { workspaces, workspace, keys, key, settings, entity_settings, changes, all_changes };
+    enum class Route { workspaces, workspace, keys, key, import, settings, entity_settings, changes, all_changes };
     Route route;
     std::string_view write;
     if (n == 3 && segments[2] == "changes") {
@@ -290,6 +291,10 @@ Response Api::route(const Request &request, const std::string &actor) {
         route = Route::settings, write = "PUT";
     } else if (n == 5 && segments[4] == "changes") {
         route = Route::changes;
+    } else if (n == 6 && segments[4] == "api-keys" && segments[5] == "import") {
+        // POST only: there is nothing to GET.
+        if (request.method != "POST") return method_not_allowed("POST");
+        route = Route::import, write = "POST";
     } else if (n == 6 && segments[4] == "api-keys") {
         route = Route::key, write = "DELETE, PATCH";
     } else if (n == 7 && segments[4] == "entities" && segments[6] == "settings") {
@@ -312,6 +317,7 @@ Response Api::route(const Request &request, const std::string &actor) {
         return get ? get_workspace(*workspace_id) : delete_workspace(*workspace_id, actor);
     case Route::keys:
         return get ? list_keys(*workspace_id) : create_key(*workspace_id, request.body, actor);
+    case Route::import: return import_keys(*workspace_id, request.body, actor);
     case Route::settings:
         return get ? get_workspace_settings(*workspace_id)
                    : put_workspace_settings(*workspace_id, request.body, actor);
@@ -408,25 +414,7 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
                                    {"rate_limit"}});
     const std::int64_t now = clock_();
     ApiKey k;
-    k.name = checked_name(object.required_string("name"), "name");
-    // Least privilege: a key is read_only unless asked otherwise.
-    k.permission = Permission::read_only;
-    if (const auto *p = object.get("permission")) {
-        const auto permission =
-            p->is_string() ? apikey::snapshot::parse_permission(p->get<std::string>()) : std::nullopt;
-        if (!permission) invalid_field("permission", "must be \"read_only\" or \"read_write\"");
-        k.permission = *permission;
-    }
-    if (const auto *e = object.get("expires_at"); e != nullptr && !e->is_null()) {
-        if (!e->is_string())
-            invalid_field("expires_at", "must be an RFC 3339 date-time string or null");
-        k.expires_at = parse_iso8601(e->get<std::string>());
-        if (!k.expires_at)
-            invalid_field("expires_at",
-                          "must be an RFC 3339 date-time such as 2026-12-01T00:00:00Z");
-        if (*k.expires_at <= now) invalid_field("expires_at", "must be in the future");
-    }
-    if (const auto *limit = object.get("rate_limit")) k.rate_limit = parse_rate_limit(*limit, "rate_limit");
+    parse_key_fields(object, now, k);
 
     ensure_published();
     std::string raw = apikey::generate_key();
@@ -447,6 +435,96 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
     Response r = json_response(201, key_json(k, &raw));
     r.headers.emplace_back("Location", workspace_location(workspace_id) + "/api-keys/" +
                                            apikey::to_string(k.id));
+    return r;
+}
+
+Response Api::import_keys(const Uuid &workspace_id, std::string_view body,
+                          const std::string &actor) {
+    if (!store_.view().workspace(workspace_id)) return not_found("workspace");
+    using Steady = std::chrono::steady_clock;
+    const auto ms_since = [](Steady::time_point t) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - t).count());
+    };
+    auto t = Steady::now();
+    const std::int64_t now = clock_();
+    ParsedImport parsed = parse_import(body, now, max_import_items_);
+    std::string timings = " parse_ms=" + ms_since(t);
+    t = Steady::now();
+    {
+        // Already stored (in any workspace, revoked included): a conflict, as a duplicate
+        // within the batch is.
+        ImportErrors stored;
+        Store::View view = store_.view();
+        for (std::size_t i = 0; i < parsed.keys.size(); ++i)
+            if (const auto existing = view.key_by_hash(parsed.keys[i].key_sha256))
+                stored.add(parsed.lines[i], code::conflict,
+                           "a key with this key_sha256 already exists (id " +
+                               apikey::to_string(*existing) + ")");
+        if (!stored.empty()) parsed.errors.merge(std::move(stored));
+    }
+    timings += " check_ms=" + ms_since(t);
+    t = Steady::now();
+    if (!parsed.errors.empty()) {
+        // All or nothing: nothing is stored, every bad item (up to the cap) is listed.
+        const ImportErrors &errors = parsed.errors;
+        json out;
+        out["error"]["code"] = code::import_rejected;
+        out["error"]["message"] = std::to_string(errors.count()) + " of " +
+                                  std::to_string(parsed.items) +
+                                  " keys are invalid or conflict; nothing was imported";
+        out["imported"] = 0;
+        out["items"] = parsed.items;
+        out["errors_total"] = errors.count();
+        out["errors_truncated"] = errors.count() > errors.listed().size();
+        json list = json::array();
+        for (const ImportError &e : errors.listed())
+            list.push_back(json{{"line", e.line}, {"code", e.code}, {"message", e.message}});
+        out["errors"] = std::move(list);
+        return json_response(errors.only_conflicts() ? 409 : 400, out);
+    }
+
+    ensure_published();
+    for (ApiKey &k : parsed.keys) {
+        k.id = apikey::random_uuid();
+        k.workspace_id = workspace_id;
+        k.status = KeyStatus::active;
+        k.created_by = actor;
+        k.created_at = k.updated_at = now;
+    }
+    std::optional<Change> change;
+    try {
+        change = store_.import_keys(workspace_id, parsed.keys, Audit{actor, now});
+    } catch (const Conflict &) {  // checked above on this same thread: not expected
+        return error_response(409, code::conflict,
+                              "a key of the import already exists; nothing was imported");
+    }
+    if (!change) return not_found("workspace");
+    timings += " store_ms=" + ms_since(t);
+    t = Steady::now();
+    publish(*change);
+    timings += " publish_ms=" + ms_since(t);
+    log_info("keys imported count=" + std::to_string(change->keys_put.size()) + " workspace=" +
+             apikey::to_string(workspace_id) + " by=" + actor +
+             " generation=" + std::to_string(change->generation) + timings);
+
+    // Built by hand: a million results through nlohmann would cost seconds.
+    std::string out = "{\"imported\":" + std::to_string(change->keys_put.size()) +
+                      ",\"workspace_id\":\"" + apikey::to_string(workspace_id) +
+                      "\",\"seq\":" + std::to_string(change->generation) + ",\"keys\":[";
+    out.reserve(out.size() + change->keys_put.size() * 60 + 2);
+    for (std::size_t i = 0; i < change->keys_put.size(); ++i) {
+        if (i > 0) out += ',';
+        out += "{\"line\":";
+        out += std::to_string(parsed.lines[i]);
+        out += ",\"id\":\"";
+        out += apikey::to_string(change->keys_put[i].id);
+        out += "\"}";
+    }
+    out += "]}";
+    Response r;
+    r.status = 201;
+    r.body = std::move(out);
     return r;
 }
 
@@ -641,6 +719,16 @@ void Api::maintenance() noexcept {
     try_sync();
 }
 
+bool is_import_target(std::string_view target) noexcept {
+    try {
+        const auto s = split_path(path_of(target));
+        return s.size() == 6 && s[0] == "api" && s[1] == "v1" && s[2] == "workspaces" &&
+               s[4] == "api-keys" && s[5] == "import";
+    } catch (...) {
+        return false;
+    }
+}
+
 std::string loggable_path(std::string_view target) {
     const std::string_view path = path_of(target);
     if (path.empty() || path.front() != '/') return "*";
@@ -649,7 +737,7 @@ std::string loggable_path(std::string_view target) {
         out += '/';
         if (segment == "api" || segment == "v1" || segment == "workspaces" ||
             segment == "api-keys" || segment == "settings" || segment == "entities" ||
-            segment == "changes" || segment.empty() || apikey::parse_uuid(segment))
+            segment == "changes" || segment == "import" || segment.empty() || apikey::parse_uuid(segment))
             out += segment;
         else
             out += '*';

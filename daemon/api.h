@@ -6,6 +6,7 @@
 //   GET  DELETE  /api/v1/workspaces/{id}
 //   GET  POST    /api/v1/workspaces/{id}/api-keys
 //   GET  DELETE  /api/v1/workspaces/{id}/api-keys/{keyId}
+//        POST    /api/v1/workspaces/{id}/api-keys/import   NDJSON bulk import (key_import.h)
 //   GET  PUT     /api/v1/workspaces/{id}/settings
 //   GET  PUT     /api/v1/workspaces/{id}/entities/{entity}/settings
 //   GET          /api/v1/workspaces/{id}/changes?after=N&limit=M   (a live workspace's feed)
@@ -59,6 +60,8 @@ public:
 
     // Failed admin authentication per source address (see auth_limiter.h); on by default.
     void set_auth_limit(const AuthLimitOptions &options) { auth_limiter_ = AuthLimiter(options); }
+    // Most keys one import may hold (413 beyond): Config::max_import_items.
+    void set_max_import_items(std::size_t n) { max_import_items_ = n; }
 
     // Reported by /metrics (the receiver outlives the Api's use of it).
     void set_usage_counters(const UsageCounters *usage) { usage_ = usage; }
@@ -78,6 +81,7 @@ private:
     Response delete_workspace(const Uuid &id, const std::string &actor);
     Response list_keys(const Uuid &workspace_id);
     Response create_key(const Uuid &workspace_id, std::string_view body, const std::string &actor);
+    Response import_keys(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response get_key(const Uuid &workspace_id, const Uuid &key_id);
     Response revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std::string &actor);
     Response patch_key(const Uuid &workspace_id, const Uuid &key_id, std::string_view body,
@@ -108,7 +112,11 @@ private:
     Metrics metrics_;
     const UsageCounters *usage_ = nullptr;
     AuthLimiter auth_limiter_;
+    std::size_t max_import_items_ = 1'000'000;
 };
+
+// POST to this target is a key import, whose body may be up to max_import_body_bytes.
+bool is_import_target(std::string_view target) noexcept;
 
 // The request path as it may be logged: the query is dropped and every segment that is
 // neither a route word nor a UUID becomes "*", so nothing a client puts in a URL (a key

@@ -25,6 +25,8 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kMinBodyBytes = 1024;
 constexpr std::size_t kMaxBodyBytes = std::size_t{16} << 20;
+constexpr std::size_t kMaxImportBodyBytes = std::size_t{4} << 30;
+constexpr std::size_t kMaxImportItems = 10'000'000;
 constexpr std::uint64_t kMaxMapSizeMb = std::uint64_t{1} << 20;  // 1 TiB of address space
 
 [[noreturn]] void fail(const std::string &key, const std::string &why) {
@@ -253,6 +255,11 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
                 have_tokens = true;
             } else if (key == "max_body_bytes") {
                 config.max_body_bytes = unsigned_int(value, key, kMinBodyBytes, kMaxBodyBytes);
+            } else if (key == "max_import_body_bytes") {
+                config.max_import_body_bytes =
+                    unsigned_int(value, key, kMinBodyBytes, kMaxImportBodyBytes);
+            } else if (key == "max_import_items") {
+                config.max_import_items = unsigned_int(value, key, 1, kMaxImportItems);
             } else if (key == "store_map_size_mb") {
                 config.store_map_size = unsigned_int(value, key, 1, kMaxMapSizeMb) << 20;
             } else if (key == "snapshot_map_size_mb") {
@@ -269,9 +276,9 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
                 parse_auth_limit(value, config);
             } else {
                 fail(key, "unknown key (known: listen, usage_listen, data_dir, snapshot_path, snapshot_group, "
-                          "admin_tokens, max_body_bytes, store_map_size_mb, snapshot_map_size_mb, "
-                          "max_connections, header_timeout_seconds, request_timeout_seconds, tls, "
-                          "auth_rate_limit)");
+                          "admin_tokens, max_body_bytes, max_import_body_bytes, max_import_items, "
+                          "store_map_size_mb, snapshot_map_size_mb, max_connections, "
+                          "header_timeout_seconds, request_timeout_seconds, tls, auth_rate_limit)");
             }
         } catch (const YAML::Exception &e) {
             fail(key, std::string("invalid value: ") + e.what());
@@ -287,6 +294,9 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
                            " is not a loopback address: apikeyd serves the admin API beyond "
                            "loopback only over TLS (add tls: {cert_file, key_file}, or listen "
                            "on 127.0.0.1)");
+    if (config.max_import_body_bytes < config.max_body_bytes)
+        fail("max_import_body_bytes", "must be at least max_body_bytes (" +
+                                          std::to_string(config.max_body_bytes) + ")");
 
     // The snapshot is opened by nginx and may be made group-readable: it must not share a
     // directory with the private store.

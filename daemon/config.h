@@ -48,6 +48,9 @@ struct Config {
     std::size_t max_connections = 512;  // admin API connections at once
     std::uint32_t header_timeout_seconds = 10;   // headers (and TLS handshake, idle wait)
     std::uint32_t request_timeout_seconds = 30;  // the whole request, body included
+    // POST .../api-keys/import only (every other route keeps max_body_bytes).
+    std::size_t max_import_body_bytes = std::size_t{512} << 20;
+    std::size_t max_import_items = 1'000'000;
     std::size_t store_map_size = std::size_t{1024} << 20;
     std::size_t snapshot_map_size = std::size_t{4096} << 20;
     // Required to listen on anything but loopback; optional on loopback.

@@ -57,6 +57,9 @@ int run_daemon(const Config &config) {
         options.dir = config.snapshot_path;
         options.map_size = config.snapshot_map_size;
         options.group = config.snapshot_group;
+        // The store is the durable copy; a snapshot a system crash set back is rebuilt
+        // from it below (sync), before nginx is told anything new.
+        options.sync_meta = false;
         publisher = std::make_unique<Publisher>(*store, options);
         if (!publisher->discarded().empty()) log_warn(publisher->discarded());
         const bool rebuilt = publisher->sync();
@@ -71,6 +74,7 @@ int run_daemon(const Config &config) {
 
     Api api(*store, *publisher, config.admin_tokens, unix_now);
     api.set_auth_limit(config.auth_limit);
+    api.set_max_import_items(config.max_import_items);
     asio::io_context ioc(1);
 
     ServerOptions options;
@@ -81,6 +85,10 @@ int run_daemon(const Config &config) {
     options.header_timeout = std::chrono::seconds(config.header_timeout_seconds);
     options.read_timeout = std::chrono::seconds(config.request_timeout_seconds);
     if (config.tls) options.tls = make_tls_context(*config.tls);
+    options.body_limit_for = [&config](std::string_view method, std::string_view target) {
+        return method == "POST" && is_import_target(target) ? config.max_import_body_bytes
+                                                            : config.max_body_bytes;
+    };
     options.on_refused = [&api](std::string_view target, unsigned status) {
         api.count_refused(target, status);
     };

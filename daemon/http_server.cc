@@ -9,6 +9,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <array>
+#include <limits>
 #include <optional>
 #include <set>
 #include <type_traits>
@@ -128,7 +129,11 @@ private:
         waiting_since_ = Clock::now();
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_->options.header_limit));
-        parser_->body_limit(state_->options.max_body_bytes);
+        // The limit depends on the route: set once the header is read (on_header). Until
+        // then the largest possible (not boost::none: Beast compares Content-Length with
+        // it and an empty optional is smaller than any length).
+        parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+        body_limit_ = state_->options.max_body_bytes;
         // The headers within header_timeout (an idle keep-alive wait included), the whole
         // request within read_timeout: a trickle of bytes extends neither.
         request_deadline_ = Clock::now() + state_->options.read_timeout;
@@ -144,6 +149,13 @@ private:
         started_ = Clock::now();
         if (ec) return on_read_error(ec);
         tcp_layer().expires_at(request_deadline_);
+        if (state_->options.body_limit_for)
+            body_limit_ = state_->options.body_limit_for(sv(parser_->get().method_string()),
+                                                         sv(parser_->get().target()));
+        // Content-Length is checked here, a chunked body by the parser as it arrives.
+        if (const auto length = parser_->content_length(); length && *length > body_limit_)
+            return on_read_error(http::error::body_limit);
+        parser_->body_limit(body_limit_);
         if (parser_->is_done()) return handle();
         if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
             // curl waits a second for this before sending a body over 1 KiB.
@@ -170,7 +182,7 @@ private:
         if (ec == http::error::body_limit)
             return send_error(413, code::payload_too_large,
                               "the request body is larger than " +
-                                  std::to_string(state_->options.max_body_bytes) + " bytes");
+                                  std::to_string(body_limit_) + " bytes");
         if (ec == http::error::header_limit)
             return send_error(431, code::headers_too_large, "the request headers are too large");
         // A closed connection, a timeout or a message cut short: nobody to answer.
@@ -302,6 +314,7 @@ private:
     Clock::time_point started_{};
     std::array<char, 4096> drain_buffer_{};
     std::size_t drained_ = 0;
+    std::size_t body_limit_ = 0;  // of the request being read
 };
 
 // At the connection limit: closes the connection that has waited longest for its request

@@ -2,15 +2,15 @@
 // (the handler runs there too, so the API needs no locks). It only moves bytes: every
 // request is handed to a Handler (Api::handle) and its Response written back as JSON.
 //
-// Limits: headers 16 KiB (431), body max_body_bytes (413), the headers must arrive within
-// header_timeout and the whole request within read_timeout (slowloris), idle keep-alive
-// connections close after header_timeout, at most max_connections at once: at the limit a
-// new connection replaces the one that has waited longest for its request (idle or
-// trickling), so a crowd of idle connections cannot lock clients out. With `tls` every
-// connection is TLS (handshake within header_timeout); plain HTTP to it is just closed.
-// Malformed HTTP gets a 400 JSON answer and the connection is closed. Error answers that
-// close the connection first drain what the client is still sending (bounded), so the
-// client reads the answer instead of a reset.
+// Limits: headers 16 KiB (431), body max_body_bytes or what body_limit_for says for the
+// route (413), the headers must arrive within header_timeout and the whole request within
+// read_timeout (slowloris), idle keep-alive connections close after header_timeout, at
+// most max_connections at once: at the limit a new connection replaces the one that has
+// waited longest for its request (idle or trickling), so a crowd of idle connections
+// cannot lock clients out. With `tls` every connection is TLS (handshake within
+// header_timeout); plain HTTP to it is just closed. Malformed HTTP gets a 400 JSON answer
+// and the connection is closed. Error answers that close the connection first drain what
+// the client is still sending (bounded), so the client reads the answer instead of a reset.
 // One access-log line per request: peer, method, loggable path, status, bytes, µs, actor.
 #pragma once
 
@@ -39,6 +39,9 @@ struct ServerOptions {
     std::string host = "127.0.0.1";  // IP literal
     std::uint16_t port = 0;          // 0: any free port (tests)
     std::size_t max_body_bytes = 65536;
+    // A request's own body limit, given its method and target once the header is read
+    // (the key import's larger one). Unset: max_body_bytes for every request.
+    std::function<std::size_t(std::string_view method, std::string_view target)> body_limit_for;
     std::size_t header_limit = 16 * 1024;
     std::chrono::milliseconds header_timeout{10'000};  // also for an idle keep-alive wait
     std::chrono::milliseconds read_timeout{30'000};    // the whole request, body included

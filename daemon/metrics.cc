@@ -11,7 +11,7 @@ namespace {
 // values stay few whatever clients send.
 bool is_route_word(std::string_view s) {
     for (std::string_view w : {"api", "v1", "workspaces", "api-keys", "settings", "entities",
-                               "changes", "healthz", "metrics"})
+                               "changes", "import", "healthz", "metrics"})
         if (s == w) return true;
     return false;
 }

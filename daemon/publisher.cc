@@ -62,7 +62,8 @@ void Publisher::rebuild() {
             if (w == workspaces.end() || w->id != workspace_id) return;  // no such workspace
             batch.put_entity(workspace_id, entity, entity_record(settings, w->settings));
         });
-        view.for_each_key([&](const ApiKey &k) {
+        // In hash order, the snapshot's key order: pages filled front to back.
+        view.for_each_key_by_hash([&](const ApiKey &k) {
             const auto w = std::lower_bound(
                 workspaces.begin(), workspaces.end(), k.workspace_id,
                 [](const Workspace &a, const Uuid &id) { return a.id.bytes < id.bytes; });
@@ -96,7 +97,17 @@ void Publisher::apply(const Change &change) {
         std::optional<Store::View> view;
         std::optional<Uuid> looked_up;
         std::optional<snapshot::RateLimit> workspace_default;
-        for (const ApiKey &k : change.keys_put) {
+        // In hash order (the table's key order): a bulk import then fills the keys table's
+        // pages front to back, each copied once, instead of dirtying them at random.
+        std::vector<const ApiKey *> keys;
+        keys.reserve(change.keys_put.size());
+        for (const ApiKey &k : change.keys_put) keys.push_back(&k);
+        if (keys.size() > 1)
+            std::sort(keys.begin(), keys.end(), [](const ApiKey *a, const ApiKey *b) {
+                return a->key_sha256 < b->key_sha256;
+            });
+        for (const ApiKey *key : keys) {
+            const ApiKey &k = *key;
             if (!view) view.emplace(store_.view());
             if (looked_up != k.workspace_id) {
                 const auto w = view->workspace(k.workspace_id);  // none once deleted

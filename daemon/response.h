@@ -34,6 +34,7 @@ inline constexpr std::string_view internal_error = "internal_error";       // 50
 inline constexpr std::string_view store_unavailable = "store_unavailable"; // 503
 inline constexpr std::string_view publish_failed = "publish_failed";       // 503
 inline constexpr std::string_view too_many_requests = "too_many_requests"; // 429 admin auth
+inline constexpr std::string_view import_rejected = "import_rejected";     // 400/409 import
 }  // namespace code
 
 Response error_response(unsigned status, std::string_view code, std::string_view message);

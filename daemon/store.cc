@@ -49,8 +49,39 @@ std::string workspace_key_entry(const Uuid &workspace, std::uint64_t seq) {
     return std::string(bytes_of(workspace)) + big_endian(seq);
 }
 
+std::string_view digest_bytes(const Digest &d) {
+    return {reinterpret_cast<const char *>(d.data()), d.size()};
+}
+
 std::string entity_settings_key(const Uuid &workspace, std::string_view entity) {
     return std::string(bytes_of(workspace)).append(entity);
+}
+
+// Puts `n` new entries whose keys ascend; entry(i) returns (key, value) views valid until
+// the next call. Those beyond the table's last key are appended (MDB_APPEND: no search,
+// pages filled completely), the others inserted. False when a key already exists.
+template <typename Entry>
+bool put_ascending(lmdb::Txn &txn, MDB_dbi dbi, std::size_t n, Entry entry) {
+    MDB_cursor *raw = nullptr;
+    lmdb::check(mdb_cursor_open(txn.get(), dbi, &raw), "mdb_cursor_open");
+    const std::unique_ptr<MDB_cursor, void (*)(MDB_cursor *)> cursor(raw, mdb_cursor_close);
+    MDB_val last{}, unused{};
+    int rc = mdb_cursor_get(raw, &last, &unused, MDB_LAST);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) lmdb::check(rc, "mdb_cursor_get");
+    const std::string last_key = rc == MDB_NOTFOUND ? std::string() : std::string(lmdb::from_val(last));
+    bool append = rc == MDB_NOTFOUND;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto [key, value] = entry(i);
+        MDB_val k = lmdb::to_val(key), v = lmdb::to_val(value);
+        if (!append) {
+            MDB_val l = lmdb::to_val(last_key);
+            append = mdb_cmp(txn.get(), dbi, &k, &l) > 0;
+        }
+        rc = mdb_cursor_put(raw, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) return false;
+        lmdb::check(rc, "mdb_cursor_put");
+    }
+    return true;
 }
 
 std::uint64_t read_generation(lmdb::Txn &txn, MDB_dbi meta) {
@@ -164,6 +195,7 @@ Store::Store(const Options &options) {
         entity_settings_ = lmdb::open_dbi(txn, "entity_settings");
         changes_ = lmdb::open_dbi(txn, "changes");
         workspace_changes_ = lmdb::open_dbi(txn, "workspace_changes");
+        key_hashes_ = lmdb::open_dbi(txn, "key_hashes");
         std::uint64_t format = 0;
         if (const auto f = lmdb::get(txn, meta_, kMetaFormat)) {
             if (!decode_u64(*f, format) || format != kStoreFormat)
@@ -175,6 +207,19 @@ Store::Store(const Options &options) {
             // (never published) snapshot reports: the first start always publishes.
             lmdb::put(txn, meta_, kMetaFormat, encode_u64(kStoreFormat));
             lmdb::put(txn, meta_, kMetaGeneration, encode_u64(1));
+        }
+        // Stores written before key_hashes existed (or any mismatch): rebuild the index
+        // from the keys, in this same transaction. Cheap counts, no scan, when in step.
+        MDB_stat keys_stat{}, hashes_stat{};
+        lmdb::check(mdb_stat(txn.get(), keys_, &keys_stat), "mdb_stat");
+        lmdb::check(mdb_stat(txn.get(), key_hashes_, &hashes_stat), "mdb_stat");
+        if (keys_stat.ms_entries != hashes_stat.ms_entries) {
+            lmdb::clear(txn, key_hashes_);
+            lmdb::Cursor cursor(txn, keys_);
+            for (bool ok = cursor.seek(); ok; ok = cursor.next()) {
+                const ApiKey key = decode_key(cursor.value());
+                lmdb::put(txn, key_hashes_, digest_bytes(key.key_sha256), bytes_of(key.id));
+            }
         }
         txn.commit();
     } catch (...) {
@@ -233,9 +278,27 @@ std::optional<ApiKey> Store::View::key(const Uuid &id) {
     return decode_key(*bytes);
 }
 
+std::optional<Uuid> Store::View::key_by_hash(const Digest &key_sha256) {
+    const auto bytes = lmdb::get(*txn_, store_.key_hashes_, digest_bytes(key_sha256));
+    if (!bytes) return std::nullopt;
+    if (bytes->size() != 16) throw CorruptRecord("key_hashes holds a bad key id");
+    Uuid id;
+    std::copy_n(bytes->data(), 16, reinterpret_cast<char *>(id.bytes.data()));
+    return id;
+}
+
 void Store::View::for_each_key(const std::function<void(const ApiKey &)> &fn) {
     lmdb::Cursor cursor(*txn_, store_.keys_);
     for (bool ok = cursor.seek(); ok; ok = cursor.next()) fn(decode_key(cursor.value()));
+}
+
+void Store::View::for_each_key_by_hash(const std::function<void(const ApiKey &)> &fn) {
+    lmdb::Cursor cursor(*txn_, store_.key_hashes_);
+    for (bool ok = cursor.seek(); ok; ok = cursor.next()) {
+        const auto bytes = lmdb::get(*txn_, store_.keys_, cursor.value());
+        if (!bytes) throw CorruptRecord("key_hashes points at a missing key");
+        fn(decode_key(*bytes));
+    }
 }
 
 std::optional<EntitySettings> Store::View::entity_settings(const Uuid &workspace_id,
@@ -357,8 +420,69 @@ std::optional<Change> Store::create_key(ApiKey &key, const Audit &audit) {
     lmdb::put(m.txn(), keys_, bytes_of(key.id), encode(key), MDB_NOOVERWRITE);
     lmdb::put(m.txn(), workspace_keys_, workspace_key_entry(key.workspace_id, key.seq),
               bytes_of(key.id));
+    lmdb::put(m.txn(), key_hashes_, digest_bytes(key.key_sha256), bytes_of(key.id),
+              MDB_NOOVERWRITE);
     m.change().keys_put.push_back(key);
     m.record("api_key.created", key.workspace_id, key_json(key));  // never the raw key
+    return m.commit();
+}
+
+std::optional<Change> Store::import_keys(const Uuid &workspace_id, std::vector<ApiKey> &keys,
+                                        const Audit &audit) {
+    Mutation m(*this, audit);
+    if (!lmdb::get(m.txn(), workspaces_, bytes_of(workspace_id))) return std::nullopt;
+    const std::uint64_t seq = m.generation();
+    for (ApiKey &key : keys) key.seq = seq;
+
+    // Each table in its own key order: every leaf page is then copied (dirtied) once and
+    // filled front to back, instead of a random walk over a million-key B-tree; past the
+    // table's last key, entries are appended (put_ascending). The sort keys are copied
+    // next to their index: sorting a million 200-byte ApiKeys by reference misses cache.
+    {
+        std::vector<std::pair<Digest, std::uint32_t>> by_hash(keys.size());
+        for (std::uint32_t i = 0; i < keys.size(); ++i) by_hash[i] = {keys[i].key_sha256, i};
+        std::sort(by_hash.begin(), by_hash.end());
+        if (!put_ascending(m.txn(), key_hashes_, by_hash.size(), [&](std::size_t j) {
+                return std::pair(digest_bytes(by_hash[j].first), bytes_of(keys[by_hash[j].second].id));
+            }))
+            throw Conflict("a key with this key_sha256 already exists");
+    }
+    {
+        std::vector<std::pair<std::array<std::uint8_t, 16>, std::uint32_t>> by_id(keys.size());
+        for (std::uint32_t i = 0; i < keys.size(); ++i) by_id[i] = {keys[i].id.bytes, i};
+        std::sort(by_id.begin(), by_id.end());
+        std::string record;
+        if (!put_ascending(m.txn(), keys_, by_id.size(), [&](std::size_t j) {
+                const ApiKey &key = keys[by_id[j].second];
+                record = encode(key);
+                return std::pair(bytes_of(key.id), std::string_view(record));
+            }))
+            throw Conflict("a key id is already taken");
+    }
+    {
+        // workspace + seq + index: ascending in line order.
+        std::string entry = workspace_key_entry(workspace_id, seq) + std::string(4, '\0');
+        if (!put_ascending(m.txn(), workspace_keys_, keys.size(), [&](std::size_t i) {
+                for (int b = 0; b < 4; ++b)
+                    entry[24 + b] = static_cast<char>(i >> (8 * (3 - b)) & 0xFF);
+                return std::pair(std::string_view(entry), bytes_of(keys[i].id));
+            }))
+            throw Conflict("a listing entry is already taken");
+    }
+
+    // One summary entry: no key objects, no hashes. The batch's keys are listed together,
+    // in line order, from first_key_id to last_key_id in GET .../api-keys.
+    nlohmann::ordered_json object;
+    object["count"] = keys.size();
+    object["first_key_id"] = keys.empty() ? nlohmann::ordered_json(nullptr)
+                                          : nlohmann::ordered_json(apikey::to_string(keys.front().id));
+    object["last_key_id"] = keys.empty() ? nlohmann::ordered_json(nullptr)
+                                         : nlohmann::ordered_json(apikey::to_string(keys.back().id));
+    object["created_by"] = audit.actor;
+    object["created_at"] = format_iso8601(audit.time);
+    m.record("api_key.imported", workspace_id, std::move(object));
+    m.change().keys_put = std::move(keys);
+    keys.clear();
     return m.commit();
 }
 

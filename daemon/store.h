@@ -5,7 +5,11 @@
 //   workspaces       workspace uuid (16 bytes) -> Workspace (JSON)
 //   workspace_paths  "org/slug" -> workspace uuid       (live workspaces only)
 //   keys             key uuid (16 bytes) -> ApiKey (JSON)
-//   workspace_keys   workspace uuid + seq (u64 big-endian) -> key uuid   (listing order)
+//   workspace_keys   workspace uuid + seq (u64 big-endian) -> key uuid   (listing order);
+//                    an imported key: workspace uuid + seq + its index in the batch (u32
+//                    big-endian), so a batch's keys (one seq) list in line order
+//   key_hashes       SHA-256 of the key (32 bytes) -> key uuid   (every key: an imported
+//                    hash must be new; built from `keys` when a store lacks it)
 //   entity_settings  workspace uuid + entity name -> EntitySettings (JSON)   (live only)
 //   changes          seq (u64 big-endian) -> change-feed entry (JSON)
 //   workspace_changes workspace uuid + seq (u64 big-endian) -> ""   (a workspace's feed)
@@ -103,8 +107,12 @@ public:
         std::optional<Workspace> workspace(const Uuid &id);
         std::vector<ApiKey> keys_of(const Uuid &workspace_id);  // creation order
         std::optional<ApiKey> key(const Uuid &id);
-        // Every key, of live and deleted workspaces alike.
+        // The id of the key with this SHA-256, of any workspace, revoked ones included.
+        std::optional<Uuid> key_by_hash(const Digest &key_sha256);
+        // Every key, of live and deleted workspaces alike, in id order.
         void for_each_key(const std::function<void(const ApiKey &)> &fn);
+        // The same in key_sha256 order: the snapshot's key order.
+        void for_each_key_by_hash(const std::function<void(const ApiKey &)> &fn);
         // nullopt when the entity has no settings (all defaults).
         std::optional<EntitySettings> entity_settings(const Uuid &workspace_id,
                                                       std::string_view entity);
@@ -140,6 +148,13 @@ public:
     std::optional<Change> delete_workspace(const Uuid &id, const Audit &audit);
     // Assigns seq. nullopt when the workspace does not exist.
     std::optional<Change> create_key(ApiKey &key, const Audit &audit);
+    // A bulk import (POST .../api-keys/import): every key of `keys` (validated, ids, hashes
+    // and timestamps set) in one transaction with one "api_key.imported" feed entry; each
+    // gets seq = the new generation. The keys move into the returned Change (keys_put, in
+    // the given order). nullopt when the workspace does not exist; throws Conflict when a
+    // hash is already stored (the caller checks first; then nothing is written).
+    std::optional<Change> import_keys(const Uuid &workspace_id, std::vector<ApiKey> &keys,
+                                      const Audit &audit);
 
     enum class Revoke { not_found, already_revoked, revoked };
     // A key of another workspace is not_found. `change` is set only for `revoked`.
@@ -191,7 +206,7 @@ private:
 
     std::unique_ptr<apikey::lmdb::Env> env_;
     MDB_dbi meta_ = 0, workspaces_ = 0, workspace_paths_ = 0, keys_ = 0, workspace_keys_ = 0,
-            entity_settings_ = 0, changes_ = 0, workspace_changes_ = 0;
+            entity_settings_ = 0, changes_ = 0, workspace_changes_ = 0, key_hashes_ = 0;
     int lock_fd_ = -1;
 };
 

@@ -62,6 +62,7 @@ Writer::Writer(const WriterOptions &options) {
     env_options.map_size = options.map_size;
     // Readers never need to write data.mdb; they do need to write lock.mdb.
     env_options.mode = options.group ? 0660 : 0600;
+    if (!options.sync_meta) env_options.flags |= MDB_NOMETASYNC;
     // A truncated data.mdb would SIGBUS apikeyd on its first read (one cut inside its first
     // page LMDB refuses as MDB_INVALID). The snapshot is only a copy of the store: throw it
     // away and start a new one (generation 0, so the publisher rebuilds it; nginx workers

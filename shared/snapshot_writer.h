@@ -24,6 +24,13 @@ struct WriterOptions {
     // lock.mdb writable (LMDB readers take a slot there). Without a group everything is
     // private to apikeyd's user, for an nginx running as that same user.
     std::optional<gid_t> group;
+    // false: no durable sync of the meta page at each commit (LMDB's MDB_NOMETASYNC). The
+    // data pages are still synced before the meta page is written, so a system crash never
+    // leaves a torn snapshot; it may undo the last publishes (the snapshot is then behind,
+    // at an older consistent generation). apikeyd sets this: it compares the generations
+    // at start and rebuilds a snapshot that is behind its store (docs/BENCHMARKS.md,
+    // "Control plane"). One fsync per publish instead of two.
+    bool sync_meta = true;
 };
 
 // The edits of one publish, applied inside its transaction.

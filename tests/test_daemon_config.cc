@@ -51,9 +51,19 @@ BOOST_AUTO_TEST_CASE(minimal_config_and_defaults) {
     BOOST_TEST(c.admin_tokens[0].name == "ops");
     BOOST_TEST(apikey::to_hex(c.admin_tokens[0].sha256) == kHash);
     BOOST_TEST(c.max_body_bytes == 65536u);
+    BOOST_TEST(c.max_import_body_bytes == std::size_t{512} << 20);
+    BOOST_TEST(c.max_import_items == 1'000'000u);
     BOOST_TEST(c.store_map_size == std::size_t{1024} << 20);
     BOOST_TEST(c.snapshot_map_size == std::size_t{4096} << 20);
     BOOST_TEST(c.listen_text() == "127.0.0.1:8088");
+}
+
+BOOST_AUTO_TEST_CASE(import_limits) {
+    const Config c = parse_config(minimal("max_import_body_bytes: 1048576\nmax_import_items: 5000\n"),
+                                  "/etc/apikeyd");
+    BOOST_TEST(c.max_import_body_bytes == 1048576u);
+    BOOST_TEST(c.max_import_items == 5000u);
+    BOOST_TEST(c.max_body_bytes == 65536u);  // the other routes keep theirs
 }
 
 BOOST_AUTO_TEST_CASE(every_key) {
@@ -148,6 +158,13 @@ BOOST_AUTO_TEST_CASE(bad_configs_name_the_key) {
         {"max_body_bytes too small", minimal("max_body_bytes: 10\n"), "max_body_bytes"},
         {"max_body_bytes too big", minimal("max_body_bytes: 999999999999\n"), "max_body_bytes"},
         {"store_map_size_mb zero", minimal("store_map_size_mb: 0\n"), "store_map_size_mb"},
+        {"max_import_body_bytes text", minimal("max_import_body_bytes: big\n"), "max_import_body_bytes"},
+        {"max_import_body_bytes too big", minimal("max_import_body_bytes: 99999999999\n"),
+         "max_import_body_bytes"},
+        {"max_import_body_bytes below max_body_bytes",
+         minimal("max_body_bytes: 65536\nmax_import_body_bytes: 2048\n"), "max_import_body_bytes"},
+        {"max_import_items zero", minimal("max_import_items: 0\n"), "max_import_items"},
+        {"max_import_items too many", minimal("max_import_items: 10000001\n"), "max_import_items"},
         {"snapshot_map_size_mb float", minimal("snapshot_map_size_mb: 1.5\n"), "snapshot_map_size_mb"},
         {"admin_tokens empty", "listen: 127.0.0.1:1\n" + paths + "admin_tokens: []\n", "admin_tokens"},
         {"admin_tokens a string", "listen: 127.0.0.1:1\n" + paths + "admin_tokens: abc\n", "admin_tokens"},

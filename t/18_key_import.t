@@ -1,0 +1,110 @@
+# Bulk key import (POST /api/v1/workspaces/{id}/api-keys/import) end to end: keys whose
+# raw values only the test knows are imported as SHA-256 + prefix, then nginx admits
+# them (200), refuses a read_only key's POST (403) and an expired one (401); a bad batch
+# leaves nothing behind; the feed has one summary entry; a second import of the same hash
+# is a conflict; the import route has its own body limit, the others keep theirs.
+use strict;
+use warnings;
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new(daemon_extra => "max_body_bytes: 4096\nmax_import_body_bytes: 1048576\n"
+                                        . "max_import_items: 2000\n");
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $IMPORT = "/api/v1/workspaces/$ws->{id}/api-keys/import";
+my $SALES = '/api/v1/acme-corp/sales/orders';
+my $J = ApiKeyTest::json();
+
+sub item {
+    my ($raw, %f) = @_;
+    return { key_sha256 => sha256_hex($raw), key_prefix => substr($raw, 0, 12), name => 'legacy', %f };
+}
+sub ndjson { join '', map { $J->encode($_) . "\n" } @_ }
+sub import_body { $t->admin(POST => $IMPORT, undef, raw_body => $_[0],
+                            headers => ['Content-Type' => 'application/x-ndjson']) }
+sub key_ids { map { $_->{id} } @{ $t->admin(GET => "/api/v1/workspaces/$ws->{id}/api-keys")->{json} } }
+
+my ($rw, $ro, $exp) = map { ApiKeyTest::make_key() } 1 .. 3;
+ok ApiKeyTest::key_is_well_formed($_), 'test key is well formed' for $rw, $ro, $exp;
+my $exp_at = time + 3;
+
+# --- a bad batch leaves nothing behind ----------------------------------------------------
+my $feed_before = scalar $t->feed(undef);
+my $bad = import_body(ndjson(item($rw, permission => 'read_write'),
+                             item($ro, key_prefix => 'sk_live_!!!!'),
+                             item($exp, expires_at => '2001-01-01T00:00:00Z'),
+                             item($rw)));
+is $bad->{status}, 400, 'bad batch: 400';
+is $bad->{json}{error}{code}, 'import_rejected', '  import_rejected';
+is $bad->{json}{imported}, 0, '  nothing imported';
+is_deeply [ map { [ $_->{line}, $_->{code} ] } @{ $bad->{json}{errors} } ],
+    [ [ 2, 'invalid_field' ], [ 3, 'invalid_field' ], [ 4, 'conflict' ] ],
+    '  every bad item listed by line, the duplicate as a conflict';
+is scalar(key_ids()), 0, '  no key stored';
+is scalar($t->feed(undef)), $feed_before, '  no feed entry';
+is $t->api(GET => $SALES, key => $rw)->{status}, 401, '  nginx does not know the good item either';
+
+# --- a good batch -------------------------------------------------------------------------
+my $ok = import_body(ndjson(item($rw, permission => 'read_write'),
+                            item($ro),
+                            item($exp, permission => 'read_write',
+                                 expires_at => ApiKeyTest::iso8601($exp_at))));
+is $ok->{status}, 201, 'import: 201' or diag $ok->{body};
+is $ok->{json}{imported}, 3, '  3 keys';
+is_deeply [ map { $_->{line} } @{ $ok->{json}{keys} } ], [ 1, 2, 3 ], '  a result per line';
+is_deeply [ key_ids() ], [ map { $_->{id} } @{ $ok->{json}{keys} } ], '  listed in line order';
+unlike $ok->{raw}, qr/\Q@{[ sha256_hex($rw) ]}\E/, '  the answer holds no hash';
+
+is $t->api(GET => $SALES, key => $rw)->{status}, 200, 'imported read_write key: GET 200';
+is $t->api(POST => $SALES, key => $rw, body => '{}')->{status}, 200, '  POST 200';
+is $t->api(GET => $SALES, key => $ro)->{status}, 200, 'imported read_only key: GET 200';
+my $denied = $t->api(POST => $SALES, key => $ro, body => '{}');
+is $denied->{status}, 403, '  POST 403';
+is $denied->{json}{error}{code}, 'read_only_key', '  read_only_key';
+is $t->api(GET => $SALES, key => $exp)->{status}, 200, 'key with expires_at: 200 before it';
+my $expired = $t->wait_until(sub {
+    my $x = $t->api(GET => $SALES, key => $exp);
+    $x->{status} == 401 ? $x : undef;
+}, 8);
+ok $expired, '  401 after it';
+is $expired && $expired->{json}{error}{code}, 'key_expired', '  key_expired';
+ok time >= $exp_at - 1, '  not before it';
+is $t->api(GET => $SALES, key => ApiKeyTest::make_key())->{status}, 401, 'a key never imported: 401';
+
+# --- the feed -----------------------------------------------------------------------------
+my @feed = $t->feed($ws->{id});
+my @imported = grep { $_->{type} eq 'api_key.imported' } @feed;
+is scalar(@imported), 1, 'one api_key.imported entry';
+is scalar(grep { $_->{type} eq 'api_key.created' } @feed), 0, '  and no per-key entries';
+is $imported[0]{object}{count}, 3, '  count 3';
+is $imported[0]{object}{first_key_id}, $ok->{json}{keys}[0]{id}, '  first key id';
+is $imported[0]{object}{last_key_id}, $ok->{json}{keys}[2]{id}, '  last key id';
+is $imported[0]{seq}, $ok->{json}{seq}, '  seq of the import';
+unlike $J->encode($imported[0]), qr/\Q@{[ sha256_hex($ro) ]}\E|sk_live_/, '  no hash, no prefix';
+
+# --- a second import of the same hash -----------------------------------------------------
+my $again = import_body(ndjson(item(ApiKeyTest::make_key()), item($ro)));
+is $again->{status}, 409, 'the same hash again: 409';
+is_deeply [ map { [ $_->{line}, $_->{code} ] } @{ $again->{json}{errors} } ], [ [ 2, 'conflict' ] ],
+    '  line 2 conflicts';
+is scalar(key_ids()), 3, '  nothing added';
+my $revoked = $t->revoke_key($ws->{id}, $ok->{json}{keys}[0]{id});
+is $t->api(GET => $SALES, key => $rw)->{status}, 401, 'imported key revoked: 401';
+
+# --- limits -------------------------------------------------------------------------------
+my @many = map { item(ApiKeyTest::make_key()) } 1 .. 1500;  # ~200 KB: over max_body_bytes
+my $big = import_body(ndjson(@many));
+is $big->{status}, 201, 'import body over max_body_bytes but under max_import_body_bytes: 201'
+    or diag $big->{body};
+is $big->{json}{imported}, 1500, '  1500 keys';
+my $small = $t->admin(POST => '/api/v1/workspaces', undef, raw_body => 'x' x 5000);
+is $small->{status}, 413, 'other routes keep max_body_bytes: 413';
+my $huge = import_body('x' x 1048577);
+is $huge->{status}, 413, 'over max_import_body_bytes: 413';
+is $huge->{json}{error}{code}, 'payload_too_large', '  payload_too_large JSON';
+my $count = import_body(ndjson(map { item(ApiKeyTest::make_key()) } 1 .. 2001));
+is $count->{status}, 413, 'over max_import_items: 413';
+is scalar(key_ids()), 1503, 'nothing of the refused batches stored';
+
+done_testing;

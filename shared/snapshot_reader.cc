@@ -96,13 +96,22 @@ Reader::View Reader::view() noexcept {
         v.error_ = mdb_strerror(rc);
         return v;
     }
-    std::uint64_t format = 0;
-    if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
-        mdb_txn_reset(txn_);
-        v.error_ = "snapshot format changed to one this module does not read";
-        return v;
+    // The meta records change only with a commit, and every commit has a new transaction
+    // id: they are read again only when the id moved since the last request.
+    const std::size_t txn_id = mdb_txn_id(txn_);
+    if (txn_id != meta_txn_id_) {
+        std::uint64_t format = 0, generation = 0;
+        if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
+            mdb_txn_reset(txn_);
+            meta_txn_id_ = 0;
+            v.error_ = "snapshot format changed to one this module does not read";
+            return v;
+        }
+        read_u64(txn_, meta_, kMetaGeneration, generation);
+        generation_ = generation;
+        meta_txn_id_ = txn_id;
     }
-    read_u64(txn_, meta_, kMetaGeneration, v.generation_);
+    v.generation_ = generation_;
     v.reader_ = this;
     return v;
 }

@@ -5,7 +5,7 @@
 //   meta        "format"       -> u64 kFormatVersion
 //               "generation"   -> u64, +1 on every publish
 //               "published_at" -> i64 unix milliseconds of the last publish
-//   keys        SHA-256(key)   -> KeyRecord
+//   keys        SHA-256(key)   -> KeyRecord (38 bytes; 46 or 54 with expiry / rate limit)
 //   workspaces  "org/slug"     -> WorkspaceRecord
 //   entities    workspace id (16 bytes) + entity name -> EntityRecord
 //
@@ -28,7 +28,14 @@
 
 namespace apikey::snapshot {
 
-inline constexpr std::uint64_t kFormatVersion = 1;
+// 2: compact key records (flags byte, 4 prefix characters, optional fields only when
+// set), keys written in hash order with MDB_APPEND by a full rebuild (dense pages).
+// A reader refuses any other format; apikeyd rebuilds a snapshot of another format at
+// start.
+inline constexpr std::uint64_t kFormatVersion = 2;
+
+// The longest key record encode() writes (expiry and rate limit both set).
+inline constexpr std::size_t kMaxKeyRecordSize = 2 + 16 + 16 + 4 + 8 + 8;
 
 inline constexpr const char *kMetaDb = "meta";
 inline constexpr const char *kKeysDb = "keys";

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -27,10 +28,33 @@ void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &
 }  // namespace
 
 void Batch::put_key(const Digest &hash, const KeyRecord &record) {
+    if (collecting_) {
+        pending_.push_back(PendingKey{hash, record});
+        return;
+    }
     lmdb::put(txn_, keys_, digest_view(hash), encode(record));
 }
 
-void Batch::delete_key(const Digest &hash) { lmdb::del(txn_, keys_, digest_view(hash)); }
+void Batch::delete_key(const Digest &hash) {
+    flush_keys();  // a delete applies to what was put before it
+    lmdb::del(txn_, keys_, digest_view(hash));
+}
+
+void Batch::flush_keys() {
+    if (!collecting_) return;
+    collecting_ = false;
+    // Stable: of two puts of one hash, the later one wins, as with direct puts.
+    std::stable_sort(pending_.begin(), pending_.end(),
+                     [](const PendingKey &a, const PendingKey &b) { return a.hash < b.hash; });
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+        if (i + 1 < pending_.size() && pending_[i + 1].hash == pending_[i].hash) continue;
+        // The table is empty since clear_all() and the hashes ascend: LMDB's memcmp order
+        // is the byte order std::array compares in.
+        lmdb::put(txn_, keys_, digest_view(pending_[i].hash), encode(pending_[i].record),
+                  MDB_APPEND);
+    }
+    std::vector<PendingKey>().swap(pending_);
+}
 
 void Batch::put_workspace(std::string_view path, const WorkspaceRecord &record) {
     lmdb::put(txn_, workspaces_, path, encode(record));
@@ -48,6 +72,8 @@ void Batch::delete_entity(const Uuid &workspace, std::string_view entity) {
 }
 
 void Batch::clear_all() {
+    std::vector<PendingKey>().swap(pending_);
+    collecting_ = true;
     lmdb::clear(txn_, keys_);
     lmdb::clear(txn_, workspaces_);
     lmdb::clear(txn_, entities_);
@@ -91,6 +117,7 @@ void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)
     lmdb::Txn txn(*env_, 0);
     Batch batch(txn, keys_, workspaces_, entities_);
     edit(batch);
+    batch.flush_keys();
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();

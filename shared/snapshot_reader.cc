@@ -132,11 +132,17 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {
-    MDB_val k{hash.size(), const_cast<unsigned char *>(hash.data())}, v{};
+    std::uint64_t index = key_index(hash.data());
+    MDB_val k{sizeof(index), &index}, v{};
     const int rc = mdb_get(reader_->txn_, reader_->keys_, &k, &v);
     if (rc == MDB_NOTFOUND) return Lookup::absent;
     if (rc != MDB_SUCCESS) return Lookup::corrupt;
-    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+    // The full hash is always verified: the table key is only its first 8 bytes.
+    std::string_view record;
+    bool valid = true;
+    if (!find_key_entry(from_val(v), hash.data() + (hash.size() - kHashSuffix), record, valid))
+        return valid ? Lookup::absent : Lookup::corrupt;
+    return decode(record, out) ? Lookup::found : Lookup::corrupt;
 }
 
 Lookup Reader::View::find_workspace(std::string_view path, WorkspaceView &out) const noexcept {

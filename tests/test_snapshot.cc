@@ -262,6 +262,42 @@ BOOST_AUTO_TEST_CASE(a_full_rebuild_writes_keys_in_hash_order_and_applies_edits_
     BOOST_TEST((view.find_key(deleted, found) == Lookup::found));
 }
 
+BOOST_AUTO_TEST_CASE(hashes_sharing_their_first_8_bytes_are_told_apart) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    Digest a = sha256("a"), b = a, c = a;
+    b[31] ^= 1;  // same table key, another hash
+    c[8] ^= 1;
+    const KeyRecord ra = sample_record(), rb = sample_record();
+    auto check = [&](bool a_in, bool b_in) {
+        std::string error;
+        auto reader = Reader::open(dir.sub("snap"), error);
+        BOOST_REQUIRE_MESSAGE(reader, error);
+        auto view = reader->view();
+        KeyRecord found;
+        BOOST_TEST((view.find_key(a, found) == (a_in ? Lookup::found : Lookup::absent)));
+        if (a_in) check_equal(ra, found);
+        BOOST_TEST((view.find_key(b, found) == (b_in ? Lookup::found : Lookup::absent)));
+        if (b_in) check_equal(rb, found);
+        BOOST_TEST((view.find_key(c, found) == Lookup::absent));  // never a partial match
+    };
+    writer.publish(1, [&](Batch &batch) {  // a rebuild: both in one value
+        batch.clear_all();
+        batch.put_key(b, rb);
+        batch.put_key(a, ra);
+    });
+    check(true, true);
+    writer.publish(2, [&](Batch &batch) { batch.delete_key(a); });
+    check(false, true);
+    writer.publish(3, [&](Batch &batch) { batch.put_key(a, ra); });
+    check(true, true);
+    writer.publish(4, [&](Batch &batch) {
+        batch.delete_key(b);
+        batch.delete_key(a);
+    });
+    check(false, false);
+}
+
 BOOST_AUTO_TEST_CASE(reader_refuses_another_format_and_the_writer_reports_generation_0) {
     test::TempDir dir;
     {
@@ -311,7 +347,8 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
         lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
         lmdb::Txn txn(env, 0);
         const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
-        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(hash.data()), 32),
+        std::uint64_t index = key_index(hash.data());
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&index), 8),
                   "garbage");
         txn.commit();
     }

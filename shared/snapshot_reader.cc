@@ -36,6 +36,16 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
         }
         rc = reader->start();
         if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kMetaDb, 0, &reader->meta_);
+        // The format first: another format may not have this format's tables at all, and
+        // "has format 1" says more than "not published yet".
+        std::uint64_t format = 0;
+        if (rc == MDB_SUCCESS && read_u64(reader->txn_, reader->meta_, kMetaFormat, format) &&
+            format != kFormatVersion) {
+            error = "snapshot \"" + dir + "\" has format " + std::to_string(format) +
+                    ", this module reads format " + std::to_string(kFormatVersion);
+            return nullptr;
+        }
+        if (rc == MDB_SUCCESS && format == 0) rc = MDB_NOTFOUND;  // no format stamped yet
         if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kKeysDb, 0, &reader->keys_);
         if (rc == MDB_SUCCESS)
             rc = mdb_dbi_open(reader->txn_, kWorkspacesDb, 0, &reader->workspaces_);
@@ -43,13 +53,6 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
             rc = mdb_dbi_open(reader->txn_, kEntitiesDb, 0, &reader->entities_);
         if (rc != MDB_SUCCESS) {
             error = "snapshot \"" + dir + "\" is not published yet: " + mdb_strerror(rc);
-            return nullptr;
-        }
-        std::uint64_t format = 0;
-        if (!read_u64(reader->txn_, reader->meta_, kMetaFormat, format) ||
-            format != kFormatVersion) {
-            error = "snapshot \"" + dir + "\" has format " + std::to_string(format) +
-                    ", this module reads format " + std::to_string(kFormatVersion);
             return nullptr;
         }
         // Committing (not resetting) the first transaction is what makes the table

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <filesystem>
 #include <utility>
 #include <vector>
 
@@ -318,6 +319,49 @@ BOOST_AUTO_TEST_CASE(reader_refuses_another_format_and_the_writer_reports_genera
                           std::to_string(kFormatVersion)) != std::string::npos, error);
     Writer writer(test::writer_options(dir.sub("snap")));
     BOOST_TEST(writer.generation() == 0u);  // apikeyd rebuilds on 0
+}
+
+BOOST_AUTO_TEST_CASE(a_format_1_snapshot_is_named_as_such_and_rebuilt_in_place) {
+    test::TempDir dir;
+    const std::string key = generate_key();
+    {
+        // Format 1's layout: a "keys" table of 32-byte hashes, no key_index.
+        std::filesystem::create_directories(dir.sub("snap"));
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi meta = lmdb::open_dbi(txn, kMetaDb);
+        const MDB_dbi keys = lmdb::open_dbi(txn, kLegacyKeysDb);
+        lmdb::open_dbi(txn, kWorkspacesDb);
+        lmdb::open_dbi(txn, kEntitiesDb);
+        const Digest hash = sha256(key);
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(hash.data()), 32),
+                  std::string(64, '\1'));
+        lmdb::put(txn, meta, kMetaFormat, encode_u64(1));
+        lmdb::put(txn, meta, kMetaGeneration, encode_u64(5));
+        txn.commit();
+    }
+    std::string error;
+    BOOST_TEST(!Reader::open(dir.sub("snap"), error));
+    BOOST_TEST(error.find("has format 1, this module reads format 2") != std::string::npos, error);
+
+    {
+        // apikeyd's start: generation 0, so a full rebuild, which drops format 1's table.
+        Writer writer(test::writer_options(dir.sub("snap")));
+        BOOST_REQUIRE(writer.generation() == 0u);
+        writer.publish(6, [&](Batch &b) {
+            b.clear_all();
+            b.put_key(sha256(key), sample_record());
+        });
+        auto reader = Reader::open(dir.sub("snap"), error);
+        BOOST_REQUIRE_MESSAGE(reader, error);
+        auto view = reader->view();
+        KeyRecord found;
+        BOOST_TEST((view.find_key(sha256(key), found) == Lookup::found));
+    }
+    lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+    lmdb::Txn txn(env, MDB_RDONLY);
+    MDB_dbi legacy = 0;
+    BOOST_TEST(mdb_dbi_open(txn.get(), kLegacyKeysDb, 0, &legacy) == MDB_NOTFOUND);
 }
 
 BOOST_AUTO_TEST_CASE(a_view_is_a_consistent_snapshot) {

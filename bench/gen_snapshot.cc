@@ -1,16 +1,19 @@
 // Writes a data-plane snapshot with N keys for workspace acme-corp/sales, through the same
-// snapshot::Writer apikeyd uses, and the raw keys the load generator needs. This stands in
-// for apikeyd's bulk import, which does not exist yet (issue 5): the snapshot is what nginx
-// reads, so for the data plane it is the same thing.
+// snapshot::Writer apikeyd uses, and the raw keys the load generator needs. The snapshot
+// is what nginx reads, so for the data plane it is the same thing as apikeyd's.
 //
 //   gen_snapshot --dir DIR [--keys N] [--batch B] [--valid-out FILE] [--valid-sample S]
 //                [--unknown-out FILE] [--unknown-count U] [--group NAME]
 //
-// Keys are inserted in random hash order (a key's hash is random), batch by batch, each
-// batch one publish (one LMDB write transaction): memory stays flat, and the B-tree ends up
-// with the page fill an incrementally built snapshot has. Half the keys are read_only, half
-// read_write, none expires. --valid-out gets S keys spread evenly over the whole run;
-// --unknown-out gets U well-formed keys that are not in the snapshot (the 401 path).
+// By default (--batch 0) everything is one full rebuild, exactly what apikeyd publishes at
+// start, after a bulk import or whenever the snapshot is stale or of another format: one
+// write transaction, clear_all(), the workspaces, then every key (the Writer writes them
+// in hash order with MDB_APPEND: dense pages). --batch B > 0 instead adds the keys in
+// publishes of B keys after a rebuild with the workspaces only, as a stream of key
+// creations would: random-order inserts, pages about 2/3 full and the freed pages of
+// every copy-on-write left in the file. Half the keys are read_only, half read_write, none
+// expires. --valid-out gets S keys spread evenly over all of them; --unknown-out gets U
+// well-formed keys that are not in the snapshot (the 401 path).
 #include "key_format.h"
 #include "sha256.h"
 #include "snapshot_schema.h"
@@ -53,7 +56,7 @@ std::uint64_t parse_count(const char *s) {
 
 int main(int argc, char **argv) {
     std::string dir, valid_out, unknown_out;
-    std::uint64_t keys = 1000000, batch = 50000, valid_sample = 100000, unknown_count = 10000;
+    std::uint64_t keys = 1000000, batch = 0, valid_sample = 100000, unknown_count = 10000;
     std::optional<gid_t> snapshot_group;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -73,7 +76,6 @@ int main(int argc, char **argv) {
         } else usage("unknown option");
     }
     if (dir.empty()) usage("--dir is required");
-    if (batch == 0) usage("--batch must be > 0");
     if (valid_sample > keys) valid_sample = keys;
 
     try {
@@ -85,8 +87,7 @@ int main(int argc, char **argv) {
         std::uint64_t generation = writer.generation();
 
         const Uuid workspace_id = random_uuid();
-        writer.publish(++generation, [&](snapshot::Batch &b) {
-            b.clear_all();
+        auto put_workspaces = [&](snapshot::Batch &b) {
             snapshot::WorkspaceRecord w;
             w.id = workspace_id;
             b.put_workspace(snapshot::workspace_path("acme-corp", "sales"), w);
@@ -94,7 +95,7 @@ int main(int argc, char **argv) {
             snapshot::WorkspaceRecord other;
             other.id = random_uuid();
             b.put_workspace(snapshot::workspace_path("acme-corp", "inventory"), other);
-        });
+        };
 
         std::ofstream valid;
         if (!valid_out.empty()) {
@@ -105,29 +106,39 @@ int main(int argc, char **argv) {
         const std::uint64_t stride = valid_sample ? keys / valid_sample : 0;
         std::uint64_t written = 0, sampled = 0;
         std::vector<std::string> pending;
-        while (written < keys) {
-            const std::uint64_t n = std::min(batch, keys - written);
-            writer.publish(++generation, [&](snapshot::Batch &b) {
-                for (std::uint64_t i = 0; i < n; ++i, ++written) {
-                    const std::string key = generate_key();
-                    snapshot::KeyRecord r;
-                    r.id = random_uuid();
-                    r.workspace_id = workspace_id;
-                    r.permission = written % 2 ? snapshot::Permission::read_write
-                                               : snapshot::Permission::read_only;
-                    r.status = snapshot::KeyStatus::active;
-                    std::memcpy(r.prefix.data(), key.data(), kKeyPrefixLength);
-                    b.put_key(sha256(key), r);
-                    if (stride && written % stride == 0 && sampled < valid_sample) {
-                        pending.push_back(key);
-                        ++sampled;
-                    }
+        auto put_keys = [&](snapshot::Batch &b, std::uint64_t n) {
+            for (std::uint64_t i = 0; i < n; ++i, ++written) {
+                const std::string key = generate_key();
+                snapshot::KeyRecord r;
+                r.id = random_uuid();
+                r.workspace_id = workspace_id;
+                r.permission = written % 2 ? snapshot::Permission::read_write
+                                           : snapshot::Permission::read_only;
+                r.status = snapshot::KeyStatus::active;
+                std::memcpy(r.prefix.data(), key.data(), kKeyPrefixLength);
+                b.put_key(sha256(key), r);
+                if (stride && written % stride == 0 && sampled < valid_sample) {
+                    pending.push_back(key);
+                    ++sampled;
                 }
-            });
-            // Only keys of committed batches are written out.
+            }
+        };
+        // Only keys of committed publishes are written out.
+        auto write_pending = [&] {
             if (valid)
                 for (const std::string &k : pending) valid << k << '\n';
             pending.clear();
+        };
+        writer.publish(++generation, [&](snapshot::Batch &b) {
+            b.clear_all();
+            put_workspaces(b);
+            if (batch == 0) put_keys(b, keys);
+        });
+        write_pending();
+        while (written < keys) {
+            const std::uint64_t n = std::min(batch, keys - written);
+            writer.publish(++generation, [&](snapshot::Batch &b) { put_keys(b, n); });
+            write_pending();
         }
         if (valid && !valid.flush()) usage("write failed: --valid-out");
 

@@ -175,7 +175,7 @@ write_conf() {
         # cost of keeping the state, not of refusing.
         snap="$snap
     apikey_rate_limit_zone zone=bench:64m;
-    apikey_usage_report 127.0.0.1:$USAGE_PORT interval=1s;"
+    apikey_usage_report 127.0.0.1:$USAGE_PORT interval=1s keys=131072;"
         check="$check apikey_rate_limit zone=bench default=100000000/1s;"
     fi
     # empty_gif is a content handler: the access phase (the module) runs before it.

@@ -181,7 +181,7 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
       NULL },
 
     { ngx_string("apikey_usage_report"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_apikey_usage_report,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_apikey_main_conf_t, usage),
@@ -921,7 +921,7 @@ ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
 
     ngx_http_apikey_rate_limit_check(alcf->rate_zone,
                                      (u_char *) ctx->result.key_id,
-                                     APIKEY_UUID_LEN, ctx->rate_limit,
+                                     APIKEY_UUID_BYTES, ctx->rate_limit,
                                      ctx->rate_window, &ctx->rate,
                                      r->connection->log);
     ctx->rate_applied = 1;
@@ -1051,7 +1051,12 @@ ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
             goto not_found;
         }
 
-        p = (u_char *) ctx->result.key_id;
+        p = ngx_pnalloc(r->pool, APIKEY_UUID_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        apikey_format_uuid(ctx->result.key_id, (char *) p);
         len = APIKEY_UUID_LEN;
         break;
 
@@ -1060,7 +1065,12 @@ ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
             goto not_found;
         }
 
-        p = (u_char *) ctx->result.workspace_id;
+        p = ngx_pnalloc(r->pool, APIKEY_UUID_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        apikey_format_uuid(ctx->result.workspace_id, (char *) p);
         len = APIKEY_UUID_LEN;
         break;
 

@@ -6,9 +6,15 @@
 #include "apikey_capi.h"
 
 
-/* Keys remembered per worker between flushes; more are counted as dropped
- * and reported on their next use after the flush. */
-#define NGX_HTTP_APIKEY_USAGE_SLOTS     4096
+/*
+ * Keys remembered per worker between flushes (keys=N, rounded up to a power
+ * of two; 24 bytes each); more are counted as dropped and reported on their
+ * next use after the flush. The default holds 65536 distinct keys per interval
+ * and worker, 1.5 MB per worker.
+ */
+#define NGX_HTTP_APIKEY_USAGE_KEYS      65536
+#define NGX_HTTP_APIKEY_USAGE_MIN_KEYS  16
+#define NGX_HTTP_APIKEY_USAGE_MAX_KEYS  (16 * 1024 * 1024)
 #define NGX_HTTP_APIKEY_USAGE_PROBES    8
 
 /* Fits a loopback datagram comfortably, and any Ethernet MTU. */
@@ -19,7 +25,7 @@
 
 struct ngx_http_apikey_usage_slot_s {
     time_t    used_at;                      /* 0: empty */
-    u_char    id[APIKEY_UUID_LEN];
+    u_char    id[APIKEY_UUID_BYTES];        /* as text only when sent */
 };
 
 
@@ -32,9 +38,10 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_apikey_usage_t  *usage;
 
-    ngx_str_t  *value, s;
-    ngx_url_t   u;
-    ngx_int_t   interval;
+    ngx_str_t   *value, s;
+    ngx_url_t    u;
+    ngx_int_t    interval, keys;
+    ngx_uint_t   i;
 
     usage = (ngx_http_apikey_usage_t *) ((char *) conf + cmd->offset);
 
@@ -58,30 +65,57 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     usage->addr = &u.addrs[0];
 
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "interval=", 9) != 0) {
-            goto invalid;
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+            interval = ngx_parse_time(&s, 0);
+
+            if (interval == NGX_ERROR || interval < 100) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" in \"%V\" "
+                                   "(expected interval=time of at least 100ms)",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            usage->interval = (ngx_msec_t) interval;
+            continue;
         }
 
-        s.data = value[2].data + 9;
-        s.len = value[2].len - 9;
-        interval = ngx_parse_time(&s, 0);
+        if (ngx_strncmp(value[i].data, "keys=", 5) == 0) {
+            keys = ngx_atoi(value[i].data + 5, value[i].len - 5);
 
-        if (interval == NGX_ERROR || interval < 100) {
-            goto invalid;
+            if (keys == NGX_ERROR || keys < NGX_HTTP_APIKEY_USAGE_MIN_KEYS
+                || keys > NGX_HTTP_APIKEY_USAGE_MAX_KEYS)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" in \"%V\" "
+                                   "(expected keys=number from %d to %d)",
+                                   &value[i], &cmd->name,
+                                   NGX_HTTP_APIKEY_USAGE_MIN_KEYS,
+                                   NGX_HTTP_APIKEY_USAGE_MAX_KEYS);
+                return NGX_CONF_ERROR;
+            }
+
+            /* a power of two: the probe sequence masks */
+            for (usage->slots_n = NGX_HTTP_APIKEY_USAGE_MIN_KEYS;
+                 usage->slots_n < (ngx_uint_t) keys;
+                 usage->slots_n <<= 1)
+            { /* void */ }
+
+            continue;
         }
 
-        usage->interval = (ngx_msec_t) interval;
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" (expected "
+                           "interval=time or keys=number)",
+                           &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" (expected interval=time of "
-                       "at least 100ms)", &value[2]);
-    return NGX_CONF_ERROR;
 }
 
 
@@ -89,6 +123,7 @@ void
 ngx_http_apikey_usage_init_conf(ngx_http_apikey_usage_t *usage)
 {
     usage->interval = 1000;
+    usage->slots_n = NGX_HTTP_APIKEY_USAGE_KEYS;
     usage->fd = (ngx_socket_t) -1;
 }
 
@@ -103,7 +138,7 @@ ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
         return NGX_OK;
     }
 
-    usage->slots = ngx_pcalloc(cycle->pool, NGX_HTTP_APIKEY_USAGE_SLOTS
+    usage->slots = ngx_pcalloc(cycle->pool, usage->slots_n
                                         * sizeof(ngx_http_apikey_usage_slot_t));
     if (usage->slots == NULL) {
         return NGX_ERROR;
@@ -167,19 +202,21 @@ ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
         return;
     }
 
-    i = ngx_crc32_short(id, APIKEY_UUID_LEN);
+    /* key ids are random (UUID v4): their first bytes are a good hash */
+    i = (ngx_uint_t) id[0] | (ngx_uint_t) id[1] << 8
+        | (ngx_uint_t) id[2] << 16 | (ngx_uint_t) id[3] << 24;
 
     for (n = 0; n < NGX_HTTP_APIKEY_USAGE_PROBES; n++, i++) {
-        slot = &usage->slots[i & (NGX_HTTP_APIKEY_USAGE_SLOTS - 1)];
+        slot = &usage->slots[i & (usage->slots_n - 1)];
 
         if (slot->used_at == 0) {
-            ngx_memcpy(slot->id, id, APIKEY_UUID_LEN);
+            ngx_memcpy(slot->id, id, APIKEY_UUID_BYTES);
             slot->used_at = now;
             usage->used++;
             return;
         }
 
-        if (ngx_memcmp(slot->id, id, APIKEY_UUID_LEN) == 0) {
+        if (ngx_memcmp(slot->id, id, APIKEY_UUID_BYTES) == 0) {
             slot->used_at = now;
             return;
         }
@@ -217,9 +254,10 @@ ngx_http_apikey_usage_flush(ngx_http_apikey_usage_t *usage)
     if (usage->dropped) {
         ngx_log_error(NGX_LOG_WARN, usage->log, 0,
                       "apikey: %ui key uses not recorded since the last usage "
-                      "report (more than %d keys per interval in one worker); "
-                      "they are reported on their next use",
-                      usage->dropped, NGX_HTTP_APIKEY_USAGE_SLOTS);
+                      "report (more than about %ui keys per interval in one "
+                      "worker: raise apikey_usage_report keys=); they are "
+                      "reported on their next use",
+                      usage->dropped, usage->slots_n);
         usage->dropped = 0;
     }
 
@@ -228,7 +266,7 @@ ngx_http_apikey_usage_flush(ngx_http_apikey_usage_t *usage)
                    sizeof(NGX_HTTP_APIKEY_USAGE_HEADER) - 1);
     lines = 0;
 
-    for (i = 0; i < NGX_HTTP_APIKEY_USAGE_SLOTS; i++) {
+    for (i = 0; i < usage->slots_n; i++) {
         slot = &usage->slots[i];
 
         if (slot->used_at == 0) {
@@ -241,7 +279,8 @@ ngx_http_apikey_usage_flush(ngx_http_apikey_usage_t *usage)
             lines = 0;
         }
 
-        p = ngx_cpymem(p, slot->id, APIKEY_UUID_LEN);
+        apikey_format_uuid(slot->id, (char *) p);
+        p += APIKEY_UUID_LEN;
         p = ngx_sprintf(p, " %T\n", slot->used_at);
         lines++;
 

@@ -24,6 +24,7 @@ typedef struct {
     /* configuration */
     ngx_addr_t                     *addr;        /* NULL: no reports */
     ngx_msec_t                      interval;
+    ngx_uint_t                      slots_n;     /* keys=, a power of two */
 
     /* per worker */
     ngx_socket_t                    fd;
@@ -35,7 +36,7 @@ typedef struct {
 } ngx_http_apikey_usage_t;
 
 
-/* "apikey_usage_report address [interval=time];" (http) */
+/* "apikey_usage_report address [interval=time] [keys=number];" (http) */
 char *ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -44,7 +45,7 @@ ngx_int_t ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
     ngx_cycle_t *cycle);
 void ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage);
 
-/* Remembers that key `id` (APIKEY_UUID_LEN bytes) was used at `now`. */
+/* Remembers that key `id` (APIKEY_UUID_BYTES raw bytes) was used at `now`. */
 void ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
     time_t now);
 

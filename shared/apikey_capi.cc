@@ -9,6 +9,9 @@
 #include <memory>
 #include <string>
 
+static_assert(APIKEY_UUID_BYTES == sizeof(apikey::Uuid::bytes) &&
+                  APIKEY_UUID_LEN == apikey::kUuidTextLength,
+              "apikey_capi.h and uuid.h agree on the size of an id");
 static_assert(APIKEY_MAX_MESSAGE == apikey::kMaxRejectionMessage,
               "apikey_capi.h and decision.h agree on the longest message");
 
@@ -99,8 +102,8 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
     result->cors_vary = d.cors_vary ? 1 : 0;
     if (d.key_found) {
         result->key_found = 1;
-        apikey::format_uuid(d.key.id, result->key_id);
-        apikey::format_uuid(d.key.workspace_id, result->workspace_id);
+        std::memcpy(result->key_id, d.key.id.bytes.data(), APIKEY_UUID_BYTES);
+        std::memcpy(result->workspace_id, d.key.workspace_id.bytes.data(), APIKEY_UUID_BYTES);
         std::memcpy(result->key_prefix, d.key.prefix.data(), APIKEY_PREFIX_LEN);
         result->permission = apikey::snapshot::to_string(d.key.permission).data();
         if (d.key.rate_limit) {
@@ -141,6 +144,12 @@ int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
     *generation = view.generation();
     *published_at_ms = view.published_at_ms();
     return 0;
+}
+
+void apikey_format_uuid(const unsigned char *id, char *out) noexcept {
+    apikey::Uuid uuid;
+    std::memcpy(uuid.bytes.data(), id, APIKEY_UUID_BYTES);
+    apikey::format_uuid(uuid, out);
 }
 
 int apikey_code_count(void) noexcept { return static_cast<int>(apikey::kLastCode) + 1; }

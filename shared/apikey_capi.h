@@ -54,7 +54,8 @@ typedef struct {
     void *alloc_ctx;
 } apikey_request_t;
 
-#define APIKEY_UUID_LEN 36
+#define APIKEY_UUID_LEN 36   /* an id as text */
+#define APIKEY_UUID_BYTES 16 /* an id as the snapshot holds it */
 #define APIKEY_PREFIX_LEN 12
 #define APIKEY_MAX_MESSAGE 160
 
@@ -71,8 +72,10 @@ typedef struct {
     int is_public;   /* admitted without a key */
     int cors;        /* APIKEY_CORS_* */
     int cors_vary;   /* the answer depends on Origin: send Vary: Origin (known workspace) */
-    char key_id[APIKEY_UUID_LEN];
-    char workspace_id[APIKEY_UUID_LEN];
+    /* Ids as raw bytes: apikey_format_uuid() makes the text, only when it is needed
+     * (a variable is read, a report is sent), not for every request. */
+    unsigned char key_id[APIKEY_UUID_BYTES];
+    unsigned char workspace_id[APIKEY_UUID_BYTES];
     char key_prefix[APIKEY_PREFIX_LEN];
     const char *permission; /* "read_only" / "read_write", static storage */
     uint32_t rate_limit;    /* the key's resolved budget: rate_limit requests per */
@@ -100,6 +103,10 @@ int apikey_cors_header_list_is_echoable(const char *list, size_t len) APIKEY_NOE
  * success, -1 when no snapshot can be read. */
 int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
                              int64_t *published_at_ms) APIKEY_NOEXCEPT;
+
+/* Writes the APIKEY_UUID_LEN lowercase characters (no terminator) of the id whose
+ * APIKEY_UUID_BYTES bytes are at `id`. */
+void apikey_format_uuid(const unsigned char *id, char *out) APIKEY_NOEXCEPT;
 
 /* Codes are 0 .. apikey_code_count() - 1. */
 int apikey_code_count(void) APIKEY_NOEXCEPT;

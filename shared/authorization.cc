@@ -1,36 +1,57 @@
 #include "authorization.h"
 
+#include <array>
+#include <cstdint>
+
 namespace apikey {
 namespace {
 
-constexpr std::string_view kScheme = "bearer";
+// One 256-entry table for every class the parser needs: real keys are random base62, so
+// chains of range comparisons would mispredict on nearly every character.
+enum : std::uint8_t { kToken = 0x01, kSpace = 0x02, kPad = 0x04 };
 
-bool is_b64token_char(char c) noexcept {
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+constexpr std::array<std::uint8_t, 256> make_classes() {
+    std::array<std::uint8_t, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = kToken;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = kToken;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = kToken;
+    for (char c : {'-', '.', '_', '~', '+', '/'}) t[static_cast<unsigned char>(c)] = kToken;
+    t[' '] = kSpace;
+    t['='] = kPad;
+    return t;
 }
+constexpr auto kClass = make_classes();
 
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline std::uint8_t cls(char c) noexcept { return kClass[static_cast<unsigned char>(c)]; }
+
+// "bearer" in any case: OR-ing 0x20 lowercases letters (and maps nothing else onto them:
+// the bytes compared against are all letters).
+inline bool is_bearer(const char *p) noexcept {
+    constexpr char kLower[] = "bearer";
+    unsigned diff = 0;
+    for (int k = 0; k < 6; ++k)
+        diff |= static_cast<unsigned char>(p[k] | 0x20) ^ static_cast<unsigned char>(kLower[k]);
+    return diff == 0;
+}
 
 }  // namespace
 
 BearerToken parse_authorization(std::string_view value) noexcept {
-    std::size_t i = 0;
-    while (i < value.size() && value[i] != ' ') ++i;
-    const std::string_view scheme = value.substr(0, i);
-    if (scheme.size() != kScheme.size()) return {AuthHeader::wrong_scheme, {}};
-    for (std::size_t k = 0; k < scheme.size(); ++k)
-        if (lower(scheme[k]) != kScheme[k]) return {AuthHeader::wrong_scheme, {}};
+    const char *p = value.data();
+    const std::size_t n = value.size();
+    // The scheme is the text before the first space: exactly "Bearer", any case.
+    if (n < 6 || !is_bearer(p) || (n > 6 && p[6] != ' ')) return {AuthHeader::wrong_scheme, {}};
 
-    while (i < value.size() && value[i] == ' ') ++i;
+    std::size_t i = 6;
+    while (i < n && cls(p[i]) == kSpace) ++i;
     const std::size_t start = i;
-    while (i < value.size() && is_b64token_char(value[i])) ++i;
-    while (i < value.size() && value[i] == '=') ++i;
+    while (i < n && cls(p[i]) == kToken) ++i;
+    while (i < n && cls(p[i]) == kPad) ++i;
     // Trailing spaces are tolerated; anything else (a second token, a comma, a control or
     // non-ASCII byte) makes the credentials malformed.
     const std::size_t end = i;
-    while (i < value.size() && value[i] == ' ') ++i;
-    if (end == start || i != value.size()) return {AuthHeader::malformed, {}};
+    while (i < n && cls(p[i]) == kSpace) ++i;
+    if (end == start || i != n) return {AuthHeader::malformed, {}};
     return {AuthHeader::bearer, value.substr(start, end - start)};
 }
 

@@ -1,18 +1,26 @@
 #include "sha256.h"
 
+// The low-level SHA256_* functions are deprecated in OpenSSL 3 but still the same
+// assembly EVP ends in (SHA-NI where the CPU has it), without EVP's per-call provider
+// dispatch and context bookkeeping: on a 46-byte key that overhead is most of the cost.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#include <openssl/sha.h>
 
 #include <stdexcept>
 
 namespace apikey {
 namespace {
 
+#if OPENSSL_VERSION_MAJOR >= 4
 // Fetched once per process: an implicit fetch on every call costs a provider lookup.
 const EVP_MD *sha256_md() noexcept {
     static const EVP_MD *md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
     return md;
 }
+#endif
 
 int hex_value(char c) noexcept {
     if (c >= '0' && c <= '9') return c - '0';
@@ -24,6 +32,11 @@ int hex_value(char c) noexcept {
 }  // namespace
 
 bool sha256(std::string_view data, Digest &out) noexcept {
+#if OPENSSL_VERSION_MAJOR < 4
+    SHA256_CTX ctx;
+    return SHA256_Init(&ctx) == 1 && SHA256_Update(&ctx, data.data(), data.size()) == 1 &&
+           SHA256_Final(out.data(), &ctx) == 1;
+#else
     // One context per thread, reused: EVP_Digest would allocate and free one per call,
     // on the request path.
     static thread_local EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -32,6 +45,7 @@ bool sha256(std::string_view data, Digest &out) noexcept {
     return md != nullptr && ctx != nullptr && EVP_DigestInit_ex(ctx, md, nullptr) == 1 &&
            EVP_DigestUpdate(ctx, data.data(), data.size()) == 1 &&
            EVP_DigestFinal_ex(ctx, out.data(), &len) == 1 && len == out.size();
+#endif
 }
 
 Digest sha256(std::string_view data) {

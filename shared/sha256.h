@@ -1,4 +1,4 @@
-// SHA-256 through OpenSSL EVP: the only form in which keys and admin tokens are stored.
+// SHA-256 through OpenSSL: the only form in which keys and admin tokens are stored.
 #pragma once
 
 #include <array>

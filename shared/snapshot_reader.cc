@@ -47,6 +47,16 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
         }
         rc = reader->start();
         if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kMetaDb, 0, &reader->meta_);
+        // The format first: another format may not have this format's tables at all, and
+        // "has format 1" says more than "not published yet".
+        std::uint64_t format = 0;
+        if (rc == MDB_SUCCESS && read_u64(reader->txn_, reader->meta_, kMetaFormat, format) &&
+            format != kFormatVersion) {
+            error = "snapshot \"" + dir + "\" has format " + std::to_string(format) +
+                    ", this module reads format " + std::to_string(kFormatVersion);
+            return nullptr;
+        }
+        if (rc == MDB_SUCCESS && format == 0) rc = MDB_NOTFOUND;  // no format stamped yet
         if (rc == MDB_SUCCESS) rc = mdb_dbi_open(reader->txn_, kKeysDb, 0, &reader->keys_);
         if (rc == MDB_SUCCESS)
             rc = mdb_dbi_open(reader->txn_, kWorkspacesDb, 0, &reader->workspaces_);
@@ -54,13 +64,6 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
             rc = mdb_dbi_open(reader->txn_, kEntitiesDb, 0, &reader->entities_);
         if (rc != MDB_SUCCESS) {
             error = "snapshot \"" + dir + "\" is not published yet: " + mdb_strerror(rc);
-            return nullptr;
-        }
-        std::uint64_t format = 0;
-        if (!read_u64(reader->txn_, reader->meta_, kMetaFormat, format) ||
-            format != kFormatVersion) {
-            error = "snapshot \"" + dir + "\" has format " + std::to_string(format) +
-                    ", this module reads format " + std::to_string(kFormatVersion);
             return nullptr;
         }
         // Committing (not resetting) the first transaction is what makes the table
@@ -112,13 +115,22 @@ Reader::View Reader::view() noexcept {
         v.error_ = mdb_strerror(rc);
         return v;
     }
-    std::uint64_t format = 0;
-    if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
-        mdb_txn_reset(txn_);
-        v.error_ = "snapshot format changed to one this module does not read";
-        return v;
+    // The meta records change only with a commit, and every commit has a new transaction
+    // id: they are read again only when the id moved since the last request.
+    const std::size_t txn_id = mdb_txn_id(txn_);
+    if (txn_id != meta_txn_id_) {
+        std::uint64_t format = 0, generation = 0;
+        if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
+            mdb_txn_reset(txn_);
+            meta_txn_id_ = 0;
+            v.error_ = "snapshot format changed to one this module does not read";
+            return v;
+        }
+        read_u64(txn_, meta_, kMetaGeneration, generation);
+        generation_ = generation;
+        meta_txn_id_ = txn_id;
     }
-    read_u64(txn_, meta_, kMetaGeneration, v.generation_);
+    v.generation_ = generation_;
     v.reader_ = this;
     return v;
 }
@@ -139,11 +151,17 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {
-    MDB_val k{hash.size(), const_cast<unsigned char *>(hash.data())}, v{};
+    std::uint64_t index = key_index(hash.data());
+    MDB_val k{sizeof(index), &index}, v{};
     const int rc = mdb_get(reader_->txn_, reader_->keys_, &k, &v);
     if (rc == MDB_NOTFOUND) return Lookup::absent;
     if (rc != MDB_SUCCESS) return Lookup::corrupt;
-    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+    // The full hash is always verified: the table key is only its first 8 bytes.
+    std::string_view record;
+    bool valid = true;
+    if (!find_key_entry(from_val(v), hash.data() + (hash.size() - kHashSuffix), record, valid))
+        return valid ? Lookup::absent : Lookup::corrupt;
+    return decode(record, out) ? Lookup::found : Lookup::corrupt;
 }
 
 Lookup Reader::View::find_workspace(std::string_view path, WorkspaceView &out) const noexcept {

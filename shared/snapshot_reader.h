@@ -73,6 +73,9 @@ private:
     MDB_env *env_ = nullptr;
     MDB_txn *txn_ = nullptr;  // kept across requests, reset between them
     MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
+    // Transaction id the meta records were last read in (0: never) and what they said.
+    std::size_t meta_txn_id_ = 0;
+    std::uint64_t generation_ = 0;
 };
 
 }  // namespace apikey::snapshot

@@ -1,20 +1,27 @@
 #include "snapshot_schema.h"
 
+#include "key_format.h"
+
 #include <cstring>
 #include <stdexcept>
 
 namespace apikey::snapshot {
 namespace {
 
-constexpr std::uint8_t kKeyRecordVersion = 1;
+constexpr std::uint8_t kKeyRecordVersion = 2;
 constexpr std::uint8_t kWorkspaceRecordVersion = 1;
 constexpr std::uint8_t kEntityRecordVersion = 1;
-constexpr std::uint8_t kHasExpiry = 0x01;
-constexpr std::uint8_t kHasRateLimit = 0x02;
+// Key record flags (byte 1).
+constexpr std::uint8_t kReadWrite = 0x01;     // else read_only
+constexpr std::uint8_t kRevoked = 0x02;       // else active
+constexpr std::uint8_t kHasExpiry = 0x04;     // an i64 expires_at follows the prefix
+constexpr std::uint8_t kHasRateLimit = 0x08;  // then u32 limit, u32 window
+constexpr std::uint8_t kKnownKeyFlags = 0x0F;
 
-// version, permission, status, flags, expires_at, id, workspace_id, prefix,
-// rate limit (limit, window)
-constexpr std::size_t kKeyRecordSize = 4 + 8 + 16 + 16 + 12 + 4 + 4;
+// version, flags, id, workspace_id, the 4 prefix characters after "sk_live_", then the
+// optional fields the flags announce. Most keys have neither: 38 bytes.
+constexpr std::size_t kKeyPrefixStored = kKeyPrefixLength - kKeyScheme.size();
+constexpr std::size_t kKeyRecordFixed = 2 + 16 + 16 + kKeyPrefixStored;
 // version, id, max_expand_depth, then a string
 constexpr std::size_t kWorkspaceRecordFixed = 1 + 16 + 1;
 // version, public_access, max_expand_depth, presence flags, then five strings
@@ -98,48 +105,97 @@ std::string_view to_string(KeyStatus s) noexcept {
 }
 
 std::string encode(const KeyRecord &r) {
+    if (std::string_view(r.prefix.data(), kKeyScheme.size()) != kKeyScheme)
+        throw std::invalid_argument("key prefix does not start with " + std::string(kKeyScheme));
     std::string out;
-    out.reserve(kKeyRecordSize);
+    out.reserve(kMaxKeyRecordSize);
     out.push_back(static_cast<char>(kKeyRecordVersion));
-    out.push_back(static_cast<char>(r.permission));
-    out.push_back(static_cast<char>(r.status));
-    out.push_back(static_cast<char>((r.expires_at ? kHasExpiry : 0) |
+    out.push_back(static_cast<char>((r.permission == Permission::read_write ? kReadWrite : 0) |
+                                    (r.status == KeyStatus::revoked ? kRevoked : 0) |
+                                    (r.expires_at ? kHasExpiry : 0) |
                                     (r.rate_limit ? kHasRateLimit : 0)));
-    put_u64(out, static_cast<std::uint64_t>(r.expires_at.value_or(0)));
     out.append(reinterpret_cast<const char *>(r.id.bytes.data()), r.id.bytes.size());
     out.append(reinterpret_cast<const char *>(r.workspace_id.bytes.data()),
                r.workspace_id.bytes.size());
-    out.append(r.prefix.data(), r.prefix.size());
-    const RateLimit limit = r.rate_limit.value_or(RateLimit{});
-    put_u32(out, limit.limit);
-    put_u32(out, limit.window_seconds);
+    out.append(r.prefix.data() + kKeyScheme.size(), kKeyPrefixStored);
+    if (r.expires_at) put_u64(out, static_cast<std::uint64_t>(*r.expires_at));
+    if (r.rate_limit) {
+        put_u32(out, r.rate_limit->limit);
+        put_u32(out, r.rate_limit->window_seconds);
+    }
     return out;
 }
 
 bool decode(std::string_view bytes, KeyRecord &out) noexcept {
-    if (bytes.size() < kKeyRecordSize) return false;
+    if (bytes.size() < kKeyRecordFixed) return false;
     const auto *p = reinterpret_cast<const unsigned char *>(bytes.data());
-    if (p[0] != kKeyRecordVersion) return false;
-    if (p[1] != static_cast<std::uint8_t>(Permission::read_only) &&
-        p[1] != static_cast<std::uint8_t>(Permission::read_write))
-        return false;
-    if (p[2] != static_cast<std::uint8_t>(KeyStatus::active) &&
-        p[2] != static_cast<std::uint8_t>(KeyStatus::revoked))
-        return false;
-    out.permission = static_cast<Permission>(p[1]);
-    out.status = static_cast<KeyStatus>(p[2]);
-    if (p[3] & kHasExpiry)
-        out.expires_at = static_cast<std::int64_t>(get_u64(p + 4));
-    else
+    const std::uint8_t flags = p[1];
+    if (p[0] != kKeyRecordVersion || (flags & ~kKnownKeyFlags) != 0) return false;
+    const std::size_t size = kKeyRecordFixed + (flags & kHasExpiry ? 8 : 0) +
+                             (flags & kHasRateLimit ? 8 : 0);
+    if (bytes.size() < size) return false;
+    out.permission = flags & kReadWrite ? Permission::read_write : Permission::read_only;
+    out.status = flags & kRevoked ? KeyStatus::revoked : KeyStatus::active;
+    std::memcpy(out.id.bytes.data(), p + 2, 16);
+    std::memcpy(out.workspace_id.bytes.data(), p + 18, 16);
+    std::memcpy(out.prefix.data(), kKeyScheme.data(), kKeyScheme.size());
+    std::memcpy(out.prefix.data() + kKeyScheme.size(), p + 34, kKeyPrefixStored);
+    std::size_t pos = kKeyRecordFixed;
+    if (flags & kHasExpiry) {
+        out.expires_at = static_cast<std::int64_t>(get_u64(p + pos));
+        pos += 8;
+    } else {
         out.expires_at.reset();
-    std::memcpy(out.id.bytes.data(), p + 12, 16);
-    std::memcpy(out.workspace_id.bytes.data(), p + 28, 16);
-    std::memcpy(out.prefix.data(), p + 44, out.prefix.size());
-    if (p[3] & kHasRateLimit)
-        out.rate_limit = RateLimit{get_u32(p + 56), get_u32(p + 60)};
+    }
+    if (flags & kHasRateLimit)
+        out.rate_limit = RateLimit{get_u32(p + pos), get_u32(p + pos + 4)};
     else
         out.rate_limit.reset();
     return true;
+}
+
+std::uint64_t key_index(const unsigned char *hash) noexcept {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = v << 8 | hash[i];
+    return v;
+}
+
+bool find_key_entry(std::string_view value, const unsigned char *suffix,
+                    std::string_view &record, bool &valid) noexcept {
+    valid = true;
+    std::size_t pos = 0;
+    while (pos < value.size()) {
+        const std::size_t len = static_cast<unsigned char>(value[pos]);
+        if (value.size() - pos < 1 + kHashSuffix + len) break;
+        if (std::memcmp(value.data() + pos + 1, suffix, kHashSuffix) == 0) {
+            record = value.substr(pos + 1 + kHashSuffix, len);
+            return true;
+        }
+        pos += 1 + kHashSuffix + len;
+    }
+    valid = pos == value.size();
+    return false;
+}
+
+std::string put_key_entry(std::string_view value, const unsigned char *suffix,
+                          std::string_view record) {
+    if (record.size() > 0xFF) throw std::length_error("key record longer than 255 bytes");
+    std::string out;
+    out.reserve(value.size() + 1 + kHashSuffix + record.size());
+    std::size_t pos = 0;
+    while (pos < value.size()) {
+        const std::size_t len = static_cast<unsigned char>(value[pos]);
+        if (value.size() - pos < 1 + kHashSuffix + len) break;  // drop a damaged tail
+        if (std::memcmp(value.data() + pos + 1, suffix, kHashSuffix) != 0)
+            out.append(value.substr(pos, 1 + kHashSuffix + len));
+        pos += 1 + kHashSuffix + len;
+    }
+    if (!record.empty()) {
+        out.push_back(static_cast<char>(record.size()));
+        out.append(reinterpret_cast<const char *>(suffix), kHashSuffix);
+        out.append(record);
+    }
+    return out;
 }
 
 std::string encode(const WorkspaceRecord &r) {

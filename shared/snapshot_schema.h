@@ -5,7 +5,11 @@
 //   meta        "format"       -> u64 kFormatVersion
 //               "generation"   -> u64, +1 on every publish
 //               "published_at" -> i64 unix milliseconds of the last publish
-//   keys        SHA-256(key)   -> KeyRecord
+//   key_index   first 8 bytes of SHA-256(key), big-endian, as a native u64 (MDB_INTEGERKEY)
+//               -> one or more entries: u8 record size, the other 24 bytes of the hash,
+//               KeyRecord (38 bytes; 46 or 54 with expiry / rate limit). Two keys share
+//               a table key only when their hashes share 64 bits (about 1 in 2^45 at 1M
+//               keys); the reader always compares the rest of the hash.
 //   workspaces  "org/slug"     -> WorkspaceRecord
 //   entities    workspace id (16 bytes) + entity name -> EntityRecord
 //
@@ -28,10 +32,20 @@
 
 namespace apikey::snapshot {
 
-inline constexpr std::uint64_t kFormatVersion = 1;
+// 2: compact key records (flags byte, 4 prefix characters, optional fields only when
+// set), keys written in hash order with MDB_APPEND by a full rebuild (dense pages).
+// A reader refuses any other format; apikeyd rebuilds a snapshot of another format at
+// start.
+inline constexpr std::uint64_t kFormatVersion = 2;
+
+// The longest key record encode() writes (expiry and rate limit both set).
+inline constexpr std::size_t kMaxKeyRecordSize = 2 + 16 + 16 + 4 + 8 + 8;
 
 inline constexpr const char *kMetaDb = "meta";
-inline constexpr const char *kKeysDb = "keys";
+// Format 2's key table (MDB_INTEGERKEY). Format 1's was "keys" (32-byte keys); a
+// rebuild drops it.
+inline constexpr const char *kKeysDb = "key_index";
+inline constexpr const char *kLegacyKeysDb = "keys";
 inline constexpr const char *kWorkspacesDb = "workspaces";
 inline constexpr const char *kEntitiesDb = "entities";
 
@@ -111,6 +125,17 @@ struct EntityView {
 
 std::string encode(const KeyRecord &record);
 bool decode(std::string_view bytes, KeyRecord &out) noexcept;
+
+// The key_index table key of a key hash, and the rest of the hash its entry holds.
+inline constexpr std::size_t kHashSuffix = 24;
+std::uint64_t key_index(const unsigned char *hash) noexcept;
+// Finds the entry of `suffix` (kHashSuffix bytes) in a key_index value: the record's
+// bytes, or false. `valid` is false when the value does not parse.
+bool find_key_entry(std::string_view value, const unsigned char *suffix,
+                    std::string_view &record, bool &valid) noexcept;
+// `value` with the entry of `suffix` replaced by (or, with an empty record, without) it.
+std::string put_key_entry(std::string_view value, const unsigned char *suffix,
+                          std::string_view record);
 
 std::string encode(const WorkspaceRecord &record);
 bool decode(std::string_view bytes, WorkspaceView &out) noexcept;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -13,10 +14,6 @@
 namespace apikey::snapshot {
 namespace {
 
-std::string_view digest_view(const Digest &d) {
-    return {reinterpret_cast<const char *>(d.data()), d.size()};
-}
-
 void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &group) {
     if (group && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0)
         throw std::system_error(errno, std::generic_category(), "chown " + path);
@@ -26,11 +23,59 @@ void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &
 
 }  // namespace
 
-void Batch::put_key(const Digest &hash, const KeyRecord &record) {
-    lmdb::put(txn_, keys_, digest_view(hash), encode(record));
+namespace {
+
+const unsigned char *suffix_of(const Digest &hash) { return hash.data() + hash.size() - kHashSuffix; }
+
+// Read-modify-write of one key_index value: `record` empty deletes the entry.
+void update_key(lmdb::Txn &txn, MDB_dbi keys, const Digest &hash, std::string_view record) {
+    std::uint64_t index = key_index(hash.data());
+    const std::string_view k(reinterpret_cast<const char *>(&index), sizeof(index));
+    const auto old = lmdb::get(txn, keys, k);
+    if (!old && record.empty()) return;
+    const std::string value = put_key_entry(old.value_or(std::string_view()), suffix_of(hash), record);
+    if (value.empty())
+        lmdb::del(txn, keys, k);
+    else
+        lmdb::put(txn, keys, k, value);
 }
 
-void Batch::delete_key(const Digest &hash) { lmdb::del(txn_, keys_, digest_view(hash)); }
+}  // namespace
+
+void Batch::put_key(const Digest &hash, const KeyRecord &record) {
+    if (collecting_) {
+        pending_.push_back(PendingKey{hash, record});
+        return;
+    }
+    update_key(txn_, keys_, hash, encode(record));
+}
+
+void Batch::delete_key(const Digest &hash) {
+    flush_keys();  // a delete applies to what was put before it
+    update_key(txn_, keys_, hash, {});
+}
+
+void Batch::flush_keys() {
+    if (!collecting_) return;
+    collecting_ = false;
+    // Stable: of two puts of one hash, the later one wins, as with direct puts.
+    std::stable_sort(pending_.begin(), pending_.end(),
+                     [](const PendingKey &a, const PendingKey &b) { return a.hash < b.hash; });
+    // The table is empty since clear_all() and the table keys ascend (big-endian first 8
+    // bytes: the byte order std::array compares in); hashes sharing them share a value.
+    std::string value;
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+        if (i + 1 < pending_.size() && pending_[i + 1].hash == pending_[i].hash) continue;
+        const Digest &hash = pending_[i].hash;
+        value = put_key_entry(value, suffix_of(hash), encode(pending_[i].record));
+        std::uint64_t index = key_index(hash.data());
+        if (i + 1 < pending_.size() && key_index(pending_[i + 1].hash.data()) == index) continue;
+        lmdb::put(txn_, keys_, std::string_view(reinterpret_cast<const char *>(&index), sizeof(index)),
+                  value, MDB_APPEND);
+        value.clear();
+    }
+    std::vector<PendingKey>().swap(pending_);
+}
 
 void Batch::put_workspace(std::string_view path, const WorkspaceRecord &record) {
     lmdb::put(txn_, workspaces_, path, encode(record));
@@ -48,7 +93,13 @@ void Batch::delete_entity(const Uuid &workspace, std::string_view entity) {
 }
 
 void Batch::clear_all() {
+    std::vector<PendingKey>().swap(pending_);
+    collecting_ = true;
     lmdb::clear(txn_, keys_);
+    // Format 1's key table, left by an older apikeyd: its pages go back to the free list.
+    MDB_dbi legacy = 0;
+    if (mdb_dbi_open(txn_.get(), kLegacyKeysDb, 0, &legacy) == MDB_SUCCESS)
+        lmdb::check(mdb_drop(txn_.get(), legacy, 1), "mdb_drop");
     lmdb::clear(txn_, workspaces_);
     lmdb::clear(txn_, entities_);
 }
@@ -96,7 +147,7 @@ Writer::Writer(const WriterOptions &options) {
 
     lmdb::Txn txn(*env_, 0);
     meta_ = lmdb::open_dbi(txn, kMetaDb);
-    keys_ = lmdb::open_dbi(txn, kKeysDb);
+    keys_ = lmdb::open_dbi(txn, kKeysDb, MDB_CREATE | MDB_INTEGERKEY);
     workspaces_ = lmdb::open_dbi(txn, kWorkspacesDb);
     entities_ = lmdb::open_dbi(txn, kEntitiesDb);
     txn.commit();
@@ -126,6 +177,7 @@ void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)
     lmdb::Txn txn(*env_, 0);
     Batch batch(txn, keys_, workspaces_, entities_);
     edit(batch);
+    batch.flush_keys();
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();

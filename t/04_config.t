@@ -40,6 +40,18 @@ is $rc, 0, 'module loaded but unused: nginx -t passes' or diag $out;
                           server_extra => "apikey_workspace acme-corp/sales;\n");
 is $rc, 0, 'apikey_workspace inherited from the server level is accepted' or diag $out;
 
+# apikey_usage_report keys=N: the per-worker table of key uses, validated here.
+($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 interval=1s keys=200000;");
+is $rc, 0, 'apikey_usage_report keys=200000 is accepted' or diag $out;
+($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 keys=16;");
+is $rc, 0, '  so is keys=16 (the minimum) without interval=' or diag $out;
+for my $bad ('keys=0', 'keys=15', 'keys=abc', 'keys=', 'keys=99999999', 'size=10') {
+    ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 $bad;");
+    isnt $rc, 0, "apikey_usage_report $bad is refused";
+    like $out, qr/invalid parameter "\Q$bad\E" in "apikey_usage_report"/, '  naming the parameter'
+        or diag $out;
+}
+
 # A snapshot that does not exist yet is a run-time condition (503), not a config error:
 # nginx must be able to start before apikeyd ever published.
 ok !-e $t->snapshot_path, 'no snapshot exists';

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <filesystem>
 #include <unistd.h>
+#include <utility>
+#include <vector>
 
 using namespace apikey;
 using namespace apikey::snapshot;
@@ -61,7 +63,12 @@ BOOST_AUTO_TEST_CASE(key_record_round_trip) {
 
 BOOST_AUTO_TEST_CASE(key_record_stays_small) {
     // Part of the snapshot-bytes-per-key budget: the value, before LMDB's overhead.
-    BOOST_TEST(encode(sample_record()).size() <= 64u);
+    BOOST_TEST(encode(sample_record()).size() <= kMaxKeyRecordSize);
+    KeyRecord plain = sample_record();
+    plain.expires_at.reset();
+    plain.rate_limit.reset();
+    // Format 2: a key without expiry or own rate limit (most keys) is 38 bytes.
+    BOOST_TEST(encode(plain).size() == 38u);
 }
 
 BOOST_AUTO_TEST_CASE(key_record_decoder_refuses_what_it_does_not_know) {
@@ -70,14 +77,20 @@ BOOST_AUTO_TEST_CASE(key_record_decoder_refuses_what_it_does_not_know) {
     BOOST_TEST(!decode(good.substr(0, good.size() - 1), out));
     BOOST_TEST(!decode("", out));
     std::string other_version = good;
-    other_version[0] = 2;
+    other_version[0] = 1;  // format 1's record
     BOOST_TEST(!decode(other_version, out));
-    std::string bad_permission = good;
-    bad_permission[1] = 7;
-    BOOST_TEST(!decode(bad_permission, out));
-    std::string bad_status = good;
-    bad_status[2] = 0;
-    BOOST_TEST(!decode(bad_status, out));
+    other_version[0] = 3;
+    BOOST_TEST(!decode(other_version, out));
+    std::string unknown_flag = good;
+    unknown_flag[1] = static_cast<char>(unknown_flag[1] | 0x10);
+    BOOST_TEST(!decode(unknown_flag, out));
+    // A flag announcing a field the record is too short for.
+    KeyRecord plain = sample_record();
+    plain.expires_at.reset();
+    plain.rate_limit.reset();
+    std::string truncated = encode(plain);
+    truncated[1] = static_cast<char>(truncated[1] | 0x04);
+    BOOST_TEST(!decode(truncated, out));
     // Fields appended by a later writer of the same record version are ignored.
     BOOST_TEST(decode(good + "future", out));
 }
@@ -207,6 +220,152 @@ BOOST_AUTO_TEST_CASE(published_changes_are_seen_by_an_open_reader) {
     BOOST_TEST((view.find_key(hash, found) == Lookup::absent));
 }
 
+BOOST_AUTO_TEST_CASE(a_full_rebuild_writes_keys_in_hash_order_and_applies_edits_in_order) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    std::vector<std::pair<Digest, KeyRecord>> keys;
+    for (int i = 0; i < 3000; ++i) keys.emplace_back(sha256(generate_key()), sample_record());
+    const Digest twice = keys[10].first, deleted = keys[20].first, after = sha256(generate_key());
+    KeyRecord revoked = keys[10].second;
+    revoked.status = KeyStatus::revoked;
+    writer.publish(1, [&](Batch &b) {
+        b.clear_all();
+        for (const auto &[hash, record] : keys) b.put_key(hash, record);  // random order
+        b.put_key(twice, revoked);   // the later put of one hash wins
+        b.delete_key(deleted);       // applies to the puts before it
+        b.put_key(after, sample_record());
+    });
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    {
+        auto view = reader->view();
+        BOOST_REQUIRE(view.ok());
+        KeyRecord found;
+        for (const auto &[hash, record] : keys) {
+            if (hash == twice || hash == deleted) continue;
+            BOOST_REQUIRE((view.find_key(hash, found) == Lookup::found));
+            check_equal(record, found);
+        }
+        BOOST_REQUIRE((view.find_key(twice, found) == Lookup::found));
+        BOOST_TEST((found.status == KeyStatus::revoked));
+        BOOST_TEST((view.find_key(deleted, found) == Lookup::absent));
+        BOOST_TEST((view.find_key(after, found) == Lookup::found));
+    }
+    // Incremental publishes after a rebuild put and delete in place.
+    writer.publish(2, [&](Batch &b) {
+        b.delete_key(keys[0].first);
+        b.put_key(deleted, keys[20].second);
+    });
+    auto view = reader->view();
+    BOOST_REQUIRE(view.ok());
+    BOOST_TEST(view.generation() == 2u);
+    KeyRecord found;
+    BOOST_TEST((view.find_key(keys[0].first, found) == Lookup::absent));
+    BOOST_TEST((view.find_key(deleted, found) == Lookup::found));
+}
+
+BOOST_AUTO_TEST_CASE(hashes_sharing_their_first_8_bytes_are_told_apart) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    Digest a = sha256("a"), b = a, c = a;
+    b[31] ^= 1;  // same table key, another hash
+    c[8] ^= 1;
+    const KeyRecord ra = sample_record(), rb = sample_record();
+    auto check = [&](bool a_in, bool b_in) {
+        std::string error;
+        auto reader = Reader::open(dir.sub("snap"), error);
+        BOOST_REQUIRE_MESSAGE(reader, error);
+        auto view = reader->view();
+        KeyRecord found;
+        BOOST_TEST((view.find_key(a, found) == (a_in ? Lookup::found : Lookup::absent)));
+        if (a_in) check_equal(ra, found);
+        BOOST_TEST((view.find_key(b, found) == (b_in ? Lookup::found : Lookup::absent)));
+        if (b_in) check_equal(rb, found);
+        BOOST_TEST((view.find_key(c, found) == Lookup::absent));  // never a partial match
+    };
+    writer.publish(1, [&](Batch &batch) {  // a rebuild: both in one value
+        batch.clear_all();
+        batch.put_key(b, rb);
+        batch.put_key(a, ra);
+    });
+    check(true, true);
+    writer.publish(2, [&](Batch &batch) { batch.delete_key(a); });
+    check(false, true);
+    writer.publish(3, [&](Batch &batch) { batch.put_key(a, ra); });
+    check(true, true);
+    writer.publish(4, [&](Batch &batch) {
+        batch.delete_key(b);
+        batch.delete_key(a);
+    });
+    check(false, false);
+}
+
+BOOST_AUTO_TEST_CASE(reader_refuses_another_format_and_the_writer_reports_generation_0) {
+    test::TempDir dir;
+    {
+        Writer writer(test::writer_options(dir.sub("snap")));
+        writer.publish(7, [&](Batch &b) { b.put_key(sha256(generate_key()), sample_record()); });
+    }
+    {
+        // Stamp format 1, as an older apikeyd would have left it.
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi meta = lmdb::open_dbi(txn, kMetaDb, 0);
+        lmdb::put(txn, meta, kMetaFormat, encode_u64(1));
+        txn.commit();
+    }
+    std::string error;
+    BOOST_TEST(!Reader::open(dir.sub("snap"), error));
+    BOOST_TEST(error.find("has format 1, this module reads format " +
+                          std::to_string(kFormatVersion)) != std::string::npos, error);
+    Writer writer(test::writer_options(dir.sub("snap")));
+    BOOST_TEST(writer.generation() == 0u);  // apikeyd rebuilds on 0
+}
+
+BOOST_AUTO_TEST_CASE(a_format_1_snapshot_is_named_as_such_and_rebuilt_in_place) {
+    test::TempDir dir;
+    const std::string key = generate_key();
+    {
+        // Format 1's layout: a "keys" table of 32-byte hashes, no key_index.
+        std::filesystem::create_directories(dir.sub("snap"));
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi meta = lmdb::open_dbi(txn, kMetaDb);
+        const MDB_dbi keys = lmdb::open_dbi(txn, kLegacyKeysDb);
+        lmdb::open_dbi(txn, kWorkspacesDb);
+        lmdb::open_dbi(txn, kEntitiesDb);
+        const Digest hash = sha256(key);
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(hash.data()), 32),
+                  std::string(64, '\1'));
+        lmdb::put(txn, meta, kMetaFormat, encode_u64(1));
+        lmdb::put(txn, meta, kMetaGeneration, encode_u64(5));
+        txn.commit();
+    }
+    std::string error;
+    BOOST_TEST(!Reader::open(dir.sub("snap"), error));
+    BOOST_TEST(error.find("has format 1, this module reads format 2") != std::string::npos, error);
+
+    {
+        // apikeyd's start: generation 0, so a full rebuild, which drops format 1's table.
+        Writer writer(test::writer_options(dir.sub("snap")));
+        BOOST_REQUIRE(writer.generation() == 0u);
+        writer.publish(6, [&](Batch &b) {
+            b.clear_all();
+            b.put_key(sha256(key), sample_record());
+        });
+        auto reader = Reader::open(dir.sub("snap"), error);
+        BOOST_REQUIRE_MESSAGE(reader, error);
+        auto view = reader->view();
+        KeyRecord found;
+        BOOST_TEST((view.find_key(sha256(key), found) == Lookup::found));
+    }
+    lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+    lmdb::Txn txn(env, MDB_RDONLY);
+    MDB_dbi legacy = 0;
+    BOOST_TEST(mdb_dbi_open(txn.get(), kLegacyKeysDb, 0, &legacy) == MDB_NOTFOUND);
+}
+
 BOOST_AUTO_TEST_CASE(a_view_is_a_consistent_snapshot) {
     test::TempDir dir;
     Writer writer(test::writer_options(dir.sub("snap")));
@@ -234,7 +393,8 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
         lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
         lmdb::Txn txn(env, 0);
         const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
-        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(hash.data()), 32),
+        std::uint64_t index = key_index(hash.data());
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&index), 8),
                   "garbage");
         txn.commit();
     }

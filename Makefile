@@ -57,11 +57,14 @@ $(BUILD)/tests/%.o: CXXFLAGS += -DBOOST_TEST_DYN_LINK
 # The module is built by nginx's own build system, from a copy of Debian's nginx source
 # configured with the installed nginx's flags (conf_flags), so the installed binary
 # accepts the module's signature.
+# APIKEY_CORE_LIB points the module's link at this build's core; NGX_CC_EXTRA and
+# NGX_LD_EXTRA add instrumentation (the configure test programs then run with ASan, leak
+# checks off, so every feature is detected as for the installed nginx).
 $(NGX_DIR)/objs/Makefile: config
 	rm -rf $(NGX_DIR)
 	mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_DIR)
-	cd $(NGX_DIR) && APIKEY_CORE_LIB=$(CURDIR)/$(CORE_LIB) bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	cd $(NGX_DIR) && APIKEY_CORE_LIB=$(CURDIR)/$(CORE_LIB) ASAN_OPTIONS=detect_leaks=0 bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
 		--with-cc-opt="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2 $(NGX_CC_EXTRA)" \
 		--with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC $(NGX_LD_EXTRA)" \
 		--add-dynamic-module=$(CURDIR)' > configure.log 2>&1 || \

@@ -174,7 +174,8 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
 		-lyaml-cpp -lpthread $(LDLIBS_CORE)
 
-.PRECIOUS: $(FUZZ_BUILD)/fuzz/%.o
+# Objects kept between runs (make would delete them as intermediates).
+.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%.o)
 .PHONY: fuzz-bins fuzz fuzz-regress
 fuzz-bins: $(FUZZ_BINS)
 

@@ -140,10 +140,13 @@ bench: deps
 # scripts/test-sanitize.sh; any sanitizer report fails the run.
 SAN_BUILD := build-sanitize
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# gcc 12 with ASan reports maybe-uninitialized inside libstdc++'s <regex> (a known false
+# positive of the instrumented code); -Werror stays on for everything else.
+SAN_NO_WARN := -Wno-maybe-uninitialized
 
 .PHONY: sanitize-build test-sanitize
 sanitize-build:
-	CXXFLAGS="-O1 -g" $(MAKE) BUILD=$(SAN_BUILD) SANITIZE_FLAGS="$(SAN_FLAGS)" \
+	CXXFLAGS="-O1 -g" $(MAKE) BUILD=$(SAN_BUILD) SANITIZE_FLAGS="$(SAN_FLAGS) $(SAN_NO_WARN)" \
 		NGX_CC_EXTRA="$(SAN_FLAGS)" NGX_LD_EXTRA="$(SAN_FLAGS)" all unit-bin
 
 test-sanitize: deps

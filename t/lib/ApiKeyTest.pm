@@ -21,7 +21,8 @@ package ApiKeyTest;
 #   APIKEY_BUILD        the build directory, absolute or relative to the repository
 #                       (default build)
 #   APIKEY_NGINX_ENV    "NAME=value NAME=value": added to nginx's environment (also for
-#                       nginx -t), e.g. LD_PRELOAD of the ASan runtime
+#                       nginx -t), e.g. LD_PRELOAD of the ASan runtime; set in this
+#                       process's %ENV, so every child (an nginx a test runs itself) has it
 #   APIKEY_DAEMON_ENV   the same for apikeyd
 #   APIKEY_TIME_SCALE   multiplies every wait of the harness (start, reload, wait_until,
 #                       HTTP timeouts, the watchdog); default 1. time_scale() returns it.
@@ -63,6 +64,11 @@ sub _env_pairs {
     }
     return %env;
 }
+
+# Every child of the test gets APIKEY_NGINX_ENV, so a test that runs nginx itself
+# (system $ApiKeyTest::NGINX, '-s', ...) loads the sanitized module too; apikeyd's spawn
+# adds APIKEY_DAEMON_ENV over it.
+$ENV{$_} = $NGINX_ENV{$_} for keys %NGINX_ENV;
 
 # The factor every harness wait is multiplied by (APIKEY_TIME_SCALE): tests with their
 # own timing assertions scale them with it.
@@ -351,9 +357,10 @@ sub _wait_pid {
     }
 }
 
-# $env: extra environment of the child ({NAME => value}).
+# _spawn($log, [{NAME => value},] @cmd): the optional hash is extra environment.
 sub _spawn {
-    my ($self, $log, $env, @cmd) = @_;
+    my ($self, $log, @cmd) = @_;
+    my $env = ref $cmd[0] eq 'HASH' ? shift @cmd : {};
     my $pid = fork // croak "fork: $!";
     if (!$pid) {
         # Own process group: the test's terminal signals do not reach it twice, and

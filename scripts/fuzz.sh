@@ -40,9 +40,8 @@ for t in "$@"; do
         files=("$seeds"/*)
         [ -e "${files[0]}" ] || { echo "== $t: no corpus"; continue; }
         echo "== replay $t (${#files[@]} inputs)"
-        "$bin" -runs=1 "${files[@]}" > "$build/$t.regress.log" 2>&1
+        "$bin" -runs=1 "${files[@]}" > "$build/$t.log" 2>&1
         rc=$?
-        [ "$mode" = regress ] && cp "$build/$t.regress.log" "$build/$t.log"
     fi
     echo "   $t: exit $rc, $(( $(date +%s) - start )) s"
     if [ $rc -ne 0 ]; then

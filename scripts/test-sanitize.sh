@@ -15,6 +15,11 @@ rm -rf "$reports"
 mkdir -p "$reports"
 chmod 1777 "$reports"   # nginx workers run as nobody and write their own reports
 
+# The build really is instrumented (a stale or plain build would pass silently).
+for bin in "$build/apikeyd" "$build/unit_tests" "$build/ngx_http_apikey_module.so"; do
+    nm -D "$bin" 2>/dev/null | grep -q '__asan_report_load' && nm -D "$bin" | grep -q '__ubsan_handle' \
+        || { echo "$bin is not built with ASan + UBSan" >&2; exit 1; }
+done
 asan_lib=$(g++ -print-file-name=libasan.so)
 [ -f "$asan_lib" ] || { echo "libasan.so not found (g++ -print-file-name=libasan.so)" >&2; exit 1; }
 

@@ -4,12 +4,17 @@
 
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
-CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -fPIC -Ishared
+# SANITIZE_FLAGS: instrumentation added to every compile and link (make test-sanitize).
+SANITIZE_FLAGS ?=
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -fPIC -Ishared $(SANITIZE_FLAGS)
 LDLIBS_CORE = -llmdb -lcrypto
 
 BUILD   := build
 NGX_SRC := /usr/share/nginx/src
 NGX_DIR := $(BUILD)/nginx
+# Extra compiler/linker flags for the module's C files (make test-sanitize sets them).
+NGX_CC_EXTRA ?=
+NGX_LD_EXTRA ?=
 
 CORE_SRCS   := $(wildcard shared/*.cc)
 CORE_OBJS   := $(CORE_SRCS:%.cc=$(BUILD)/%.o)
@@ -31,7 +36,7 @@ DEB_PACKAGES := build-essential nginx-core nginx-dev libpcre2-dev zlib1g-dev lib
 	liblmdb-dev lmdb-utils libyaml-cpp-dev libboost-dev libboost-test-dev \
 	nlohmann-json3-dev libjson-pp-perl curl openssl
 
-.PHONY: all test unit integration run deps deps-force clean
+.PHONY: all test unit unit-bin integration run deps deps-force clean
 all: $(MODULE) $(DAEMON) $(LOADCLIENT)
 
 $(BUILD)/%.o: %.cc
@@ -54,13 +59,16 @@ $(BUILD)/tests/%.o: CXXFLAGS += -DBOOST_TEST_DYN_LINK
 # The module is built by nginx's own build system, from a copy of Debian's nginx source
 # configured with the installed nginx's flags (conf_flags), so the installed binary
 # accepts the module's signature.
+# APIKEY_CORE_LIB points the module's link at this build's core; NGX_CC_EXTRA and
+# NGX_LD_EXTRA add instrumentation (the configure test programs then run with ASan, leak
+# checks off, so every feature is detected as for the installed nginx).
 $(NGX_DIR)/objs/Makefile: config
 	rm -rf $(NGX_DIR)
 	mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(NGX_DIR)
-	cd $(NGX_DIR) && bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
-		--with-cc-opt="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2" \
-		--with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC" \
+	cd $(NGX_DIR) && APIKEY_CORE_LIB=$(CURDIR)/$(CORE_LIB) ASAN_OPTIONS=detect_leaks=0 bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+		--with-cc-opt="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2 $(NGX_CC_EXTRA)" \
+		--with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC $(NGX_LD_EXTRA)" \
 		--add-dynamic-module=$(CURDIR)' > configure.log 2>&1 || \
 		{ cat $(NGX_DIR)/configure.log; exit 1; }
 
@@ -69,6 +77,8 @@ $(MODULE): $(NGX_DIR)/objs/Makefile $(CORE_LIB) $(wildcard ngx_module/*.c ngx_mo
 	$(MAKE) -C $(NGX_DIR) -f objs/Makefile modules
 	@# A new inode, never an overwrite: running nginx workers have the old file mapped.
 	cp $(NGX_DIR)/objs/ngx_http_apikey_module.so $@.tmp && mv -f $@.tmp $@
+
+unit-bin: $(UNIT)
 
 $(LOADCLIENT): t/tools/loadclient.cc
 	@mkdir -p $(dir $@)
@@ -98,7 +108,7 @@ deps-force:
 	bash scripts/install-deps.sh --force
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-sanitize build-fuzz
 
 -include $(CORE_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(LOADCLIENT).d
 
@@ -129,3 +139,61 @@ bench: deps
 	bash bench/run.sh
 
 -include $(BENCH_BINS:%=%.d)
+
+# ---- make test-sanitize (docs/RELIABILITY.md "Sanitizers") -------------------------------
+# The module, apikeyd and the unit tests built with ASan + UBSan (g++) into build-sanitize/
+# (its own nginx objs), then every unit and integration test run on that build by
+# scripts/test-sanitize.sh; any sanitizer report fails the run.
+SAN_BUILD := build-sanitize
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# gcc 12 with ASan reports maybe-uninitialized inside libstdc++'s <regex> (a known false
+# positive of the instrumented code); -Werror stays on for everything else.
+SAN_NO_WARN := -Wno-maybe-uninitialized
+
+.PHONY: sanitize-build test-sanitize
+sanitize-build:
+	CXXFLAGS="-O1 -g" $(MAKE) BUILD=$(SAN_BUILD) SANITIZE_FLAGS="$(SAN_FLAGS) $(SAN_NO_WARN)" \
+		NGX_CC_EXTRA="$(SAN_FLAGS)" NGX_LD_EXTRA="$(SAN_FLAGS)" all unit-bin
+
+test-sanitize: deps
+	$(MAKE) sanitize-build
+	bash scripts/test-sanitize.sh $(SAN_BUILD)
+
+# ---- make fuzz, make fuzz-regress (docs/RELIABILITY.md "Fuzzing") -----------------------
+# libFuzzer targets (fuzz/fuzz_*.cc, one per parser of outside input), built with clang-14
+# + ASan + UBSan into build-fuzz/ (the code under test is compiled again there with the
+# fuzzer's coverage instrumentation). `make fuzz` runs each for FUZZ_SECONDS from its seed
+# corpus (fuzz/corpus/<target>/) and fails on any crash; `make fuzz-regress` only replays
+# the committed corpora (regression inputs included), in seconds.
+FUZZ_BUILD   := build-fuzz
+FUZZ_CXX     ?= clang++-14
+FUZZ_FLAGS   := -O1 -g -std=c++17 -Wall -Wextra -fPIC -Ishared -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%.cc,%,$(wildcard fuzz/fuzz_*.cc))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJS := $(CORE_SRCS:%.cc=$(FUZZ_BUILD)/%.o) \
+	$(filter-out $(FUZZ_BUILD)/daemon/main.o,$(DAEMON_SRCS:%.cc=$(FUZZ_BUILD)/%.o))
+
+$(FUZZ_BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) \
+		-lyaml-cpp -lpthread -lssl $(LDLIBS_CORE)
+
+# Objects kept between runs (make would delete them as intermediates).
+.SECONDARY: $(FUZZ_LIB_OBJS) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%.o)
+.PHONY: fuzz-bins fuzz fuzz-regress
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps
+	$(MAKE) fuzz-bins
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-regress: deps
+	$(MAKE) fuzz-bins
+	bash scripts/fuzz.sh regress 0 $(FUZZ_TARGETS)
+
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%.d)

@@ -52,6 +52,8 @@ JsonObject::JsonObject(std::string_view body, std::initializer_list<FieldSpec> f
         object_ = json::parse(body.begin(), body.end());
     } catch (const json::parse_error &) {
         throw ApiError(400, code::invalid_json, "the body is not valid JSON");
+    } catch (const json::out_of_range &) {  // a number no double holds: 1e380
+        throw ApiError(400, code::invalid_json, "the body holds a number out of range");
     }
     if (!object_.is_object()) throw ApiError(400, code::invalid_json, "the body must be a JSON object");
     check_fields(fields);

@@ -11,6 +11,7 @@ packages=(
     libyaml-cpp-dev libboost-dev libboost-test-dev nlohmann-json3-dev
     curl openssl                                               # TLS tests: openssl req
     wrk libbenchmark-dev                                       # make bench
+    clang-14 libclang-rt-14-dev                                # make fuzz (libFuzzer)
 )
 
 missing=()

@@ -24,8 +24,17 @@ package ApiKeyTest;
 # test that runs nginx's error_log at info on purpose, see error_log_level).
 #
 # Environment: TEST_NGINX_BINARY (default /usr/sbin/nginx), TEST_APIKEYD and
-# TEST_APIKEY_MODULE (default build/...), TEST_APIKEY_LEAVE=1 keeps the
+# TEST_APIKEY_MODULE (default $APIKEY_BUILD/...), TEST_APIKEY_LEAVE=1 keeps the
 # temporary directory (its path is printed as a diagnostic).
+# Another build (make test-sanitize runs the same t/ files on build-sanitize/):
+#   APIKEY_BUILD        the build directory, absolute or relative to the repository
+#                       (default build)
+#   APIKEY_NGINX_ENV    "NAME=value NAME=value": added to nginx's environment (also for
+#                       nginx -t), e.g. LD_PRELOAD of the ASan runtime; set in this
+#                       process's %ENV, so every child (an nginx a test runs itself) has it
+#   APIKEY_DAEMON_ENV   the same for apikeyd
+#   APIKEY_TIME_SCALE   multiplies every wait of the harness (start, reload, wait_until,
+#                       HTTP timeouts, the watchdog); default 1. time_scale() returns it.
 
 use strict;
 use warnings;
@@ -47,9 +56,35 @@ use File::Find ();
 use Time::HiRes qw(time sleep);
 
 our $REPO   = abs_path(dirname(abs_path(__FILE__)) . '/../..');
+our $BUILD  = $ENV{APIKEY_BUILD} || 'build';
+$BUILD = "$REPO/$BUILD" unless $BUILD =~ m{^/};
 our $NGINX  = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-our $MODULE = $ENV{TEST_APIKEY_MODULE} || "$REPO/build/ngx_http_apikey_module.so";
-our $DAEMON = $ENV{TEST_APIKEYD} || "$REPO/build/apikeyd";
+our $MODULE = $ENV{TEST_APIKEY_MODULE} || "$BUILD/ngx_http_apikey_module.so";
+our $DAEMON = $ENV{TEST_APIKEYD} || "$BUILD/apikeyd";
+our $TIME_SCALE = ($ENV{APIKEY_TIME_SCALE} // '') =~ /^\d+(?:\.\d+)?\z/ && $ENV{APIKEY_TIME_SCALE} > 0
+    ? $ENV{APIKEY_TIME_SCALE} : 1;
+our %NGINX_ENV  = _env_pairs($ENV{APIKEY_NGINX_ENV});
+our %DAEMON_ENV = _env_pairs($ENV{APIKEY_DAEMON_ENV});
+
+sub _env_pairs {
+    my ($text) = @_;
+    my %env;
+    for my $pair (split ' ', $text // '') {
+        my ($name, $value) = $pair =~ /^([A-Za-z_][A-Za-z0-9_]*)=(.*)\z/s
+            or croak "bad NAME=value pair in environment list: $pair";
+        $env{$name} = $value;
+    }
+    return %env;
+}
+
+# Every child of the test gets APIKEY_NGINX_ENV, so a test that runs nginx itself
+# (system $ApiKeyTest::NGINX, '-s', ...) loads the sanitized module too; apikeyd's spawn
+# adds APIKEY_DAEMON_ENV over it.
+$ENV{$_} = $NGINX_ENV{$_} for keys %NGINX_ENV;
+
+# The factor every harness wait is multiplied by (APIKEY_TIME_SCALE): tests with their
+# own timing assertions scale them with it.
+sub time_scale { $TIME_SCALE }
 
 my $JSON = JSON::PP->new->canonical->utf8->allow_nonref;
 my %LIVE;        # pid => 1 for every process any harness object started
@@ -85,7 +120,7 @@ sub new {
     }, $class;
 
     # A whole .t file must never hang CI: a watchdog turns a stuck test into a failure.
-    my $alarm = $opts{timeout} // 180;
+    my $alarm = ($opts{timeout} // 180) * $TIME_SCALE;
     if ($alarm) {
         $SIG{ALRM} = sub { die "ApiKeyTest: test exceeded ${alarm}s watchdog\n" };
         alarm $alarm;
@@ -332,14 +367,15 @@ sub nginx_t {
     if (!$pid) {
         open STDOUT, '>', $out or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        $ENV{$_} = $NGINX_ENV{$_} for keys %NGINX_ENV;
         exec $NGINX, '-t', '-p', "$self->{dir}/", '-c', $conf, '-e', "$self->{dir}/error.log"
             or POSIX::_exit(127);
     }
-    my $rc = _wait_pid($pid, 20);
+    my $rc = _wait_pid($pid, 20 * $TIME_SCALE);
     if (!defined $rc) {
         kill 'KILL', $pid;
         waitpid $pid, 0;
-        croak "nginx -t did not finish within 20s";
+        croak "nginx -t did not finish within " . 20 * $TIME_SCALE . "s";
     }
     return ($rc, _slurp($out));
 }
@@ -364,8 +400,10 @@ sub _wait_pid {
     }
 }
 
+# _spawn($log, [{NAME => value},] @cmd): the optional hash is extra environment.
 sub _spawn {
     my ($self, $log, @cmd) = @_;
+    my $env = ref $cmd[0] eq 'HASH' ? shift @cmd : {};
     my $pid = fork // croak "fork: $!";
     if (!$pid) {
         # Own process group: the test's terminal signals do not reach it twice, and
@@ -374,6 +412,7 @@ sub _spawn {
         open STDIN, '<', '/dev/null' or POSIX::_exit(126);
         open STDOUT, '>>', $log or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        $ENV{$_} = $env->{$_} for keys %$env;
         exec { $cmd[0] } @cmd or POSIX::_exit(127);
     }
     $LIVE{$pid} = 1;
@@ -385,7 +424,7 @@ sub _terminate {
     my ($pid, $sig, $grace) = @_;
     return unless $pid;
     kill $sig // 'TERM', $pid;
-    return if defined _wait_pid($pid, $grace // 5);
+    return if defined _wait_pid($pid, ($grace // 5) * $TIME_SCALE);
     kill 'KILL', $pid;
     _wait_pid($pid, 5);
 }
@@ -403,9 +442,9 @@ sub start_daemon {
     my ($self) = @_;
     croak "apikeyd already running" if $self->{daemon_pid};
     my $log = "$self->{dir}/apikeyd.log";
-    my $pid = $self->_spawn($log, $DAEMON, '--config', $self->{daemon_conf});
+    my $pid = $self->_spawn($log, \%DAEMON_ENV, $DAEMON, '--config', $self->{daemon_conf});
     $self->{daemon_pid} = $pid;
-    my $deadline = time + 10;
+    my $deadline = time + 10 * $TIME_SCALE;
     while (time < $deadline) {
         if (defined(my $rc = _wait_pid($pid, 0))) {
             $self->{daemon_pid} = undef;
@@ -422,7 +461,7 @@ sub stop_daemon {
     my ($self, %o) = @_;
     my $pid = delete $self->{daemon_pid} or return;
     kill $o{signal} // 'TERM', $pid;
-    my $rc = _wait_pid($pid, 5);
+    my $rc = _wait_pid($pid, 5 * $TIME_SCALE);
     return $rc if defined $rc;
     kill 'KILL', $pid;
     return _wait_pid($pid, 5);
@@ -434,10 +473,10 @@ sub start_nginx {
     my ($self) = @_;
     croak "nginx already running" if $self->{nginx_pid};
     my $d = $self->{dir};
-    my $pid = $self->_spawn("$d/nginx.stderr", $NGINX, '-p', "$d/", '-c', $self->{nginx_conf},
-                            '-e', "$d/error.log");
+    my $pid = $self->_spawn("$d/nginx.stderr", \%NGINX_ENV, $NGINX, '-p', "$d/",
+                            '-c', $self->{nginx_conf}, '-e', "$d/error.log");
     $self->{nginx_pid} = $pid;
-    my $deadline = time + 10;
+    my $deadline = time + 10 * $TIME_SCALE;
     while (time < $deadline) {
         if (defined(my $rc = _wait_pid($pid, 0))) {
             $self->{nginx_pid} = undef;
@@ -458,7 +497,7 @@ sub stop_nginx {
     my $pid = delete $self->{nginx_pid} or return;
     my @workers = $self->_children_of($pid);
     kill 'TERM', $pid;
-    if (!defined _wait_pid($pid, 5)) {
+    if (!defined _wait_pid($pid, 5 * $TIME_SCALE)) {
         kill 'KILL', $pid;
         _wait_pid($pid, 5);
     }
@@ -503,7 +542,8 @@ sub reload_nginx {
         # no old pid among the children, and not running an old config any more
         return !grep { $old{$_} && kill 0, $_ } keys %old;
     }, 10);
-    croak "nginx reload did not replace its workers within 10s:\n" . $self->error_log unless $ok;
+    croak "nginx reload did not replace its workers within " . 10 * $TIME_SCALE . "s:\n"
+        . $self->error_log unless $ok;
     $self->wait_until(sub { defined $self->api(GET => '/__probe__')->{status} }, 5)
         or croak "nginx does not answer after reload";
     return 1;
@@ -590,7 +630,7 @@ END {
             kill 'TERM', $pid;
         }
         for my $pid (keys %LIVE) {
-            next if defined _wait_pid($pid, 5);
+            next if defined _wait_pid($pid, 5 * $TIME_SCALE);
             kill 'KILL', $pid;
             _wait_pid($pid, 2);
         }
@@ -602,11 +642,11 @@ END {
 # ---------------------------------------------------------------------------------------
 # polling
 
-# Calls $cond every 20 ms until it returns true or $timeout seconds passed; returns the
-# last value of $cond (false on timeout).
+# Calls $cond every 20 ms until it returns true or $timeout seconds (times
+# APIKEY_TIME_SCALE) passed; returns the last value of $cond (false on timeout).
 sub wait_until {
     my ($self, $cond, $timeout) = @_;
-    my $deadline = time + ($timeout // 5);
+    my $deadline = time + ($timeout // 5) * $TIME_SCALE;
     while (1) {
         my $v = $cond->();
         return $v if $v;
@@ -623,7 +663,7 @@ sub wait_until {
 
 sub http_request {
     my ($port, $raw, %o) = @_;
-    my $timeout = $o{timeout} // 10;
+    my $timeout = ($o{timeout} // 10) * $TIME_SCALE;
     my $deadline = time + $timeout;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
                                   Timeout => $timeout,

@@ -17,7 +17,10 @@ chmod 1777 "$reports"   # nginx workers run as nobody and write their own report
 
 # The build really is instrumented (a stale or plain build would pass silently).
 for bin in "$build/apikeyd" "$build/unit_tests" "$build/ngx_http_apikey_module.so"; do
-    nm -D "$bin" 2>/dev/null | grep -q '__asan_report_load' && nm -D "$bin" | grep -q '__ubsan_handle' \
+    # Into a variable first: `nm | grep -q` fails under pipefail when grep quits early
+    # (nm gets SIGPIPE on a large binary).
+    syms=$(nm -D "$bin" 2>/dev/null || true)
+    grep -q '__asan_report_load' <<<"$syms" && grep -q '__ubsan_handle' <<<"$syms" \
         || { echo "$bin is not built with ASan + UBSan" >&2; exit 1; }
 done
 asan_lib=$(g++ -print-file-name=libasan.so)

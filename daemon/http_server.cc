@@ -2,6 +2,7 @@
 
 #include "log.h"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -35,14 +36,25 @@ public:
 };
 }  // namespace
 
-struct HttpServer::State {
-    State(asio::io_context &io, const ServerOptions &opts, Handler h)
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+    State(asio::io_context &io, const ServerOptions &opts, BatchHandler h)
         : ioc(io), options(opts), handler(std::move(h)), acceptor(io), retry_timer(io),
           stop_timer(io) {}
 
+    // A parsed request waiting for the flush; `respond` writes its response (the
+    // session's shared_ptr inside keeps the request's bytes alive).
+    struct Queued {
+        Request request;
+        std::function<void(Response)> respond;
+    };
+    void enqueue(Queued q);
+    void flush();
+
     asio::io_context &ioc;
     ServerOptions options;
-    Handler handler;
+    BatchHandler handler;
+    std::vector<Queued> queue;
+    bool flush_posted = false;
     tcp::acceptor acceptor;
     asio::steady_timer retry_timer;  // after an accept error (EMFILE...)
     asio::steady_timer stop_timer;   // polls for the last connection after stop()
@@ -107,9 +119,10 @@ public:
     }
 
     // The server is stopping: a connection waiting for (or in the middle of) a request is
-    // closed now; one writing a response finishes it, then closes (see on_write).
+    // closed now; one with a request queued or a response being written finishes it, then
+    // closes (see on_write).
     void on_server_stop() override {
-        if (phase_ != Phase::writing) close();
+        if (phase_ != Phase::writing && phase_ != Phase::queued) close();
     }
 
     void evict() override { close(); }
@@ -120,7 +133,7 @@ public:
     }
 
 private:
-    enum class Phase { reading, writing, draining };
+    enum class Phase { reading, queued, writing, draining };
 
     beast::tcp_stream &tcp_layer() { return beast::get_lowest_layer(stream_); }
 
@@ -219,8 +232,12 @@ private:
             request.authorization = sv(it->value());
         request.body = req.body();
         request.peer = peer_address_;
-        write(state_->handler(request), req.keep_alive() && !state_->stopping,
-              req.method() == http::verb::head);
+        phase_ = Phase::queued;
+        state_->enqueue({request, [self = shared_from_this()](Response r) {
+                             auto &req = self->parser_->get();
+                             self->write(std::move(r), req.keep_alive() && !self->state_->stopping,
+                                         req.method() == http::verb::head);
+                         }});
     }
 
     void write(Response r, bool keep_alive, bool head) {
@@ -394,7 +411,43 @@ void close_all(const std::shared_ptr<State> &st) {
 
 }  // namespace
 
+void State::enqueue(Queued q) {
+    queue.push_back(std::move(q));
+    if (flush_posted) return;
+    flush_posted = true;
+    // Posted, not run now: the requests whose reads completed in this same turn join
+    // the batch first.
+    asio::post(ioc, [st = shared_from_this()] { st->flush(); });
+}
+
+void State::flush() {
+    flush_posted = false;
+    std::vector<Queued> batch;
+    if (queue.size() <= HttpServer::kMaxBatch) {
+        batch.swap(queue);
+    } else {
+        const auto end = queue.begin() + HttpServer::kMaxBatch;
+        batch.assign(std::make_move_iterator(queue.begin()), std::make_move_iterator(end));
+        queue.erase(queue.begin(), end);
+        flush_posted = true;
+        asio::post(ioc, [st = shared_from_this()] { st->flush(); });
+    }
+    std::vector<Request> requests;
+    requests.reserve(batch.size());
+    for (const Queued &q : batch) requests.push_back(q.request);
+    std::vector<Response> responses = handler(requests);
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].respond(std::move(responses[i]));
+}
+
 HttpServer::HttpServer(asio::io_context &ioc, const ServerOptions &options, Handler handler)
+    : HttpServer(ioc, options, [handler = std::move(handler)](const std::vector<Request> &requests) {
+          std::vector<Response> out;
+          out.reserve(requests.size());
+          for (const Request &r : requests) out.push_back(handler(r));
+          return out;
+      }) {}
+
+HttpServer::HttpServer(asio::io_context &ioc, const ServerOptions &options, BatchHandler handler)
     : state_(std::make_shared<State>(ioc, options, std::move(handler))) {
     const std::string where = options.host + ":" + std::to_string(options.port);
     beast::error_code ec;

@@ -755,6 +755,7 @@ std::vector<Response> Api::handle_batch(const std::vector<Request> &requests) no
                                                        "internal error; see apikeyd's log");
         out.resize(requests.size());
         for (Response &r : out) replace_response(r, failed);
+        pending.changes.clear();  // never published: the store does not hold them
     }
     if (!pending.changes.empty()) {
         std::vector<const Change *> changes;

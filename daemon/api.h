@@ -107,7 +107,8 @@ private:
     // nullptr when the header does not carry a configured admin token.
     const AdminToken *authenticate(const std::optional<std::string_view> &authorization) const;
     // Before a mutation: a snapshot left behind by an earlier failure is rebuilt first, so
-    // the store never runs ahead of what nginx enforces by more than one change.
+    // the store never runs ahead of what nginx enforces by more than one change (one
+    // batch's changes under group commit).
     void ensure_published();
     // Rebuilds a snapshot left behind by a failed publish; false while that still fails.
     bool try_sync() noexcept;

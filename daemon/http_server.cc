@@ -38,8 +38,8 @@ public:
 
 struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     State(asio::io_context &io, const ServerOptions &opts, BatchHandler h)
-        : ioc(io), options(opts), handler(std::move(h)), acceptor(io), retry_timer(io),
-          stop_timer(io) {}
+        : ioc(io), options(opts), handler(std::move(h)), gather_timer(io), acceptor(io),
+          retry_timer(io), stop_timer(io) {}
 
     // A parsed request waiting for the flush; `respond` writes its response (the
     // session's shared_ptr inside keeps the request's bytes alive).
@@ -48,13 +48,16 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         std::function<void(Response)> respond;
     };
     void enqueue(Queued q);
+    void schedule_flush();
     void flush();
 
     asio::io_context &ioc;
     ServerOptions options;
     BatchHandler handler;
     std::vector<Queued> queue;
-    bool flush_posted = false;
+    enum class Flush { none, gathering, posted } flush_state = Flush::none;
+    std::size_t last_batch = 0;      // size of the previous batch
+    asio::steady_timer gather_timer;  // the gathering window (see enqueue)
     tcp::acceptor acceptor;
     asio::steady_timer retry_timer;  // after an accept error (EMFILE...)
     asio::steady_timer stop_timer;   // polls for the last connection after stop()
@@ -411,17 +414,38 @@ void close_all(const std::shared_ptr<State> &st) {
 
 }  // namespace
 
+// Clients that were answered together send their next requests together, but not in the
+// same io_context turn: flushing at the first arrival would commit it alone and leave the
+// rest for the next commit (batches of 1 and 7 instead of 8, twice the syncs). So once the
+// previous batch held several requests, the flush waits until as many are queued again,
+// at most kGatherWindow: a lone client never waits.
+constexpr std::chrono::microseconds kGatherWindow{1000};
+
 void State::enqueue(Queued q) {
     queue.push_back(std::move(q));
-    if (flush_posted) return;
-    flush_posted = true;
+    const bool enough = last_batch <= 1 || queue.size() >= last_batch;
+    if (flush_state == Flush::posted || (flush_state == Flush::gathering && !enough)) return;
+    if (!enough) {
+        flush_state = Flush::gathering;
+        gather_timer.expires_after(kGatherWindow);
+        gather_timer.async_wait([st = shared_from_this()](beast::error_code ec) {
+            if (!ec && st->flush_state == Flush::gathering) st->schedule_flush();
+        });
+        return;
+    }
+    schedule_flush();
+}
+
+void State::schedule_flush() {
+    if (flush_state == Flush::gathering) gather_timer.cancel();
+    flush_state = Flush::posted;
     // Posted, not run now: the requests whose reads completed in this same turn join
     // the batch first.
     asio::post(ioc, [st = shared_from_this()] { st->flush(); });
 }
 
 void State::flush() {
-    flush_posted = false;
+    flush_state = Flush::none;
     std::vector<Queued> batch;
     if (queue.size() <= HttpServer::kMaxBatch) {
         batch.swap(queue);
@@ -429,9 +453,10 @@ void State::flush() {
         const auto end = queue.begin() + HttpServer::kMaxBatch;
         batch.assign(std::make_move_iterator(queue.begin()), std::make_move_iterator(end));
         queue.erase(queue.begin(), end);
-        flush_posted = true;
-        asio::post(ioc, [st = shared_from_this()] { st->flush(); });
+        schedule_flush();
     }
+    if (batch.empty()) return;
+    last_batch = batch.size();
     std::vector<Request> requests;
     requests.reserve(batch.size());
     for (const Queued &q : batch) requests.push_back(q.request);

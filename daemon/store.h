@@ -14,7 +14,8 @@
 //   changes          seq (u64 big-endian) -> change-feed entry (JSON)
 //   workspace_changes workspace uuid + seq (u64 big-endian) -> ""   (a workspace's feed)
 //
-// Every mutation is one write transaction that also increments "generation" and appends
+// Every mutation is one write transaction (a nested one inside a Batch: group commit, see
+// below) that also increments "generation" and appends
 // exactly one change-feed entry whose seq is that generation (Mutation::commit, the one
 // place every mutation goes through, refuses to commit without one). It returns the
 // Change it committed, which the publisher applies to the snapshot stamped with that

@@ -25,6 +25,7 @@
 #   BENCH_IMPORT_BATCH=1000000    keys per import request
 #   BENCH_ONLY_CONTROL=1    skip everything but the control plane through apikeyd
 #   BENCH_KEEP=1            keep the work directory (snapshot, logs, raw results)
+#   BENCH_APIKEYD=build/apikeyd   the apikeyd binary to measure (another build: an A/B)
 #   NGINX=/usr/sbin/nginx
 set -euo pipefail
 
@@ -43,7 +44,7 @@ GEN=$ROOT/build/bench/gen_snapshot
 MICRO=$ROOT/build/bench/decision_bench
 PROBE=$ROOT/build/bench/revoke_probe
 CONTROL=$ROOT/build/bench/control_probe
-APIKEYD=$ROOT/build/apikeyd
+APIKEYD=${BENCH_APIKEYD:-$ROOT/build/apikeyd}
 CREATES_PER_CLIENT=${BENCH_CREATES_PER_CLIENT:-250}
 CP_KEYS=${BENCH_CP_KEYS:-$KEYS}
 IMPORT_BATCH=${BENCH_IMPORT_BATCH:-1000000}

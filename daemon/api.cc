@@ -134,6 +134,24 @@ FeedQuery parse_feed_query(std::string_view query) {
     return out;
 }
 
+// A failed store transaction: nothing of it was changed.
+Response store_error(const lmdb::LmdbError &e) {
+    log_error(std::string("store error: ") + e.what());
+    return error_response(503, code::store_unavailable,
+                          e.code() == MDB_MAP_FULL
+                              ? "the store is full (raise store_map_size_mb); nothing was changed"
+                              : "the store cannot be used right now; nothing was changed");
+}
+
+constexpr const char *kNotPublished =
+    "the change was stored but not yet published to nginx; apikeyd keeps retrying, see its log";
+
+// `r` replaced by `by`, still naming the admin token that asked (for the access log).
+void replace_response(Response &r, Response by) {
+    by.actor = std::move(r.actor);
+    r = std::move(by);
+}
+
 }  // namespace
 
 Api::Api(Store &store, Publisher &publisher, std::vector<AdminToken> tokens, Clock clock)
@@ -155,11 +173,15 @@ const AdminToken *Api::authenticate(const std::optional<std::string_view> &autho
 
 Response Api::handle(const Request &request) noexcept {
     Response r = dispatch(request);
+    count(request, r);
+    return r;
+}
+
+void Api::count(const Request &request, const Response &response) noexcept {
     try {
-        metrics_.count_request(request.target, r.status);
+        metrics_.count_request(request.target, response.status);
     } catch (...) {  // out of memory for a counter: the answer matters more
     }
-    return r;
 }
 
 // Healthy: the store answers and the snapshot holds its newest generation. A failed
@@ -248,12 +270,7 @@ Response Api::dispatch(const Request &request) noexcept {
         r.actor = actor;
         return r;
     } catch (const lmdb::LmdbError &e) {
-        log_error(std::string("store error: ") + e.what());
-        Response r = error_response(
-            503, code::store_unavailable,
-            e.code() == MDB_MAP_FULL
-                ? "the store is full (raise store_map_size_mb); nothing was changed"
-                : "the store cannot be used right now; nothing was changed");
+        Response r = store_error(e);
         r.actor = actor;
         return r;
     } catch (const std::exception &e) {
@@ -372,7 +389,7 @@ Response Api::create_workspace(std::string_view body, const std::string &actor) 
     }
     log_info("workspace created id=" + apikey::to_string(w.id) + " path=" + w.path() +
              " by=" + actor + " generation=" + std::to_string(change.generation));
-    publish(change);
+    publish(std::move(change));
     Response r = json_response(201, workspace_json(w));
     r.headers.emplace_back("Location", workspace_location(w.id));
     return r;
@@ -386,13 +403,13 @@ Response Api::get_workspace(const Uuid &id) {
 
 Response Api::delete_workspace(const Uuid &id, const std::string &actor) {
     ensure_published();
-    const auto change = store_.delete_workspace(id, Audit{actor, clock_()});
+    auto change = store_.delete_workspace(id, Audit{actor, clock_()});
     if (!change) return not_found("workspace");
     const Workspace &w = change->workspaces_deleted.front();
     log_info("workspace deleted id=" + apikey::to_string(id) + " path=" + w.path() + " by=" +
              actor + " keys_revoked=" + std::to_string(change->keys_put.size()) +
              " generation=" + std::to_string(change->generation));
-    publish(*change);
+    publish(std::move(*change));
     return json_response(200, json{{"status", "deleted"}});
 }
 
@@ -425,13 +442,13 @@ Response Api::create_key(const Uuid &workspace_id, std::string_view body,
     k.status = KeyStatus::active;
     k.created_by = actor;
     k.created_at = k.updated_at = now;
-    const auto change = store_.create_key(k, Audit{actor, now});
+    auto change = store_.create_key(k, Audit{actor, now});
     if (!change) return not_found("workspace");
     log_info("key created id=" + apikey::to_string(k.id) + " workspace=" +
              apikey::to_string(workspace_id) + " prefix=" + k.key_prefix + " permission=" +
              std::string(apikey::snapshot::to_string(k.permission)) + " by=" + actor +
              " generation=" + std::to_string(change->generation));
-    publish(*change);
+    publish(std::move(*change));
     Response r = json_response(201, key_json(k, &raw));
     r.headers.emplace_back("Location", workspace_location(workspace_id) + "/api-keys/" +
                                            apikey::to_string(k.id));
@@ -501,14 +518,9 @@ Response Api::import_keys(const Uuid &workspace_id, std::string_view body,
     }
     if (!change) return not_found("workspace");
     timings += " store_ms=" + ms_since(t);
-    t = Steady::now();
-    publish(*change);
-    timings += " publish_ms=" + ms_since(t);
-    log_info("keys imported count=" + std::to_string(change->keys_put.size()) + " workspace=" +
-             apikey::to_string(workspace_id) + " by=" + actor +
-             " generation=" + std::to_string(change->generation) + timings);
 
-    // Built by hand: a million results through nlohmann would cost seconds.
+    // Built by hand: a million results through nlohmann would cost seconds. Before the
+    // publish, which takes the change.
     std::string out = "{\"imported\":" + std::to_string(change->keys_put.size()) +
                       ",\"workspace_id\":\"" + apikey::to_string(workspace_id) +
                       "\",\"seq\":" + std::to_string(change->generation) + ",\"keys\":[";
@@ -522,6 +534,13 @@ Response Api::import_keys(const Uuid &workspace_id, std::string_view body,
         out += "\"}";
     }
     out += "]}";
+    const std::string summary = "keys imported count=" + std::to_string(change->keys_put.size()) +
+                                " workspace=" + apikey::to_string(workspace_id) + " by=" + actor +
+                                " generation=" + std::to_string(change->generation);
+    t = Steady::now();
+    publish(std::move(*change));
+    timings += " publish_ms=" + ms_since(t);  // 0 in a batch: published after its commit
+    log_info(summary + timings);
     Response r;
     r.status = 201;
     r.body = std::move(out);
@@ -547,7 +566,7 @@ Response Api::revoke_key(const Uuid &workspace_id, const Uuid &key_id, const std
         log_info("key revoked id=" + apikey::to_string(key_id) + " workspace=" +
                  apikey::to_string(workspace_id) + " by=" + actor +
                  " generation=" + std::to_string(change.generation));
-        publish(change);
+        publish(std::move(change));
         break;
     }
     return json_response(200, json{{"status", "revoked"}});
@@ -576,7 +595,7 @@ Response Api::patch_key(const Uuid &workspace_id, const Uuid &key_id, std::strin
         log_info("key updated id=" + apikey::to_string(key_id) + " workspace=" +
                  apikey::to_string(workspace_id) + " by=" + actor +
                  " generation=" + std::to_string(change.generation));
-        publish(change);
+        publish(std::move(change));
         break;
     }
     return get_key(workspace_id, key_id);
@@ -602,7 +621,7 @@ Response Api::put_workspace_settings(const Uuid &workspace_id, std::string_view 
         log_info("workspace settings updated id=" + apikey::to_string(workspace_id) + " by=" +
                  actor + " entities_republished=" + std::to_string(change.entities_put.size()) +
                  " generation=" + std::to_string(change.generation));
-        publish(change);
+        publish(std::move(change));
         break;
     }
     return json_response(200, workspace_settings_view(settings));
@@ -630,7 +649,7 @@ Response Api::put_entity_settings(const Uuid &workspace_id, const std::string &e
         log_info("entity settings updated workspace=" + apikey::to_string(workspace_id) +
                  " entity=" + entity + " by=" + actor +
                  " generation=" + std::to_string(change.generation));
-        publish(change);
+        publish(std::move(change));
         break;
     }
     const auto w = store_.view().workspace(workspace_id);
@@ -679,27 +698,74 @@ bool Api::try_sync() noexcept {
 }
 
 void Api::ensure_published() {
-    if (!try_sync())
+    // In a batch, checked once before it began: a rebuild must read committed state only.
+    if (!(batch_ ? batch_->in_sync : try_sync()))
         throw ApiError(503, code::publish_failed,
                        "the snapshot cannot be published right now, so no change is accepted; "
                        "see apikeyd's log");
 }
 
-void Api::publish(const Change &change) {
+// Applies `changes` (consecutive generations) in one snapshot transaction; false, logged
+// and counted, when that fails (the next publish or maintenance() rebuilds).
+bool Api::apply_changes(const std::vector<const Change *> &changes) noexcept {
     try {
         const auto start = std::chrono::steady_clock::now();
-        publisher_.apply(change);
+        publisher_.apply(changes);
         metrics_.observe_publish(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        return true;
     } catch (const std::exception &e) {
-        log_error("snapshot publish of generation " + std::to_string(change.generation) +
+        log_error("snapshot publish of generation " + std::to_string(changes.back()->generation) +
                   " failed: " + e.what());
         metrics_.count_publish_failure();
         publish_failing_ = true;
-        throw ApiError(503, code::publish_failed,
-                       "the change was stored but not yet published to nginx; apikeyd keeps "
-                       "retrying, see its log");
+        return false;
     }
+}
+
+void Api::publish(Change &&change) {
+    if (batch_ != nullptr) {  // published by handle_batch() once the batch is durable
+        batch_->changes.push_back(std::move(change));
+        batch_->changed_by.push_back(batch_->current);
+        return;
+    }
+    if (!apply_changes({&change})) throw ApiError(503, code::publish_failed, kNotPublished);
+}
+
+std::vector<Response> Api::handle_batch(const std::vector<Request> &requests) noexcept {
+    Pending pending;
+    // Before the batch opens: a rebuild it needs reads the committed store.
+    pending.in_sync = try_sync();
+    std::vector<Response> out;
+    out.reserve(requests.size());
+    try {
+        Store::Batch batch(store_);
+        batch_ = &pending;
+        for (; pending.current < requests.size(); ++pending.current)
+            out.push_back(dispatch(requests[pending.current]));
+        batch_ = nullptr;
+        batch.commit();
+    } catch (const std::exception &e) {
+        // Not durable: no response of the batch may claim (or show) what it wrote.
+        batch_ = nullptr;
+        const auto *store = dynamic_cast<const lmdb::LmdbError *>(&e);
+        if (store == nullptr) log_error(std::string("internal error: ") + e.what());
+        const Response failed = store ? store_error(*store)
+                                      : error_response(500, code::internal_error,
+                                                       "internal error; see apikeyd's log");
+        out.resize(requests.size());
+        for (Response &r : out) replace_response(r, failed);
+        pending.changes.clear();  // never published: the store does not hold them
+    }
+    if (!pending.changes.empty()) {
+        std::vector<const Change *> changes;
+        for (const Change &c : pending.changes) changes.push_back(&c);
+        if (!apply_changes(changes))
+            for (const std::size_t i : pending.changed_by)
+                replace_response(out[i], error_response(503, code::publish_failed, kNotPublished));
+    }
+    for (std::size_t i = 0; i < requests.size(); ++i) count(requests[i], out[i]);
+    return out;
 }
 
 void Api::maintenance() noexcept {

@@ -55,6 +55,14 @@ public:
     // Never throws: store and publish failures become 5xx JSON errors.
     Response handle(const Request &request) noexcept;
 
+    // Group commit: the requests in order, their mutations in one Store::Batch (one
+    // durable commit) and their changes in one snapshot publish, and only then the
+    // responses. A mutation sees those before it; one that fails aborts only itself. If
+    // the commit fails, every response is the store's 503 (nothing was changed, and no
+    // read may show what was not); if the publish fails, every mutation that changed
+    // something gets handle()'s 503 publish_failed (stored, published later).
+    std::vector<Response> handle_batch(const std::vector<Request> &requests) noexcept;
+
     // Retries a snapshot publish that failed earlier; the server calls it periodically.
     void maintenance() noexcept;
 
@@ -72,6 +80,7 @@ public:
 
 private:
     Response dispatch(const Request &request) noexcept;
+    void count(const Request &request, const Response &response) noexcept;
     Response healthz();
     Response metrics();
     Response route(const Request &request, const std::string &actor);
@@ -98,11 +107,23 @@ private:
     // nullptr when the header does not carry a configured admin token.
     const AdminToken *authenticate(const std::optional<std::string_view> &authorization) const;
     // Before a mutation: a snapshot left behind by an earlier failure is rebuilt first, so
-    // the store never runs ahead of what nginx enforces by more than one change.
+    // the store never runs ahead of what nginx enforces by more than one change (one
+    // batch's changes under group commit).
     void ensure_published();
     // Rebuilds a snapshot left behind by a failed publish; false while that still fails.
     bool try_sync() noexcept;
-    void publish(const Change &change);
+    // Publishes now, or, in a batch, once the batch is committed.
+    void publish(Change &&change);
+    bool apply_changes(const std::vector<const Change *> &changes) noexcept;
+
+    // The open handle_batch(), if any.
+    struct Pending {
+        bool in_sync = false;                 // ensure_published() at the batch's start
+        std::size_t current = 0;              // index of the request being handled
+        std::vector<Change> changes;          // in generation order
+        std::vector<std::size_t> changed_by;  // request index of each change
+    };
+    Pending *batch_ = nullptr;
 
     Store &store_;
     Publisher &publisher_;

@@ -95,7 +95,7 @@ int run_daemon(const Config &config) {
     std::unique_ptr<HttpServer> server;
     try {
         server = std::make_unique<HttpServer>(ioc, options,
-                                              [&api](const Request &r) { return api.handle(r); });
+                                              [&api](const std::vector<Request> &batch) { return api.handle_batch(batch); });
     } catch (const std::exception &e) {
         log_error(e.what());
         return 1;

@@ -12,6 +12,11 @@
 // and the connection is closed. Error answers that close the connection first drain what
 // the client is still sending (bounded), so the client reads the answer instead of a reset.
 // One access-log line per request: peer, method, loggable path, status, bytes, µs, actor.
+//
+// Group commit: a parsed request is queued, not handled at once; a flush posted to the
+// io_context hands the queue (the requests that arrived in the same turn, at most
+// kMaxBatch) to the BatchHandler in one call, then writes every response. While a batch
+// commits, the next one gathers in the sockets.
 #pragma once
 
 #include "api.h"
@@ -28,6 +33,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace boost::asio::ssl {
 class context;
@@ -56,8 +62,13 @@ struct ServerOptions {
 class HttpServer {
 public:
     using Handler = std::function<Response(const Request &)>;
+    // One response per request, in order (Api::handle_batch).
+    using BatchHandler = std::function<std::vector<Response>(const std::vector<Request> &)>;
+    static constexpr std::size_t kMaxBatch = 256;
 
     // Binds and listens; throws std::runtime_error naming the address when it cannot.
+    HttpServer(boost::asio::io_context &ioc, const ServerOptions &options, BatchHandler handler);
+    // Each request on its own (a batch handled one by one).
     HttpServer(boost::asio::io_context &ioc, const ServerOptions &options, Handler handler);
     ~HttpServer();
     HttpServer(const HttpServer &) = delete;

@@ -44,7 +44,7 @@ void Publisher::rebuild() {
     published_ = 0;
     // One read transaction of the store for the whole rebuild: the snapshot gets exactly
     // the state of the generation it is stamped with.
-    Store::View view = store_.view();
+    Store::View view = store_.committed_view();
     const std::uint64_t generation = view.generation();
     writer().publish(generation, [&](snapshot::Batch &batch) {
         batch.clear_all();
@@ -75,49 +75,52 @@ void Publisher::rebuild() {
     published_ = generation;
 }
 
-void Publisher::apply(const Change &change) {
-    if (published_ == 0 || change.generation != published_ + 1) {
+void Publisher::apply(const Change &change) { apply(std::vector<const Change *>{&change}); }
+
+void Publisher::apply(const std::vector<const Change *> &changes) {
+    if (changes.empty()) return;
+    if (published_ == 0 || changes.front()->generation != published_ + 1) {
         rebuild();
         return;
     }
+    const std::uint64_t last = changes.back()->generation;
     published_ = 0;  // unknown until this publish commits
-    writer().publish(change.generation, [&](snapshot::Batch &batch) {
-        // Deletions first: a workspace deleted and re-created with the same org/slug in
-        // one change must end up present.
-        for (const Workspace &w : change.workspaces_deleted) batch.delete_workspace(w.path());
-        for (const EntityRef &e : change.entities_deleted)
-            batch.delete_entity(e.workspace_id, e.entity);
-        for (const Workspace &w : change.workspaces_put) batch.put_workspace(w.path(), record_of(w));
-        for (const EntityPut &e : change.entities_put)
-            batch.put_entity(e.workspace_id, e.entity, e.record);
-        // A key's record holds its workspace's default rate limit when it has none (read
-        // from the store as committed: this runs right after the commit, on the same
-        // thread). The keys of one change are nearly always of one workspace: its default
-        // is looked up once.
-        std::optional<Store::View> view;
-        std::optional<Uuid> looked_up;
-        std::optional<snapshot::RateLimit> workspace_default;
-        // In hash order (the table's key order): a bulk import then fills the keys table's
-        // pages front to back, each copied once, instead of dirtying them at random.
-        std::vector<const ApiKey *> keys;
-        keys.reserve(change.keys_put.size());
-        for (const ApiKey &k : change.keys_put) keys.push_back(&k);
-        if (keys.size() > 1)
-            std::sort(keys.begin(), keys.end(), [](const ApiKey *a, const ApiKey *b) {
-                return a->key_sha256 < b->key_sha256;
-            });
-        for (const ApiKey *key : keys) {
-            const ApiKey &k = *key;
-            if (!view) view.emplace(store_.view());
-            if (looked_up != k.workspace_id) {
-                const auto w = view->workspace(k.workspace_id);  // none once deleted
-                workspace_default = w ? w->settings.default_rate_limit : std::nullopt;
-                looked_up = k.workspace_id;
-            }
-            batch.put_key(k.key_sha256, k.snapshot_record(workspace_default));
-        }
+    writer().publish(last, [&](snapshot::Batch &batch) {
+        // Read from the store as committed: this runs right after the commit, on the same
+        // thread, so it holds every change of the batch.
+        Store::View view = store_.committed_view();
+        for (const Change *change : changes) write_delta(batch, view, *change);
     });
-    published_ = change.generation;
+    published_ = last;
+}
+
+void Publisher::write_delta(snapshot::Batch &batch, Store::View &view, const Change &change) {
+    // Deletions first: a workspace deleted and re-created with the same org/slug in one
+    // change must end up present.
+    for (const Workspace &w : change.workspaces_deleted) batch.delete_workspace(w.path());
+    for (const EntityRef &e : change.entities_deleted) batch.delete_entity(e.workspace_id, e.entity);
+    for (const Workspace &w : change.workspaces_put) batch.put_workspace(w.path(), record_of(w));
+    for (const EntityPut &e : change.entities_put) batch.put_entity(e.workspace_id, e.entity, e.record);
+    // A key's record holds its workspace's default rate limit when it has none. The keys
+    // of one change are nearly always of one workspace: its default is looked up once.
+    std::optional<Uuid> looked_up;
+    std::optional<snapshot::RateLimit> workspace_default;
+    // In hash order (the table's key order): a bulk import then fills the keys table's
+    // pages front to back, each copied once, instead of dirtying them at random.
+    std::vector<const ApiKey *> keys;
+    keys.reserve(change.keys_put.size());
+    for (const ApiKey &k : change.keys_put) keys.push_back(&k);
+    if (keys.size() > 1)
+        std::sort(keys.begin(), keys.end(),
+                  [](const ApiKey *a, const ApiKey *b) { return a->key_sha256 < b->key_sha256; });
+    for (const ApiKey *k : keys) {
+        if (looked_up != k->workspace_id) {
+            const auto w = view.workspace(k->workspace_id);  // none once deleted
+            workspace_default = w ? w->settings.default_rate_limit : std::nullopt;
+            looked_up = k->workspace_id;
+        }
+        batch.put_key(k->key_sha256, k->snapshot_record(workspace_default));
+    }
 }
 
 }  // namespace apikeyd

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace apikeyd {
 
@@ -29,6 +30,9 @@ public:
     // Publishes one committed change (see above). Throws on failure; the next apply() or
     // sync() then rebuilds.
     void apply(const Change &change);
+    // The changes of one group commit (consecutive generations, in order) in one snapshot
+    // transaction stamped with the last generation: nginx sees all of them or none.
+    void apply(const std::vector<const Change *> &changes);
 
     // False when the snapshot's files were deleted or replaced behind apikeyd's back.
     bool in_place() const { return writer_ && writer_->in_place(); }
@@ -46,6 +50,8 @@ public:
 
 private:
     void rebuild();
+    // One change's delta into an open snapshot transaction.
+    void write_delta(apikey::snapshot::Batch &batch, Store::View &view, const Change &change);
     apikey::snapshot::Writer &writer();  // writer_, opened again if a reopen() failed
 
     Store &store_;

@@ -109,7 +109,9 @@ void ensure_private_dir(const std::string &dir) {
 // change-feed entry, committed together.
 class Store::Mutation {
 public:
-    Mutation(Store &store, const Audit &audit) : store_(store), audit_(audit), txn_(*store.env_, 0) {
+    Mutation(Store &store, const Audit &audit)
+        : store_(store), audit_(audit),
+          txn_(store.batch_ ? lmdb::Txn(*store.env_, *store.batch_) : lmdb::Txn(*store.env_, 0)) {
         change_.generation = read_generation(txn_, store.meta_) + 1;
     }
     lmdb::Txn &txn() { return txn_; }
@@ -140,6 +142,7 @@ public:
         lmdb::put(txn_, store_.workspace_changes_, std::string(bytes_of(workspace_)) + seq, {});
         lmdb::put(txn_, store_.meta_, kMetaGeneration, encode_u64(change_.generation));
         txn_.commit();
+        if (store_.batch_ == nullptr) ++store_.commits_;  // else durable with the batch
         return std::move(change_);
     }
 
@@ -234,12 +237,37 @@ Store::~Store() {
     if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
-std::uint64_t Store::generation() { return view().generation(); }
+std::uint64_t Store::generation() { return committed_view().generation(); }
 
-Store::View Store::view() { return View(*this); }
+Store::View Store::view() { return View(*this, batch_); }
 
-Store::View::View(Store &store)
-    : store_(store), txn_(std::make_unique<lmdb::Txn>(*store.env_, MDB_RDONLY)) {}
+Store::View Store::committed_view() { return View(*this, nullptr); }
+
+Store::View::View(Store &store, lmdb::Txn *batch)
+    : store_(store), own_(batch ? nullptr : std::make_unique<lmdb::Txn>(*store.env_, MDB_RDONLY)),
+      txn_(batch ? batch : own_.get()) {}
+
+Store::Batch::Batch(Store &store) : store_(store) {
+    if (store.batch_ != nullptr) throw std::logic_error("a store batch is already open");
+    txn_ = std::make_unique<lmdb::Txn>(*store.env_, 0);
+    store.batch_ = txn_.get();
+}
+
+Store::Batch::~Batch() {
+    if (store_.batch_ == txn_.get()) store_.batch_ = nullptr;
+}
+
+void Store::Batch::commit() {
+    store_.batch_ = nullptr;  // over, whatever happens: later mutations commit alone
+    try {
+        if (store_.before_batch_commit_) store_.before_batch_commit_();
+    } catch (...) {
+        txn_->abort();
+        throw;
+    }
+    txn_->commit();
+    ++store_.commits_;
+}
 
 std::uint64_t Store::View::generation() { return read_generation(*txn_, store_.meta_); }
 

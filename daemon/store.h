@@ -14,7 +14,8 @@
 //   changes          seq (u64 big-endian) -> change-feed entry (JSON)
 //   workspace_changes workspace uuid + seq (u64 big-endian) -> ""   (a workspace's feed)
 //
-// Every mutation is one write transaction that also increments "generation" and appends
+// Every mutation is one write transaction (a nested one inside a Batch: group commit, see
+// below) that also increments "generation" and appends
 // exactly one change-feed entry whose seq is that generation (Mutation::commit, the one
 // place every mutation goes through, refuses to commit without one). It returns the
 // Change it committed, which the publisher applies to the snapshot stamped with that
@@ -99,7 +100,34 @@ public:
     Store(const Store &) = delete;
     Store &operator=(const Store &) = delete;
 
-    // A consistent read-only view (one LMDB read transaction).
+    // Group commit: while a Batch is open, every mutation runs in an LMDB nested
+    // transaction of the batch's one write transaction, so a mutation that fails aborts
+    // only itself and the next one sees the writes of those before it (each still gets its
+    // own generation and feed entry). Nothing of the batch is durable, or visible to
+    // committed_view(), until commit(): one synced commit for all of them. At most one
+    // batch at a time; the destructor aborts one not committed.
+    class Batch {
+    public:
+        explicit Batch(Store &store);  // throws LmdbError
+        ~Batch();
+        Batch(const Batch &) = delete;
+        Batch &operator=(const Batch &) = delete;
+        void commit();  // throws LmdbError; the batch is over either way
+
+    private:
+        Store &store_;
+        std::unique_ptr<apikey::lmdb::Txn> txn_;
+    };
+
+    // Durable write commits so far (a batch's counts once): for tests and benchmarks.
+    std::uint64_t commits() const { return commits_; }
+    // Fault injection for tests: called right before a batch commits; what it throws
+    // fails the commit (the batch is then aborted).
+    void set_before_batch_commit(std::function<void()> hook) { before_batch_commit_ = std::move(hook); }
+
+    // A consistent read-only view (one LMDB read transaction). While a Batch is open,
+    // view() reads through the batch instead (what its mutations wrote so far); the
+    // committed_view() never does (what the snapshot may be built from).
     class View {
     public:
         std::uint64_t generation();
@@ -129,15 +157,17 @@ public:
 
     private:
         friend class Store;
-        explicit View(Store &store);
+        View(Store &store, apikey::lmdb::Txn *batch);
         Store &store_;
-        std::unique_ptr<apikey::lmdb::Txn> txn_;
+        std::unique_ptr<apikey::lmdb::Txn> own_;  // null when reading through a batch
+        apikey::lmdb::Txn *txn_;
     };
     View view();
+    View committed_view();
 
     // Bytes of the map in use (pages up to the last one written).
     std::uint64_t used_bytes();
-    std::uint64_t generation();
+    std::uint64_t generation();  // committed
 
     // Every mutation records `audit` (who, when) in its change-feed entry.
 
@@ -208,6 +238,9 @@ private:
     MDB_dbi meta_ = 0, workspaces_ = 0, workspace_paths_ = 0, keys_ = 0, workspace_keys_ = 0,
             entity_settings_ = 0, changes_ = 0, workspace_changes_ = 0, key_hashes_ = 0;
     int lock_fd_ = -1;
+    apikey::lmdb::Txn *batch_ = nullptr;  // the open Batch's transaction
+    std::uint64_t commits_ = 0;
+    std::function<void()> before_batch_commit_;
 };
 
 }  // namespace apikeyd

@@ -44,6 +44,10 @@ Txn::Txn(Env &env, unsigned flags) {
     check(rc, "mdb_txn_begin");
 }
 
+Txn::Txn(Env &env, Txn &parent) {
+    check(mdb_txn_begin(env.get(), parent.get(), 0, &txn_), "mdb_txn_begin (nested)");
+}
+
 Txn::~Txn() { abort(); }
 
 void Txn::commit() {

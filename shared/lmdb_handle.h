@@ -51,6 +51,9 @@ private:
 class Txn {
 public:
     Txn(Env &env, unsigned flags);  // flags: 0 or MDB_RDONLY
+    // A nested write transaction: its changes reach `parent` when it commits, and nothing
+    // when it aborts. `parent` must not be used until this one ends.
+    Txn(Env &env, Txn &parent);
     ~Txn();                         // aborts if neither committed nor aborted
     Txn(const Txn &) = delete;
     Txn &operator=(const Txn &) = delete;

@@ -22,13 +22,28 @@ namespace {
 thread_local std::size_t g_heap_allocations = 0;
 }  // namespace
 
+// Every non-aligned form is replaced, so that each pairs malloc with free: replacing only
+// some leaves e.g. the nothrow new (std::stable_sort's buffer) to the sanitizer's
+// allocator while our delete frees it (alloc-dealloc-mismatch under ASan).
 void *operator new(std::size_t size) {
     ++g_heap_allocations;
     if (void *p = std::malloc(size != 0 ? size : 1)) return p;
     throw std::bad_alloc();
 }
+void *operator new[](std::size_t size) { return operator new(size); }
+void *operator new(std::size_t size, const std::nothrow_t &) noexcept {
+    ++g_heap_allocations;
+    return std::malloc(size != 0 ? size : 1);
+}
+void *operator new[](std::size_t size, const std::nothrow_t &tag) noexcept {
+    return operator new(size, tag);
+}
 void operator delete(void *p) noexcept { std::free(p); }
 void operator delete(void *p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void *p) noexcept { std::free(p); }
+void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
+void operator delete(void *p, const std::nothrow_t &) noexcept { std::free(p); }
+void operator delete[](void *p, const std::nothrow_t &) noexcept { std::free(p); }
 
 namespace {
 

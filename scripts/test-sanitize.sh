@@ -39,12 +39,15 @@ echo "== unit tests: $(( $(date +%s) - start )) s"
 
 # The harness (t/lib/ApiKeyTest.pm) runs the same t/ files against this build.
 export APIKEY_BUILD=$build
+# Test files after the build dir (default: all of t/), e.g. to rerun one under ASan.
+tests=("${@:2}")
+[ ${#tests[@]} -gt 0 ] || tests=(t/)
 export APIKEY_TIME_SCALE=${APIKEY_TIME_SCALE:-3}
 export APIKEY_DAEMON_ENV="ASAN_OPTIONS=$common:detect_leaks=1:log_path=$reports/asan-apikeyd UBSAN_OPTIONS=$ubsan-apikeyd"
 export APIKEY_NGINX_ENV="LD_PRELOAD=$asan_lib ASAN_OPTIONS=$common:detect_leaks=0:log_path=$reports/asan-nginx UBSAN_OPTIONS=$ubsan-nginx"
 start=$(date +%s)
 echo "== integration tests on $build (time scale $APIKEY_TIME_SCALE)"
-prove -I t/lib t/ || status=1
+prove -I t/lib "${tests[@]}" || status=1
 echo "== integration tests: $(( $(date +%s) - start )) s"
 
 shopt -s nullglob

@@ -173,7 +173,9 @@ SKIP: {
     my $flag = "$d/fault.flag";
     $t->stop_daemon;
     {
-        local $ENV{LD_PRELOAD} = $so;
+        # After any preload already there: a sanitized apikeyd (make test-sanitize) needs
+        # the ASan runtime first in the library list, or it refuses to start.
+        local $ENV{LD_PRELOAD} = join ' ', grep { defined && length } $ENV{LD_PRELOAD}, $so;
         local $ENV{FAULT_SHIM_FLAG} = $flag;
         $t->start_daemon;
     }

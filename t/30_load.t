@@ -103,9 +103,15 @@ for my $class (sort keys %$want) {
 }
 
 diag "worker RSS (kB) at $first s: @rss0, near the end: @rss1";
-for my $i (0 .. $#workers) {
-    cmp_ok $rss1[$i] - $rss0[$i], '<', 4096,
-        "worker $workers[$i]: resident memory flat under load (+" . ($rss1[$i] - $rss0[$i]) . ' kB)';
+SKIP: {
+    # Under make test-sanitize ASan's quarantine keeps freed memory resident (by design),
+    # so RSS grows without a leak; LeakSanitizer and the normal build cover this there.
+    skip 'RSS is not flat under the ASan runtime (quarantine)', scalar @workers
+        if ($ApiKeyTest::NGINX_ENV{LD_PRELOAD} // '') =~ /asan/;
+    for my $i (0 .. $#workers) {
+        cmp_ok $rss1[$i] - $rss0[$i], '<', 4096,
+            "worker $workers[$i]: resident memory flat under load (+" . ($rss1[$i] - $rss0[$i]) . ' kB)';
+    }
 }
 
 my $errors = join "\n", grep { /\[(?:alert|crit|emerg)\]|worker_connections are not enough/ }

@@ -1,7 +1,8 @@
 package ApiKeyLoad;
 
-# Runs build/tools/loadclient (t/tools/loadclient.cc) against an ApiKeyTest's nginx, in
-# the background, and parses what it reports. Used by the load tests (t/30, t/32-34).
+# Runs tools/loadclient (t/tools/loadclient.cc) of the harness's build dir (build/, or
+# APIKEY_BUILD under make test-sanitize) against an ApiKeyTest's nginx, in the
+# background, and parses what it reports. Used by the load tests (t/30, t/32-34).
 #
 #   my @mix = ApiKeyLoad::standard_mix($t, $path, valid => [...], read_only => [...],
 #                                      revoked => [...]);
@@ -21,7 +22,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 
-our $LOADCLIENT = $ENV{TEST_APIKEY_LOADCLIENT} || "$ApiKeyTest::REPO/build/tools/loadclient";
+our $LOADCLIENT = $ENV{TEST_APIKEY_LOADCLIENT} || "$ApiKeyTest::BUILD/tools/loadclient";
 
 my %RUNNING;      # pid => 1 for every client started and not yet reaped
 my $OWNER = $$;   # forked test children never clean up

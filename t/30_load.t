@@ -105,7 +105,7 @@ for my $class (sort keys %$want) {
 diag "worker RSS (kB) at $first s: @rss0, near the end: @rss1";
 SKIP: {
     # Under make test-sanitize ASan's quarantine keeps freed memory resident (by design),
-    # so RSS grows without a leak; LeakSanitizer and the normal build cover this there.
+    # so RSS grows without a leak; the normal build's run checks it.
     skip 'RSS is not flat under the ASan runtime (quarantine)', scalar @workers
         if ($ApiKeyTest::NGINX_ENV{LD_PRELOAD} // '') =~ /asan/;
     for my $i (0 .. $#workers) {

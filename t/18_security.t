@@ -15,10 +15,6 @@ use Time::HiRes qw(sleep time);
 
 sub run_cmd {
     my (@cmd) = @_;
-    # Only nginx needs the sanitizer runtime preloaded (make test-sanitize): curl with
-    # libasan preloaded hangs in a futex on its TLS requests.
-    local $ENV{LD_PRELOAD};
-    delete $ENV{LD_PRELOAD};
     my $out = qx{@cmd 2>&1};
     return ($? >> 8, $out);
 }

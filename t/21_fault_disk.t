@@ -173,9 +173,10 @@ SKIP: {
     my $flag = "$d/fault.flag";
     $t->stop_daemon;
     {
-        # After any preload already there: a sanitized apikeyd (make test-sanitize) needs
-        # the ASan runtime first in the library list, or it refuses to start.
-        local $ENV{LD_PRELOAD} = join ' ', grep { defined && length } $ENV{LD_PRELOAD}, $so;
+        # After the sanitizer runtime when there is one (make test-sanitize): a sanitized
+        # apikeyd refuses to start unless ASan comes first in the library list.
+        local $ENV{LD_PRELOAD} = join ' ', grep { defined && length }
+            $ApiKeyTest::NGINX_ENV{LD_PRELOAD}, $so;
         local $ENV{FAULT_SHIM_FLAG} = $flag;
         $t->start_daemon;
     }

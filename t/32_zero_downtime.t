@@ -121,8 +121,7 @@ sub alerts {
 # workers are gone and the new ones run.
 sub nginx_s_reload {
     my %old = map { $_ => 1 } $t->worker_pids;
-    my $rc = system $ApiKeyTest::NGINX, '-p', $t->dir . '/', '-c', $t->dir . '/nginx.conf',
-        '-e', $t->dir . '/error.log', '-s', 'reload';
+    my $rc = $t->run_nginx('-s', 'reload');
     return 0 if $rc != 0;
     return $t->wait_until(sub {
         my @w = $t->worker_pids;

@@ -77,10 +77,6 @@ sub _env_pairs {
     return %env;
 }
 
-# Every child of the test gets APIKEY_NGINX_ENV, so a test that runs nginx itself
-# (system $ApiKeyTest::NGINX, '-s', ...) loads the sanitized module too; apikeyd's spawn
-# adds APIKEY_DAEMON_ENV over it.
-$ENV{$_} = $NGINX_ENV{$_} for keys %NGINX_ENV;
 
 # The factor every harness wait is multiplied by (APIKEY_TIME_SCALE): tests with their
 # own timing assertions scale them with it.
@@ -525,6 +521,16 @@ sub worker_pids {
     return () unless $self->{nginx_pid};
     return grep { _slurp("/proc/$_/cmdline") =~ /worker process/ }
         $self->_children_of($self->{nginx_pid});
+}
+
+# `nginx ARGS` for this instance's prefix, config and error log (e.g. `-s reload`), with
+# APIKEY_NGINX_ENV (the sanitizer runtime under make test-sanitize) in its environment
+# only: other programs a test runs never get it. Returns system()'s status.
+sub run_nginx {
+    my ($self, @args) = @_;
+    local %ENV = (%ENV, %NGINX_ENV);
+    return system $NGINX, '-p', "$self->{dir}/", '-c', "$self->{dir}/nginx.conf",
+        '-e', "$self->{dir}/error.log", @args;
 }
 
 # Graceful reconfiguration (what `nginx -s reload` does): HUP, then wait until every old

@@ -1,11 +1,14 @@
 // libFuzzer target: the snapshot record decoders (shared/snapshot_schema) fed corrupted
 // bytes, as nginx workers would read them from a damaged or foreign snapshot. Input byte
-// 0 picks the decoder (key, workspace, entity, u64), the rest is the record.
+// 0 picks the decoder (key, workspace, entity, u64, key bucket), the rest is the record;
+// for a key bucket, its first 32 bytes are the hash looked up.
 //
 // Invariants: decode never reads past its input (the record is an exact-size heap copy:
 // ASan), the views it returns lie inside the input, and what it accepts survives
-// encode -> decode unchanged.
+// encode -> decode unchanged; a key bucket the writer edits is whole again and holds the
+// edit.
 #include "fuzz_check.h"
+#include "key_bucket.h"
 #include "snapshot_schema.h"
 
 #include <cstddef>
@@ -13,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 using namespace apikey::snapshot;
 
@@ -85,6 +89,26 @@ void u64_record(std::string_view bytes) {
     FUZZ_CHECK(encode_u64(n) == bytes);
 }
 
+void key_bucket(std::string_view bytes) {
+    if (bytes.size() < 32) return;
+    apikey::Digest hash;
+    std::memcpy(hash.data(), bytes.data(), 32);
+    const std::string_view bucket = bytes.substr(32);
+    std::string_view record;
+    if (find_in_bucket(bucket, hash, record) == BucketLookup::found)
+        FUZZ_CHECK(fuzz::inside(record, bucket));
+    std::vector<BucketEntry> entries;
+    bucket_entries(bucket, entries);
+    // What apikeyd's next publish into this bucket writes.
+    const std::string edited = put_in_bucket(bucket, hash, "edit");
+    FUZZ_CHECK(find_in_bucket(edited, hash, record) == BucketLookup::found && record.substr(0, 4) == "edit");
+    std::vector<BucketEntry> after;
+    FUZZ_CHECK(bucket_entries(edited, after));
+    for (const auto &e : after)
+        FUZZ_CHECK(find_in_bucket(edited, e.hash, record) == BucketLookup::found &&
+                   record == e.record);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
@@ -94,11 +118,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     std::unique_ptr<char[]> record(new char[n ? n : 1]);
     if (n) std::memcpy(record.get(), data + 1, n);
     const std::string_view bytes(record.get(), n);
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: key_record(bytes); break;
     case 1: workspace_record(bytes); break;
     case 2: entity_record(bytes); break;
     case 3: u64_record(bytes); break;
+    case 4: key_bucket(bytes); break;
     }
     return 0;
 }

@@ -1,7 +1,9 @@
 #include "snapshot_reader.h"
 
+#include "key_bucket.h"
 #include "lmdb_handle.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -100,7 +102,10 @@ int Reader::start() noexcept {
     int rc = txn_ != nullptr ? mdb_txn_renew(txn_)
                              : mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_);
     if (rc != MDB_MAP_RESIZED) return rc;
-    // apikeyd grew the map. Adopting the new size needs no live transaction here.
+    // apikeyd grew the map. Adopting the new size needs no live transaction here. The map
+    // may move: no pointer into it survives.
+    ++epoch_;
+    meta_txn_id_ = 0;
     if (txn_ != nullptr) mdb_txn_abort(txn_);
     txn_ = nullptr;
     rc = mdb_env_set_mapsize(env_, 0);
@@ -117,22 +122,53 @@ Reader::View Reader::view() noexcept {
     }
     // The meta records change only with a commit, and every commit has a new transaction
     // id: they are read again only when the id moved since the last request.
-    const std::size_t txn_id = mdb_txn_id(txn_);
-    if (txn_id != meta_txn_id_) {
-        std::uint64_t format = 0, generation = 0;
-        if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion) {
-            mdb_txn_reset(txn_);
-            meta_txn_id_ = 0;
-            v.error_ = "snapshot format changed to one this module does not read";
-            return v;
-        }
-        read_u64(txn_, meta_, kMetaGeneration, generation);
-        generation_ = generation;
-        meta_txn_id_ = txn_id;
+    if (mdb_txn_id(txn_) != meta_txn_id_ && !read_meta()) {
+        mdb_txn_reset(txn_);
+        meta_txn_id_ = 0;
+        v.error_ = "snapshot format changed to one this module does not read";
+        return v;
     }
     v.generation_ = generation_;
     v.reader_ = this;
     return v;
+}
+
+bool Reader::read_meta() noexcept {
+    std::uint64_t format = 0, generation = 0, bits = 0;
+    if (!read_u64(txn_, meta_, kMetaFormat, format) || format != kFormatVersion ||
+        !read_u64(txn_, meta_, kMetaKeyBucketBits, bits) || bits < kMinKeyBucketBits ||
+        bits > kMaxKeyBucketBits)
+        return false;
+    read_u64(txn_, meta_, kMetaGeneration, generation);
+    generation_ = generation;
+    bucket_bits_ = static_cast<unsigned>(bits);
+    if (bucket_bits_ != buckets_bits_) {
+        // Zeroed pages from the kernel, touched only where a bucket is looked up. On
+        // failure lookups go to LMDB every time.
+        buckets_.reset(static_cast<BucketRef *>(std::calloc(std::size_t{1} << bucket_bits_,
+                                                            sizeof(BucketRef))));
+        buckets_bits_ = buckets_ ? bucket_bits_ : 0;
+    }
+    meta_txn_id_ = mdb_txn_id(txn_);
+    ++epoch_;  // every cached bucket is of the previous version
+    return true;
+}
+
+void Reader::FreeBuckets::operator()(BucketRef *p) const noexcept { std::free(p); }
+
+int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
+    BucketRef *ref = buckets_bits_ == bucket_bits_ ? &buckets_[number] : nullptr;
+    if (ref != nullptr && ref->epoch == epoch_) {
+        out = std::string_view(ref->data, ref->size);
+        return MDB_SUCCESS;
+    }
+    MDB_val k{sizeof(number), &number}, v{};
+    const int rc = mdb_get(txn_, keys_, &k, &v);
+    if (rc == MDB_NOTFOUND) v = MDB_val{0, nullptr};
+    else if (rc != MDB_SUCCESS) return rc;
+    out = from_val(v);
+    if (ref != nullptr) *ref = BucketRef{epoch_, out.data(), out.size()};
+    return MDB_SUCCESS;
 }
 
 Reader::View::View(View &&other) noexcept
@@ -151,17 +187,16 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {
-    std::uint64_t index = key_index(hash.data());
-    MDB_val k{sizeof(index), &index}, v{};
-    const int rc = mdb_get(reader_->txn_, reader_->keys_, &k, &v);
-    if (rc == MDB_NOTFOUND) return Lookup::absent;
-    if (rc != MDB_SUCCESS) return Lookup::corrupt;
-    // The full hash is always verified: the table key is only its first 8 bytes.
-    std::string_view record;
-    bool valid = true;
-    if (!find_key_entry(from_val(v), hash.data() + (hash.size() - kHashSuffix), record, valid))
-        return valid ? Lookup::absent : Lookup::corrupt;
-    return decode(record, out) ? Lookup::found : Lookup::corrupt;
+    std::string_view bucket, record;
+    if (reader_->bucket(key_bucket(hash.data(), reader_->bucket_bits_), bucket) != MDB_SUCCESS)
+        return Lookup::corrupt;
+    if (bucket.empty()) return Lookup::absent;
+    switch (find_in_bucket(bucket, hash, record)) {
+    case BucketLookup::found: return decode(record, out) ? Lookup::found : Lookup::corrupt;
+    case BucketLookup::absent: return Lookup::absent;
+    case BucketLookup::corrupt: break;
+    }
+    return Lookup::corrupt;
 }
 
 Lookup Reader::View::find_workspace(std::string_view path, WorkspaceView &out) const noexcept {

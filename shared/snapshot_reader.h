@@ -69,6 +69,12 @@ private:
     Reader() = default;
     // Begins or renews the transaction, adopting a grown map; returns an LMDB code.
     int start() noexcept;
+    // Reads the meta records of a transaction id not seen before; false when they say
+    // another format or an impossible bucket count.
+    bool read_meta() noexcept;
+    // The bucket `number` of the key table in the current transaction (empty: none), or
+    // an LMDB error code.
+    int bucket(std::uint32_t number, std::string_view &out) noexcept;
 
     MDB_env *env_ = nullptr;
     MDB_txn *txn_ = nullptr;  // kept across requests, reset between them
@@ -76,6 +82,26 @@ private:
     // Transaction id the meta records were last read in (0: never) and what they said.
     std::size_t meta_txn_id_ = 0;
     std::uint64_t generation_ = 0;
+    unsigned bucket_bits_ = 0;
+
+    // Where each bucket of the key table lies in the map, found by an mdb_get once per
+    // snapshot version and kept while the transaction id stays: pages of the newest
+    // commit are never reused by the writer, so a pointer taken in an earlier transaction
+    // of the same id (reset and renewed since) still points at the same bytes. `epoch_`
+    // moves whenever the id moves or the map is remapped; an entry of another epoch is
+    // unknown. 2^bits entries, calloc'ed when the bucket count changes (a rebuild);
+    // without them every lookup does its mdb_get.
+    struct BucketRef {
+        std::uint64_t epoch;
+        const char *data;
+        std::size_t size;
+    };
+    struct FreeBuckets {
+        void operator()(BucketRef *p) const noexcept;
+    };
+    std::unique_ptr<BucketRef[], FreeBuckets> buckets_;
+    unsigned buckets_bits_ = 0;  // what buckets_ was sized for
+    std::uint64_t epoch_ = 1;
 };
 
 }  // namespace apikey::snapshot

@@ -154,48 +154,16 @@ bool decode(std::string_view bytes, KeyRecord &out) noexcept {
     return true;
 }
 
-std::uint64_t key_index(const unsigned char *hash) noexcept {
+unsigned key_bucket_bits_for(std::size_t keys) noexcept {
+    unsigned bits = 12;
+    while (bits < 20 && (keys >> bits) > 256) ++bits;
+    return bits;
+}
+
+std::uint32_t key_bucket(const unsigned char *hash, unsigned bits) noexcept {
     std::uint64_t v = 0;
     for (int i = 0; i < 8; ++i) v = v << 8 | hash[i];
-    return v;
-}
-
-bool find_key_entry(std::string_view value, const unsigned char *suffix,
-                    std::string_view &record, bool &valid) noexcept {
-    valid = true;
-    std::size_t pos = 0;
-    while (pos < value.size()) {
-        const std::size_t len = static_cast<unsigned char>(value[pos]);
-        if (value.size() - pos < 1 + kHashSuffix + len) break;
-        if (std::memcmp(value.data() + pos + 1, suffix, kHashSuffix) == 0) {
-            record = value.substr(pos + 1 + kHashSuffix, len);
-            return true;
-        }
-        pos += 1 + kHashSuffix + len;
-    }
-    valid = pos == value.size();
-    return false;
-}
-
-std::string put_key_entry(std::string_view value, const unsigned char *suffix,
-                          std::string_view record) {
-    if (record.size() > 0xFF) throw std::length_error("key record longer than 255 bytes");
-    std::string out;
-    out.reserve(value.size() + 1 + kHashSuffix + record.size());
-    std::size_t pos = 0;
-    while (pos < value.size()) {
-        const std::size_t len = static_cast<unsigned char>(value[pos]);
-        if (value.size() - pos < 1 + kHashSuffix + len) break;  // drop a damaged tail
-        if (std::memcmp(value.data() + pos + 1, suffix, kHashSuffix) != 0)
-            out.append(value.substr(pos, 1 + kHashSuffix + len));
-        pos += 1 + kHashSuffix + len;
-    }
-    if (!record.empty()) {
-        out.push_back(static_cast<char>(record.size()));
-        out.append(reinterpret_cast<const char *>(suffix), kHashSuffix);
-        out.append(record);
-    }
-    return out;
+    return static_cast<std::uint32_t>(v >> (64 - bits));
 }
 
 std::string encode(const WorkspaceRecord &r) {

@@ -2,14 +2,14 @@
 // lock.mdb) that apikeyd writes and every nginx worker reads. This file is the single
 // definition of its layout; snapshot_writer and snapshot_reader both go through it.
 //
-//   meta        "format"       -> u64 kFormatVersion
-//               "generation"   -> u64, +1 on every publish
-//               "published_at" -> i64 unix milliseconds of the last publish
-//   key_index   first 8 bytes of SHA-256(key), big-endian, as a native u64 (MDB_INTEGERKEY)
-//               -> one or more entries: u8 record size, the other 24 bytes of the hash,
-//               KeyRecord (38 bytes; 46 or 54 with expiry / rate limit). Two keys share
-//               a table key only when their hashes share 64 bits (about 1 in 2^45 at 1M
-//               keys); the reader always compares the rest of the hash.
+//   meta        "format"          -> u64 kFormatVersion
+//               "generation"      -> u64, +1 on every publish
+//               "published_at"    -> i64 unix milliseconds of the last publish
+//               "key_bucket_bits" -> u64 B: the key table has 2^B buckets
+//   key_buckets bucket number (a native u32, MDB_INTEGERKEY): the first B bits of
+//               SHA-256(key) -> a bucket (key_bucket.h): a hash table of the bucket's
+//               keys, each entry the whole hash and its KeyRecord (38 bytes; 46 or 54
+//               with expiry / rate limit). Buckets without keys are absent.
 //   workspaces  "org/slug"     -> WorkspaceRecord
 //   entities    workspace id (16 bytes) + entity name -> EntityRecord
 //
@@ -32,20 +32,19 @@
 
 namespace apikey::snapshot {
 
-// 2: compact key records (flags byte, 4 prefix characters, optional fields only when
-// set), keys written in hash order with MDB_APPEND by a full rebuild (dense pages).
+// 3: keys in hash buckets (key_buckets), the compact key records of format 2. (2: one
+// B-tree entry per key, in table key_index; 1: 64-byte records in table keys.)
 // A reader refuses any other format; apikeyd rebuilds a snapshot of another format at
 // start.
-inline constexpr std::uint64_t kFormatVersion = 2;
+inline constexpr std::uint64_t kFormatVersion = 3;
 
 // The longest key record encode() writes (expiry and rate limit both set).
 inline constexpr std::size_t kMaxKeyRecordSize = 2 + 16 + 16 + 4 + 8 + 8;
 
 inline constexpr const char *kMetaDb = "meta";
-// Format 2's key table (MDB_INTEGERKEY). Format 1's was "keys" (32-byte keys); a
-// rebuild drops it.
-inline constexpr const char *kKeysDb = "key_index";
-inline constexpr const char *kLegacyKeysDb = "keys";
+inline constexpr const char *kKeysDb = "key_buckets";  // MDB_INTEGERKEY
+// The key tables of formats 1 and 2; a rebuild drops them.
+inline constexpr const char *kLegacyKeysDbs[] = {"keys", "key_index"};
 inline constexpr const char *kWorkspacesDb = "workspaces";
 inline constexpr const char *kEntitiesDb = "entities";
 
@@ -54,6 +53,16 @@ inline constexpr std::uint8_t kDefaultMaxExpandDepth = 3;
 inline constexpr std::string_view kMetaFormat = "format";
 inline constexpr std::string_view kMetaGeneration = "generation";
 inline constexpr std::string_view kMetaPublishedAt = "published_at";
+inline constexpr std::string_view kMetaKeyBucketBits = "key_bucket_bits";
+
+// Bucket counts a reader accepts, and the writer's choice for a rebuild of `keys` keys:
+// about 256 keys a bucket (a bucket of ~20 KB, what one key's change rewrites), at least
+// 2^12 buckets, so a table that grows by single creates from empty to a million keys
+// between rebuilds still has buckets of ~250 keys.
+inline constexpr unsigned kMinKeyBucketBits = 1, kMaxKeyBucketBits = 24;
+unsigned key_bucket_bits_for(std::size_t keys) noexcept;
+// The bucket of a key hash: its first `bits` bits.
+std::uint32_t key_bucket(const unsigned char *hash, unsigned bits) noexcept;
 
 enum class Permission : std::uint8_t { read_only = 1, read_write = 2 };
 enum class KeyStatus : std::uint8_t { active = 1, revoked = 2 };
@@ -125,17 +134,6 @@ struct EntityView {
 
 std::string encode(const KeyRecord &record);
 bool decode(std::string_view bytes, KeyRecord &out) noexcept;
-
-// The key_index table key of a key hash, and the rest of the hash its entry holds.
-inline constexpr std::size_t kHashSuffix = 24;
-std::uint64_t key_index(const unsigned char *hash) noexcept;
-// Finds the entry of `suffix` (kHashSuffix bytes) in a key_index value: the record's
-// bytes, or false. `valid` is false when the value does not parse.
-bool find_key_entry(std::string_view value, const unsigned char *suffix,
-                    std::string_view &record, bool &valid) noexcept;
-// `value` with the entry of `suffix` replaced by (or, with an empty record, without) it.
-std::string put_key_entry(std::string_view value, const unsigned char *suffix,
-                          std::string_view record);
 
 std::string encode(const WorkspaceRecord &record);
 bool decode(std::string_view bytes, WorkspaceView &out) noexcept;

@@ -1,5 +1,7 @@
 #include "snapshot_writer.h"
 
+#include "key_bucket.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,34 +27,34 @@ void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &
 
 namespace {
 
-const unsigned char *suffix_of(const Digest &hash) { return hash.data() + hash.size() - kHashSuffix; }
-
-// Read-modify-write of one key_index value: `record` empty deletes the entry.
-void update_key(lmdb::Txn &txn, MDB_dbi keys, const Digest &hash, std::string_view record) {
-    std::uint64_t index = key_index(hash.data());
-    const std::string_view k(reinterpret_cast<const char *>(&index), sizeof(index));
-    const auto old = lmdb::get(txn, keys, k);
-    if (!old && record.empty()) return;
-    const std::string value = put_key_entry(old.value_or(std::string_view()), suffix_of(hash), record);
-    if (value.empty())
-        lmdb::del(txn, keys, k);
-    else
-        lmdb::put(txn, keys, k, value);
+std::string_view bucket_key(const std::uint32_t &bucket) {
+    return {reinterpret_cast<const char *>(&bucket), sizeof(bucket)};
 }
 
 }  // namespace
+
+void Batch::update_key(const Digest &hash, std::string_view record) {
+    const std::uint32_t bucket = key_bucket(hash.data(), bucket_bits_);
+    const auto old = lmdb::get(txn_, keys_, bucket_key(bucket));
+    if (!old && record.empty()) return;
+    const std::string value = put_in_bucket(old.value_or(std::string_view()), hash, record);
+    if (value.empty())
+        lmdb::del(txn_, keys_, bucket_key(bucket));
+    else
+        lmdb::put(txn_, keys_, bucket_key(bucket), value);
+}
 
 void Batch::put_key(const Digest &hash, const KeyRecord &record) {
     if (collecting_) {
         pending_.push_back(PendingKey{hash, record});
         return;
     }
-    update_key(txn_, keys_, hash, encode(record));
+    update_key(hash, encode(record));
 }
 
 void Batch::delete_key(const Digest &hash) {
     flush_keys();  // a delete applies to what was put before it
-    update_key(txn_, keys_, hash, {});
+    update_key(hash, {});
 }
 
 void Batch::flush_keys() {
@@ -61,18 +63,22 @@ void Batch::flush_keys() {
     // Stable: of two puts of one hash, the later one wins, as with direct puts.
     std::stable_sort(pending_.begin(), pending_.end(),
                      [](const PendingKey &a, const PendingKey &b) { return a.hash < b.hash; });
-    // The table is empty since clear_all() and the table keys ascend (big-endian first 8
-    // bytes: the byte order std::array compares in); hashes sharing them share a value.
-    std::string value;
+    std::size_t distinct = 0;
+    for (std::size_t i = 0; i < pending_.size(); ++i)
+        if (i + 1 == pending_.size() || pending_[i + 1].hash != pending_[i].hash) ++distinct;
+    bucket_bits_ = key_bucket_bits_for(distinct);
+    // The table is empty since clear_all(), and hash order is bucket order (a bucket is
+    // the hash's first bits).
+    std::vector<BucketEntry> bucket;
     for (std::size_t i = 0; i < pending_.size(); ++i) {
         if (i + 1 < pending_.size() && pending_[i + 1].hash == pending_[i].hash) continue;
         const Digest &hash = pending_[i].hash;
-        value = put_key_entry(value, suffix_of(hash), encode(pending_[i].record));
-        std::uint64_t index = key_index(hash.data());
-        if (i + 1 < pending_.size() && key_index(pending_[i + 1].hash.data()) == index) continue;
-        lmdb::put(txn_, keys_, std::string_view(reinterpret_cast<const char *>(&index), sizeof(index)),
-                  value, MDB_APPEND);
-        value.clear();
+        bucket.push_back(BucketEntry{hash, encode(pending_[i].record)});
+        const std::uint32_t number = key_bucket(hash.data(), bucket_bits_);
+        if (i + 1 < pending_.size() && key_bucket(pending_[i + 1].hash.data(), bucket_bits_) == number)
+            continue;
+        lmdb::put(txn_, keys_, bucket_key(number), encode_bucket(bucket), MDB_APPEND);
+        bucket.clear();
     }
     std::vector<PendingKey>().swap(pending_);
 }
@@ -96,10 +102,13 @@ void Batch::clear_all() {
     std::vector<PendingKey>().swap(pending_);
     collecting_ = true;
     lmdb::clear(txn_, keys_);
-    // Format 1's key table, left by an older apikeyd: its pages go back to the free list.
-    MDB_dbi legacy = 0;
-    if (mdb_dbi_open(txn_.get(), kLegacyKeysDb, 0, &legacy) == MDB_SUCCESS)
-        lmdb::check(mdb_drop(txn_.get(), legacy, 1), "mdb_drop");
+    // Key tables of older formats, left by an older apikeyd: their pages go back to the
+    // free list.
+    for (const char *name : kLegacyKeysDbs) {
+        MDB_dbi legacy = 0;
+        if (mdb_dbi_open(txn_.get(), name, 0, &legacy) == MDB_SUCCESS)
+            lmdb::check(mdb_drop(txn_.get(), legacy, 1), "mdb_drop");
+    }
     lmdb::clear(txn_, workspaces_);
     lmdb::clear(txn_, entities_);
 }
@@ -175,7 +184,13 @@ std::uint64_t Writer::generation() {
 void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)> &edit) {
     env_->reader_check();
     lmdb::Txn txn(*env_, 0);
-    Batch batch(txn, keys_, workspaces_, entities_);
+    // The bucket count of the key table as it stands; a rebuild (clear_all) picks anew.
+    std::uint64_t bits = 0;
+    const auto stamped = lmdb::get(txn, meta_, kMetaKeyBucketBits);
+    if (!stamped || !decode_u64(*stamped, bits) || bits < kMinKeyBucketBits ||
+        bits > kMaxKeyBucketBits)
+        bits = key_bucket_bits_for(0);
+    Batch batch(txn, keys_, workspaces_, entities_, static_cast<unsigned>(bits));
     edit(batch);
     batch.flush_keys();
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -183,6 +198,7 @@ void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)
                             .count();
     lmdb::put(txn, meta_, kMetaFormat, encode_u64(kFormatVersion));
     lmdb::put(txn, meta_, kMetaGeneration, encode_u64(generation));
+    lmdb::put(txn, meta_, kMetaKeyBucketBits, encode_u64(batch.bucket_bits_));
     lmdb::put(txn, meta_, kMetaPublishedAt, encode_u64(static_cast<std::uint64_t>(now_ms)));
     txn.commit();
 }

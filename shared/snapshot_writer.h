@@ -44,23 +44,28 @@ public:
     void put_entity(const Uuid &workspace, std::string_view entity, const EntityRecord &record);
     void delete_entity(const Uuid &workspace, std::string_view entity);
     // Empties every table: the start of a full rebuild. The keys put after it are
-    // collected and written at the end of the publish in hash order with MDB_APPEND, so
-    // a rebuilt key table has full pages (a B-tree filled in random order has pages
-    // about 2/3 full) and no free pages inside it.
+    // collected and written at the end of the publish: the bucket count chosen for their
+    // number (key_bucket_bits_for), each bucket encoded once, in bucket order with
+    // MDB_APPEND (full pages, no free pages inside the table).
     void clear_all();
 
 private:
     friend class Writer;
-    Batch(lmdb::Txn &txn, MDB_dbi keys, MDB_dbi workspaces, MDB_dbi entities)
-        : txn_(txn), keys_(keys), workspaces_(workspaces), entities_(entities) {}
+    Batch(lmdb::Txn &txn, MDB_dbi keys, MDB_dbi workspaces, MDB_dbi entities,
+          unsigned bucket_bits)
+        : txn_(txn), keys_(keys), workspaces_(workspaces), entities_(entities),
+          bucket_bits_(bucket_bits) {}
     // Writes the collected keys of a rebuild; after it, puts go straight to the table.
     void flush_keys();
+    // Read-modify-write of `hash`'s bucket: `record` empty removes the key.
+    void update_key(const Digest &hash, std::string_view record);
     struct PendingKey {
         Digest hash;
         KeyRecord record;
     };
     lmdb::Txn &txn_;
     MDB_dbi keys_, workspaces_, entities_;
+    unsigned bucket_bits_;     // the key table's, stamped into meta by the publish
     bool collecting_ = false;  // since clear_all(), until flush_keys()
     std::vector<PendingKey> pending_;
 };

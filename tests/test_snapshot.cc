@@ -1,3 +1,4 @@
+#include "key_bucket.h"
 #include "key_format.h"
 #include "sha256.h"
 #include "snapshot_reader.h"
@@ -5,6 +6,7 @@
 #include "snapshot_writer.h"
 #include "temp_dir.h"
 
+#include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <lmdb.h>
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -265,12 +268,12 @@ BOOST_AUTO_TEST_CASE(a_full_rebuild_writes_keys_in_hash_order_and_applies_edits_
     BOOST_TEST((view.find_key(deleted, found) == Lookup::found));
 }
 
-BOOST_AUTO_TEST_CASE(hashes_sharing_their_first_8_bytes_are_told_apart) {
+BOOST_AUTO_TEST_CASE(hashes_sharing_their_first_16_bytes_are_told_apart) {
     test::TempDir dir;
     Writer writer(test::writer_options(dir.sub("snap")));
     Digest a = sha256("a"), b = a, c = a;
-    b[31] ^= 1;  // same table key, another hash
-    c[8] ^= 1;
+    b[31] ^= 1;  // same bucket, tag and probe start: another hash
+    c[20] ^= 1;
     const KeyRecord ra = sample_record(), rb = sample_record();
     auto check = [&](bool a_in, bool b_in) {
         std::string error;
@@ -284,7 +287,7 @@ BOOST_AUTO_TEST_CASE(hashes_sharing_their_first_8_bytes_are_told_apart) {
         if (b_in) check_equal(rb, found);
         BOOST_TEST((view.find_key(c, found) == Lookup::absent));  // never a partial match
     };
-    writer.publish(1, [&](Batch &batch) {  // a rebuild: both in one value
+    writer.publish(1, [&](Batch &batch) {  // a rebuild: both in one bucket
         batch.clear_all();
         batch.put_key(b, rb);
         batch.put_key(a, ra);
@@ -323,31 +326,36 @@ BOOST_AUTO_TEST_CASE(reader_refuses_another_format_and_the_writer_reports_genera
     BOOST_TEST(writer.generation() == 0u);  // apikeyd rebuilds on 0
 }
 
-BOOST_AUTO_TEST_CASE(a_format_1_snapshot_is_named_as_such_and_rebuilt_in_place) {
+// What older apikeyds left: format 1's "keys" table of 32-byte hashes, format 2's
+// "key_index" of 8-byte integer keys.
+BOOST_DATA_TEST_CASE(an_older_format_is_named_as_such_and_rebuilt_in_place,
+                     boost::unit_test::data::make({1, 2}), old_format) {
     test::TempDir dir;
     const std::string key = generate_key();
+    const char *legacy_table = kLegacyKeysDbs[old_format - 1];
     {
-        // Format 1's layout: a "keys" table of 32-byte hashes, no key_index.
         std::filesystem::create_directories(dir.sub("snap"));
         lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
         lmdb::Txn txn(env, 0);
         const MDB_dbi meta = lmdb::open_dbi(txn, kMetaDb);
-        const MDB_dbi keys = lmdb::open_dbi(txn, kLegacyKeysDb);
+        const MDB_dbi keys = lmdb::open_dbi(txn, legacy_table);
         lmdb::open_dbi(txn, kWorkspacesDb);
         lmdb::open_dbi(txn, kEntitiesDb);
         const Digest hash = sha256(key);
-        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(hash.data()), 32),
+        lmdb::put(txn, keys,
+                  std::string_view(reinterpret_cast<const char *>(hash.data()), old_format == 1 ? 32 : 8),
                   std::string(64, '\1'));
-        lmdb::put(txn, meta, kMetaFormat, encode_u64(1));
+        lmdb::put(txn, meta, kMetaFormat, encode_u64(old_format));
         lmdb::put(txn, meta, kMetaGeneration, encode_u64(5));
         txn.commit();
     }
     std::string error;
     BOOST_TEST(!Reader::open(dir.sub("snap"), error));
-    BOOST_TEST(error.find("has format 1, this module reads format 2") != std::string::npos, error);
+    BOOST_TEST(error.find("has format " + std::to_string(old_format) + ", this module reads format " +
+                          std::to_string(kFormatVersion)) != std::string::npos, error);
 
     {
-        // apikeyd's start: generation 0, so a full rebuild, which drops format 1's table.
+        // apikeyd's start: generation 0, so a full rebuild, which drops the old table.
         Writer writer(test::writer_options(dir.sub("snap")));
         BOOST_REQUIRE(writer.generation() == 0u);
         writer.publish(6, [&](Batch &b) {
@@ -363,7 +371,71 @@ BOOST_AUTO_TEST_CASE(a_format_1_snapshot_is_named_as_such_and_rebuilt_in_place) 
     lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
     lmdb::Txn txn(env, MDB_RDONLY);
     MDB_dbi legacy = 0;
-    BOOST_TEST(mdb_dbi_open(txn.get(), kLegacyKeysDb, 0, &legacy) == MDB_NOTFOUND);
+    BOOST_TEST(mdb_dbi_open(txn.get(), legacy_table, 0, &legacy) == MDB_NOTFOUND);
+}
+
+// apikeyd picks the bucket count at each full rebuild (key_bucket_bits_for). Written here
+// through the schema directly, at 2^3 and then 2^5 buckets, under an open reader.
+BOOST_AUTO_TEST_CASE(an_open_reader_follows_a_change_of_bucket_count) {
+    test::TempDir dir;
+    std::vector<BucketEntry> keys;
+    for (int i = 0; i < 200; ++i) keys.push_back(BucketEntry{sha256(generate_key()), encode(sample_record())});
+    { Writer(test::writer_options(dir.sub("snap"))).publish(1, [](Batch &) {}); }
+    auto write_at = [&](unsigned bits, std::uint64_t generation) {
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi meta = lmdb::open_dbi(txn, kMetaDb, 0);
+        const MDB_dbi table = lmdb::open_dbi(txn, kKeysDb, MDB_INTEGERKEY);
+        lmdb::clear(txn, table);
+        std::map<std::uint32_t, std::vector<BucketEntry>> buckets;
+        for (const auto &k : keys) buckets[key_bucket(k.hash.data(), bits)].push_back(k);
+        for (const auto &[number, entries] : buckets)
+            lmdb::put(txn, table, std::string_view(reinterpret_cast<const char *>(&number), 4),
+                      encode_bucket(entries));
+        lmdb::put(txn, meta, kMetaKeyBucketBits, encode_u64(bits));
+        lmdb::put(txn, meta, kMetaGeneration, encode_u64(generation));
+        txn.commit();
+    };
+    auto all_found = [&](Reader &reader) {
+        auto view = reader.view();
+        BOOST_REQUIRE_MESSAGE(view.ok(), view.error());
+        KeyRecord found;
+        for (const auto &k : keys) BOOST_REQUIRE((view.find_key(k.hash, found) == Lookup::found));
+        BOOST_TEST((view.find_key(sha256("not a key"), found) == Lookup::absent));
+        return view.generation();
+    };
+    write_at(3, 2);
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    BOOST_TEST(all_found(*reader) == 2u);
+    write_at(5, 3);
+    BOOST_TEST(all_found(*reader) == 3u);
+
+    // apikeyd's next incremental publish keeps the table's bucket count.
+    keys.push_back(BucketEntry{sha256(generate_key()), encode(sample_record())});
+    KeyRecord record;
+    BOOST_REQUIRE(decode(keys.back().record, record));
+    Writer(test::writer_options(dir.sub("snap"))).publish(4, [&](Batch &b) { b.put_key(keys.back().hash, record); });
+    BOOST_TEST(all_found(*reader) == 4u);
+    lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+    lmdb::Txn txn(env, MDB_RDONLY);
+    std::uint64_t bits = 0;
+    BOOST_TEST(decode_u64(lmdb::get(txn, lmdb::open_dbi(txn, kMetaDb, 0), kMetaKeyBucketBits).value(), bits));
+    BOOST_TEST(bits == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(a_rebuild_picks_the_bucket_count_for_its_keys) {
+    BOOST_TEST(key_bucket_bits_for(0) == 12u);
+    BOOST_TEST(key_bucket_bits_for(1'000'000) == 12u);  // 244 keys a bucket
+    BOOST_TEST(key_bucket_bits_for(1'100'000) == 13u);
+    BOOST_TEST(key_bucket_bits_for(10'000'000) == 16u);
+    BOOST_TEST(key_bucket_bits_for(std::size_t{1} << 40) == 20u);
+    for (std::size_t keys : {std::size_t{5'000}, std::size_t{3'000'000}, std::size_t{200'000'000}}) {
+        const unsigned bits = key_bucket_bits_for(keys);
+        BOOST_TEST((bits == 12u || bits == 20u || keys >> bits <= 256u));
+        BOOST_TEST((bits >= kMinKeyBucketBits && bits <= kMaxKeyBucketBits));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(a_view_is_a_consistent_snapshot) {
@@ -393,8 +465,8 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
         lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
         lmdb::Txn txn(env, 0);
         const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
-        std::uint64_t index = key_index(hash.data());
-        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&index), 8),
+        const std::uint32_t bucket = key_bucket(hash.data(), key_bucket_bits_for(0));
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&bucket), 4),
                   "garbage");
         txn.commit();
     }

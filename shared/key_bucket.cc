@@ -1,0 +1,107 @@
+#include "key_bucket.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace apikey::snapshot {
+namespace {
+
+// LMDB stores a value of more than about half a page in overflow pages of its own (4 KiB,
+// 16 bytes of header): buckets of a million-key table are ~28 KB. Entries that fill the
+// last page cost no space and shorten probes.
+constexpr std::size_t kPageBytes = 4096, kPageHeader = 16;
+
+std::size_t probe_start(const Digest &hash, std::size_t entries) noexcept {
+    std::uint32_t bits;
+    std::memcpy(&bits, hash.data() + 8, 4);
+    // Scaled, not masked: the entry count need not be a power of two.
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(bits) * entries) >> 32);
+}
+
+// Whole-hash comparison without an early exit.
+bool same_hash(const char *stored, const Digest &hash) noexcept {
+    std::uint64_t a[4], b[4], diff = 0;
+    std::memcpy(a, stored, 32);
+    std::memcpy(b, hash.data(), 32);
+    for (int i = 0; i < 4; ++i) diff |= a[i] ^ b[i];
+    return diff == 0;
+}
+
+bool is_empty(const char *entry) noexcept { return entry[32] == 0; }
+
+}  // namespace
+
+BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
+                            std::string_view &record) noexcept {
+    const std::size_t count = bucket.size() / kBucketEntrySize;
+    if (count == 0 || bucket.size() % kBucketEntrySize != 0) return BucketLookup::corrupt;
+    std::size_t i = probe_start(hash, count);
+    // Bounded by the entry count: a damaged bucket without an empty entry ends too.
+    for (std::size_t probed = 0; probed < count; ++probed) {
+        const char *entry = bucket.data() + i * kBucketEntrySize;
+        if (is_empty(entry)) return BucketLookup::absent;
+        if (same_hash(entry, hash)) {
+            record = std::string_view(entry + 32, kBucketRecordSize);
+            return BucketLookup::found;
+        }
+        if (++i == count) i = 0;
+    }
+    return BucketLookup::absent;
+}
+
+bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out) {
+    const std::size_t count = bucket.size() / kBucketEntrySize;
+    for (std::size_t i = 0; i < count; ++i) {
+        const char *entry = bucket.data() + i * kBucketEntrySize;
+        if (is_empty(entry)) continue;
+        BucketEntry e;
+        std::memcpy(e.hash.data(), entry, 32);
+        e.record.assign(entry + 32, kBucketRecordSize);
+        out.push_back(std::move(e));
+    }
+    return bucket.size() % kBucketEntrySize == 0;
+}
+
+std::string encode_bucket(const std::vector<BucketEntry> &entries) {
+    if (entries.empty()) return {};
+    for (const auto &e : entries)
+        if (e.record.empty() || e.record.size() > kBucketRecordSize || e.record[0] == 0)
+            throw std::length_error("key record empty, longer than 56 bytes or of version 0");
+    // At most 3/4 used; in overflow pages, as many more as fill the last page.
+    std::size_t count = (entries.size() * 4 + 2) / 3;
+    const std::size_t bytes = count * kBucketEntrySize;
+    if (bytes > kPageBytes / 2) {
+        const std::size_t pages = (bytes + kPageHeader + kPageBytes - 1) / kPageBytes;
+        count = (pages * kPageBytes - kPageHeader) / kBucketEntrySize;
+    }
+    std::string out(count * kBucketEntrySize, '\0');
+    for (const auto &e : entries) {
+        std::size_t i = probe_start(e.hash, count);
+        while (!is_empty(out.data() + i * kBucketEntrySize))
+            if (++i == count) i = 0;
+        char *entry = out.data() + i * kBucketEntrySize;
+        std::memcpy(entry, e.hash.data(), 32);
+        std::memcpy(entry + 32, e.record.data(), e.record.size());
+    }
+    return out;
+}
+
+std::string put_in_bucket(std::string_view bucket, const Digest &hash, std::string_view record) {
+    std::vector<BucketEntry> entries;
+    bucket_entries(bucket, entries);  // a damaged bucket keeps what could be read
+    entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                 [&](const BucketEntry &e) { return e.hash == hash; }),
+                  entries.end());
+    if (!record.empty()) entries.push_back(BucketEntry{hash, std::string(record)});
+    // Hash order: the same keys always give the same bytes. A damaged bucket may hold
+    // one hash twice.
+    std::sort(entries.begin(), entries.end(),
+              [](const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; });
+    entries.erase(std::unique(entries.begin(), entries.end(),
+                              [](const BucketEntry &a, const BucketEntry &b) { return a.hash == b.hash; }),
+                  entries.end());
+    return encode_bucket(entries);
+}
+
+}  // namespace apikey::snapshot

@@ -1,0 +1,58 @@
+// One bucket of the snapshot's key table: a small open-addressing hash table stored as a
+// single LMDB value. Finding a key among a million is then a lookup among a few thousand
+// buckets (a per-worker cache of where each lies, see snapshot_reader.h) and one probe
+// that touches one page and two or three cache lines of the map, instead of a descent
+// through a B-tree of a million entries whose leaf binary search misses the cache and the
+// TLB at every step (0.7 µs at 1M keys; docs/BENCHMARKS.md).
+//
+// Layout: an array of fixed-size entries, no header (the entry count is the value's size
+// over kBucketEntrySize; a size that is not a multiple is damage). An entry is the key's
+// whole 32-byte SHA-256, then its KeyRecord padded with zeros to kBucketRecordSize; an
+// empty entry is all zeros (a record's first byte, its version, is never 0). A key's probe
+// starts at entry (hash bytes 8..11) scaled to the entry count and goes forward, wrapping
+// (linear probing); at most 3/4 of the entries are used, so a hit reads ~1.5 entries and
+// a miss ~8, contiguous. The bucket number comes from the hash's first bytes
+// (key_bucket in snapshot_schema.h), so the probe start is independent of it. The whole
+// hash is always compared.
+#pragma once
+
+#include "sha256.h"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace apikey::snapshot {
+
+inline constexpr std::size_t kBucketRecordSize = 56;  // kMaxKeyRecordSize, even
+inline constexpr std::size_t kBucketEntrySize = 32 + kBucketRecordSize;
+
+enum class BucketLookup { found, absent, corrupt };
+
+// The record of `hash` in `bucket`: a view into it, kBucketRecordSize bytes (the record's
+// decoder ignores the padding). Never reads outside `bucket`; corrupt when its size is
+// not a whole number of entries.
+BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
+                            std::string_view &record) noexcept;
+
+struct BucketEntry {
+    Digest hash;
+    std::string record;
+};
+
+// Every entry of `bucket`, in entry order, records with their padding. False (with the
+// entries of the whole part) when its size is not a whole number of entries: the writer
+// then rebuilds the bucket from what could be read.
+bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out);
+
+// A bucket holding `entries` (hashes distinct). Deterministic for a given order; empty
+// input gives an empty string (no bucket). Throws std::length_error on an empty record or
+// one longer than kBucketRecordSize.
+std::string encode_bucket(const std::vector<BucketEntry> &entries);
+
+// `bucket` with `hash`'s record replaced by `record`, or removed when `record` is empty.
+// The same keys give the same bytes, whatever the order of the edits.
+std::string put_in_bucket(std::string_view bucket, const Digest &hash, std::string_view record);
+
+}  // namespace apikey::snapshot

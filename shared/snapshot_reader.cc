@@ -150,7 +150,7 @@ bool Reader::read_meta() noexcept {
         buckets_bits_ = buckets_ ? bucket_bits_ : 0;
     }
     meta_txn_id_ = mdb_txn_id(txn_);
-    ++epoch_;  // every cached bucket is of the previous version
+    ++epoch_;  // every remembered bucket and lookup is of the previous version
     return true;
 }
 
@@ -169,6 +169,30 @@ int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
     out = from_val(v);
     if (ref != nullptr) *ref = BucketRef{epoch_, out.data(), out.size()};
     return MDB_SUCCESS;
+}
+
+int Reader::get(MDB_dbi dbi, RecentGets &recent, std::string_view key,
+                std::string_view &out) noexcept {
+    std::uint32_t h = 2166136261u;  // FNV-1a
+    for (const char c : key) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+    RecentGet &slot = recent[h % kRecentSlots];
+    if (slot.epoch == epoch_ && slot.key_size == key.size() &&
+        std::memcmp(slot.key, key.data(), key.size()) == 0) {
+        out = std::string_view(slot.data, slot.size);
+        return slot.data != nullptr ? MDB_SUCCESS : MDB_NOTFOUND;
+    }
+    MDB_val k = to_val(key), v{};
+    const int rc = mdb_get(txn_, dbi, &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return rc;
+    out = rc == MDB_SUCCESS ? from_val(v) : std::string_view();
+    if (key.size() <= kRecentKeyMax) {
+        slot.epoch = epoch_;
+        slot.key_size = key.size();
+        std::memcpy(slot.key, key.data(), key.size());
+        slot.data = rc == MDB_SUCCESS ? out.data() : nullptr;
+        slot.size = out.size();
+    }
+    return rc;
 }
 
 Reader::View::View(View &&other) noexcept
@@ -200,12 +224,12 @@ Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept
 }
 
 Lookup Reader::View::find_workspace(std::string_view path, WorkspaceView &out) const noexcept {
-    MDB_val k = to_val(path), v{};
     if (path.empty() || path.size() > 511) return Lookup::absent;  // LMDB's key limit
-    const int rc = mdb_get(reader_->txn_, reader_->workspaces_, &k, &v);
+    std::string_view value;
+    const int rc = reader_->get(reader_->workspaces_, reader_->recent_workspaces_, path, value);
     if (rc == MDB_NOTFOUND) return Lookup::absent;
     if (rc != MDB_SUCCESS) return Lookup::corrupt;
-    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+    return decode(value, out) ? Lookup::found : Lookup::corrupt;
 }
 
 Lookup Reader::View::find_entity(const Uuid &workspace, std::string_view entity,
@@ -215,11 +239,12 @@ Lookup Reader::View::find_entity(const Uuid &workspace, std::string_view entity,
     char key[511];
     std::memcpy(key, workspace.bytes.data(), workspace.bytes.size());
     std::memcpy(key + workspace.bytes.size(), entity.data(), entity.size());
-    MDB_val k{workspace.bytes.size() + entity.size(), key}, v{};
-    const int rc = mdb_get(reader_->txn_, reader_->entities_, &k, &v);
+    std::string_view value;
+    const int rc = reader_->get(reader_->entities_, reader_->recent_entities_,
+                                std::string_view(key, workspace.bytes.size() + entity.size()), value);
     if (rc == MDB_NOTFOUND) return Lookup::absent;
     if (rc != MDB_SUCCESS) return Lookup::corrupt;
-    return decode(from_val(v), out) ? Lookup::found : Lookup::corrupt;
+    return decode(value, out) ? Lookup::found : Lookup::corrupt;
 }
 
 }  // namespace apikey::snapshot

@@ -8,6 +8,7 @@
 
 #include <lmdb.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -102,6 +103,22 @@ private:
     std::unique_ptr<BucketRef[], FreeBuckets> buckets_;
     unsigned buckets_bits_ = 0;  // what buckets_ was sized for
     std::uint64_t epoch_ = 1;
+
+    // The last lookups of the workspace and entity tables (a handful of keys serve most
+    // requests), found or not, kept for the epoch like the bucket cache: direct-mapped by
+    // a hash of the key, keys up to kRecentKeyMax bytes.
+    static constexpr std::size_t kRecentKeyMax = 128, kRecentSlots = 16;
+    struct RecentGet {
+        std::uint64_t epoch = 0;
+        std::size_t key_size = 0;
+        char key[kRecentKeyMax];
+        const char *data = nullptr;  // nullptr: not in the table
+        std::size_t size = 0;
+    };
+    using RecentGets = std::array<RecentGet, kRecentSlots>;
+    // mdb_get through `recent`: MDB_SUCCESS with `out`, MDB_NOTFOUND, or an LMDB error.
+    int get(MDB_dbi dbi, RecentGets &recent, std::string_view key, std::string_view &out) noexcept;
+    RecentGets recent_workspaces_{}, recent_entities_{};
 };
 
 }  // namespace apikey::snapshot

@@ -223,6 +223,51 @@ BOOST_AUTO_TEST_CASE(published_changes_are_seen_by_an_open_reader) {
     BOOST_TEST((view.find_key(hash, found) == Lookup::absent));
 }
 
+// The reader keeps its last workspace and entity lookups (found or not) while the snapshot
+// version stays: every answer must still be the current snapshot's.
+BOOST_AUTO_TEST_CASE(workspace_and_entity_lookups_follow_every_publish) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    const Uuid ws = random_uuid();
+    const std::string long_name(200, 'E');  // longer than what the reader keeps
+    std::vector<std::string> entities;
+    for (int i = 0; i < 40; ++i) entities.push_back("Entity" + std::to_string(i));  // > slots
+    entities.push_back(long_name);
+    writer.publish(1, [&](Batch &b) { b.put_workspace("acme/sales", WorkspaceRecord{ws, 3, "https://a"}); });
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    auto check = [&](const char *origins, bool entities_public) {
+        for (int round = 0; round < 2; ++round) {  // the second round answered from memory
+            auto view = reader->view();
+            BOOST_REQUIRE(view.ok());
+            WorkspaceView w;
+            BOOST_REQUIRE((view.find_workspace("acme/sales", w) == Lookup::found));
+            BOOST_TEST(w.cors_origins == origins);
+            BOOST_TEST((view.find_workspace("acme/other", w) == Lookup::absent));
+            for (const auto &name : entities) {
+                EntityView e;
+                const Lookup found = view.find_entity(ws, name, e);
+                BOOST_TEST((found == (entities_public ? Lookup::found : Lookup::absent)), name);
+                if (entities_public) BOOST_TEST((e.public_access == PublicAccess::read_only));
+            }
+        }
+    };
+    check("https://a", false);
+    writer.publish(2, [&](Batch &b) {
+        b.put_workspace("acme/sales", WorkspaceRecord{ws, 3, "https://b"});
+        EntityRecord pub;
+        pub.public_access = PublicAccess::read_only;
+        for (const auto &name : entities) b.put_entity(ws, name, pub);
+    });
+    check("https://b", true);
+    writer.publish(3, [&](Batch &b) {
+        b.put_workspace("acme/sales", WorkspaceRecord{ws, 3, "https://c"});
+        for (const auto &name : entities) b.delete_entity(ws, name);
+    });
+    check("https://c", false);
+}
+
 BOOST_AUTO_TEST_CASE(a_full_rebuild_writes_keys_in_hash_order_and_applies_edits_in_order) {
     test::TempDir dir;
     Writer writer(test::writer_options(dir.sub("snap")));

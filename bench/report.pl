@@ -140,11 +140,11 @@ if (%import) {
     print "| keys imported | requests | seconds (HTTP body → store → snapshot → 201) | keys/s | slowest request | body |\n|---|---|---|---|---|---|\n";
     printf "| %d | %d | %.2f | %.0f | %.2f s | %.0f MB |\n", $import{keys}, $import{batches},
         $import{secs}, $fig{import}, $import{slowest}, $import{bytes} / 1e6;
-    if (%cp_size && $cp_size{keys}) {
+    if (%cp_size && $store_keys) {
         my $used = ($cp_size{snapshot_pages_used} - $cp_size{snapshot_pages_free}) * $cp_size{page_size};
         printf "\napikeyd's snapshot at the end (%d keys): data.mdb %.0f bytes/key, pages in use %.1f bytes/key; store data.mdb %.0f bytes/key.\n",
-            $cp_size{keys}, $cp_size{snapshot_bytes} / $cp_size{keys}, $used / $cp_size{keys},
-            $cp_size{store_bytes} / $cp_size{keys};
+            $store_keys, $cp_size{snapshot_bytes} / $store_keys, $used / $store_keys,
+            $cp_size{store_bytes} / $store_keys;
     }
 }
 if (%create) {

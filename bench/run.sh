@@ -401,8 +401,7 @@ start_nginx "$WORK/cp-module" "$PORT_CP"
     awk '/^IMPORT/ {print "import", $2, $3, $4, $5, $6}
          /^CREATE/ {print "create", $2, $3, $4, $5, $6} /^REVOKE_E2E/ {print "revoke_e2e", $2, $3, $4}' >>"$RAW"
 cp_env=$(mdb_stat -ef "$CP/snapshot")
-echo "cp_size keys=$(mdb_stat -s keys "$CP/snapshot" | awk '/Entries:/ {print $2}')" \
-    "snapshot_bytes=$(stat -c %s "$CP/snapshot/data.mdb")" \
+echo "cp_size snapshot_bytes=$(stat -c %s "$CP/snapshot/data.mdb")" \
     "snapshot_pages_used=$(echo "$cp_env" | awk '/Number of pages used:/ {print $5}')" \
     "snapshot_pages_free=$(echo "$cp_env" | awk '/Free pages:/ {print $3}')" \
     "store_bytes=$(stat -c %s "$CP/data/store/data.mdb")" \

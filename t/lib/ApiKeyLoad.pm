@@ -219,7 +219,7 @@ sub check_answers {
     Test::More::diag("$label: " . summary($res));
     for my $c (sort keys %{ $res->{class} }) {
         my $h = $res->{class}{$c};
-        Test::More::diag("  class $c: " . join ' ', map { "$_=$h->{$_}" } sort keys %$h);
+        Test::More::diag("  class $c: " . join ' ', map { "$_=$h->{$_}" } grep { $_ ne 'class' } sort keys %$h);
     }
     Test::More::is($res->{rc}, 0, "$label: every request answered as expected")
         or Test::More::diag($res->{stderr});

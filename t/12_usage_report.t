@@ -3,18 +3,14 @@
 use strict;
 use warnings;
 use Test::More;
-use IO::Socket::INET;
-use IO::Select;
 use Time::HiRes qw(time);
 use ApiKeyTest;
+use ApiKeyUsage;
 
-my $listener = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1', LocalPort => 0)
-    or die "udp socket: $!";
-my $port = $listener->sockport;
-
+my $sink = ApiKeyUsage->new;
 my $t = ApiKeyTest->new(
     workers    => 2,
-    http_extra => "    apikey_usage_report 127.0.0.1:$port interval=200ms;",
+    http_extra => $sink->directive('interval=200ms'),
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $used   = $t->create_key($ws->{id}, permission => 'read_only');
@@ -22,35 +18,13 @@ my $denied = $t->create_key($ws->{id}, permission => 'read_only');
 my $unused = $t->create_key($ws->{id}, permission => 'read_only');
 my $PATH = '/api/v1/acme-corp/sales/orders';
 
-# Datagrams until $cond holds for what was received, at most $timeout seconds.
-sub collect {
-    my ($timeout, $cond) = @_;
-    my (%last, @raw);
-    my $sel = IO::Select->new($listener);
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        next unless $sel->can_read(0.1);
-        my $d;
-        $listener->recv($d, 65536);
-        push @raw, $d;
-        my ($head, @lines) = split /\n/, $d;
-        next unless ($head // '') eq 'apikey-usage 1';
-        for (@lines) {
-            my ($id, $at) = /^([0-9a-f-]{36}) (\d+)$/ or next;
-            $last{$id} = $at if !defined $last{$id} || $at > $last{$id};
-        }
-        last if $cond->(\%last);
-    }
-    return (\%last, \@raw);
-}
-
 my $before = int(time);
 is $t->api(GET => $PATH, key => $used->{key})->{status}, 200, 'a request with a key';
 is $t->api(POST => $PATH, key => $denied->{key}, body => '{}')->{status}, 403,
     'a read-only key refused with 403 (it authenticated: a use)';
 is $t->api(GET => $PATH, key => ApiKeyTest::make_key())->{status}, 401, 'an unknown key';
 
-my ($last, $raw) = collect(5, sub { $_[0]{ $used->{id} } && $_[0]{ $denied->{id} } });
+my ($last, $raw) = $sink->collect(5, sub { $_[0]{ $used->{id} } && $_[0]{ $denied->{id} } });
 ok $last->{ $used->{id} }, 'the used key is reported within the flush interval';
 ok $last->{ $used->{id} } >= $before && $last->{ $used->{id} } <= time + 1,
     '  with the time of its use';
@@ -63,12 +37,12 @@ ok !(grep { length($_) > 1400 } @$raw), 'datagrams stay within 1400 bytes';
 # Many keys: reports are split over several datagrams.
 my @keys = map { $t->create_key($ws->{id}, permission => 'read_only') } 1 .. 60;
 $t->api(GET => $PATH, key => $_->{key}) for @keys;
-($last, $raw) = collect(5, sub { my $l = shift; !grep { !$l->{ $_->{id} } } @keys });
+($last, $raw) = $sink->collect(5, sub { my $l = shift; !grep { !$l->{ $_->{id} } } @keys });
 is scalar(grep { $last->{ $_->{id} } } @keys), 60, 'sixty keys used: all sixty reported';
 ok !(grep { length($_) > 1400 } @$raw), '  in datagrams of at most 1400 bytes';
 
 # Nothing used: nothing sent.
-($last, $raw) = collect(1, sub { 0 });
+($last, $raw) = $sink->collect(1, sub { 0 });
 is scalar(@$raw), 0, 'no traffic, no reports';
 
 done_testing;

@@ -7,7 +7,6 @@
 use strict;
 use warnings;
 use Test::More;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 
@@ -20,52 +19,35 @@ my $t = ApiKeyTest->new(
     timeout => 150,
     location_extra => 'add_header X-Snapshot-Generation $apikey_snapshot_generation always;',
 );
-my $dir = $t->dir;
 my $ws  = $t->create_workspace('acme-corp', 'crash');
 my $PATH = '/api/v1/acme-corp/crash/orders';
 
 # --- clients: each creates keys in a loop and records every outcome -----------------------
 
-my @kids;
-for my $c (1 .. $CLIENTS) {
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open my $out, '>', "$dir/client.$c" or POSIX::_exit(1);
-        select((select($out), $| = 1)[0]);
-        my $deadline = time + $RUN_FOR;
-        my $n = 0;
-        while (time < $deadline && !-e "$dir/stop") {
-            my $name = "c$c-" . ++$n;
-            my $r = $t->admin(POST => "/api/v1/workspaces/$ws->{id}/api-keys",
-                              { name => $name, permission => 'read_write' }, timeout => 5);
-            if (($r->{status} // 0) == 201 && $r->{json}) {
-                print {$out} join(' ', 'OK', $name, $r->{json}{id}, $r->{json}{key}), "\n";
-            } elsif (defined $r->{status}) {
-                print {$out} "STATUS $name $r->{status}\n";
-            } else {
-                my $why = $r->{error} // 'unknown';
-                # refused: apikeyd was down before we connected; anything else: the kill
-                # hit this request while it was in flight
-                my $kind = $why =~ /^connect/ ? 'REFUSED' : 'INFLIGHT';
-                $why =~ s/\s+/_/g;
-                print {$out} "$kind $name $why\n";
-                sleep 0.02 if $kind eq 'REFUSED';
-            }
-        }
-        close $out;
-        POSIX::_exit(0);
-    }
-    push @kids, $pid;
-}
-
-sub created_so_far {
+$t->start_clients($CLIENTS, $RUN_FOR, sub {
+    my ($c, $out, $running) = @_;
     my $n = 0;
-    for my $c (1 .. $CLIENTS) {
-        open my $in, '<', "$dir/client.$c" or next;
-        $n += grep { /^OK / } <$in>;
+    while ($running->()) {
+        my $name = "c$c-" . ++$n;
+        my $r = $t->admin(POST => "/api/v1/workspaces/$ws->{id}/api-keys",
+                          { name => $name, permission => 'read_write' }, timeout => 5);
+        if (($r->{status} // 0) == 201 && $r->{json}) {
+            print {$out} join(' ', 'OK', $name, $r->{json}{id}, $r->{json}{key}), "\n";
+        } elsif (defined $r->{status}) {
+            print {$out} "STATUS $name $r->{status}\n";
+        } else {
+            my $why = $r->{error} // 'unknown';
+            # refused: apikeyd was down before we connected; anything else: the kill
+            # hit this request while it was in flight
+            my $kind = $why =~ /^connect/ ? 'REFUSED' : 'INFLIGHT';
+            $why =~ s/\s+/_/g;
+            print {$out} "$kind $name $why\n";
+            sleep 0.02 if $kind eq 'REFUSED';
+        }
     }
-    return $n;
-}
+});
+
+sub created_so_far { scalar grep { /^OK / } $t->client_lines }
 
 my @killed_at;
 for my $round (1 .. $ROUNDS) {
@@ -80,28 +62,19 @@ for my $round (1 .. $ROUNDS) {
 # A little more traffic after the last restart, then stop the clients.
 my $want = created_so_far() + 10;
 $t->wait_until(sub { created_so_far() >= $want }, 6);
-open my $stop, '>', "$dir/stop" or die;
-close $stop;
-for my $pid (@kids) {
-    my $ok = ApiKeyTest::_wait_pid($pid, 20);
-    if (!defined $ok) { kill 'KILL', $pid; waitpid $pid, 0 }
-}
+$t->stop_clients;
 
 # --- what the clients saw --------------------------------------------------------------------
 
 my (%acked, %outcomes, @odd, %names_sent);
-for my $c (1 .. $CLIENTS) {
-    open my $in, '<', "$dir/client.$c" or die "client.$c: $!";
-    while (my $line = <$in>) {
-        chomp $line;
-        my ($kind, $name, @rest) = split / /, $line;
-        $outcomes{$kind}++;
-        $names_sent{$name} = 1;
-        if ($kind eq 'OK') {
-            $acked{ $rest[0] } = { name => $name, key => $rest[1] };
-        } elsif ($kind eq 'STATUS') {
-            push @odd, $line;
-        }
+for my $line ($t->client_lines) {
+    my ($kind, $name, @rest) = split / /, $line;
+    $outcomes{$kind}++;
+    $names_sent{$name} = 1;
+    if ($kind eq 'OK') {
+        $acked{ $rest[0] } = { name => $name, key => $rest[1] };
+    } elsif ($kind eq 'STATUS') {
+        push @odd, $line;
     }
 }
 diag sprintf 'created before each kill: %s; outcomes: %s', join(', ', @killed_at),

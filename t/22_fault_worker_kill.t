@@ -8,7 +8,6 @@
 use strict;
 use warnings;
 use Test::More;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 
@@ -18,7 +17,6 @@ my $CLIENTS = 2;
 my $RUN_FOR = 90;    # seconds: the clients' hard stop, whatever happens
 
 my $t = ApiKeyTest->new(workers => $WORKERS, timeout => 170);
-my $dir = $t->dir;
 my $ws  = $t->create_workspace('acme-corp', 'workers');
 my $PATH = '/api/v1/acme-corp/workers/orders';
 
@@ -65,31 +63,22 @@ SKIP: {
 
 # --- the clients ---------------------------------------------------------------------------
 
-my @kids;
-for my $c (1 .. $CLIENTS) {
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open my $out, '>', "$dir/client.$c" or POSIX::_exit(1);
-        select((select($out), $| = 1)[0]);
-        my $deadline = time + $RUN_FOR;
-        my $i = $c;
-        while (time < $deadline && !-e "$dir/stop") {
-            my ($class, $key) = @{ $cases[ $i++ % @cases ] };
-            my $r = $t->api(GET => $PATH, key => $key, timeout => 10);
-            if (defined $r->{status}) {
-                my $code = $r->{json} && ref $r->{json}{error} ? $r->{json}{error}{code} : '-';
-                print {$out} "HTTP $class $r->{status} " . ($code // '-') . "\n";
-            } else {
-                (my $why = $r->{error} // 'unknown') =~ s/\s+/_/g;
-                my $partial = length($r->{raw} // '') ? 'partial' : 'none';
-                print {$out} "TRANSPORT $class $why $partial\n";
-            }
+$t->start_clients($CLIENTS, $RUN_FOR, sub {
+    my ($c, $out, $running) = @_;
+    my $i = $c;
+    while ($running->()) {
+        my ($class, $key) = @{ $cases[ $i++ % @cases ] };
+        my $r = $t->api(GET => $PATH, key => $key, timeout => 10);
+        if (defined $r->{status}) {
+            my $code = $r->{json} && ref $r->{json}{error} ? $r->{json}{error}{code} : '-';
+            print {$out} "HTTP $class $r->{status} " . ($code // '-') . "\n";
+        } else {
+            (my $why = $r->{error} // 'unknown') =~ s/\s+/_/g;
+            my $partial = length($r->{raw} // '') ? 'partial' : 'none';
+            print {$out} "TRANSPORT $class $why $partial\n";
         }
-        close $out;
-        POSIX::_exit(0);
     }
-    push @kids, $pid;
-}
+});
 
 # --- 100 kills -------------------------------------------------------------------------------
 
@@ -125,35 +114,26 @@ diag "respawns slower than 2 s: @slow" if @slow;
 
 # After the kills: some more traffic, then stop the clients.
 sleep 1;
-open my $stop, '>', "$dir/stop" or die;
-close $stop;
-for my $pid (@kids) {
-    my $ok = ApiKeyTest::_wait_pid($pid, 20);
-    if (!defined $ok) { kill 'KILL', $pid; waitpid $pid, 0 }
-}
+$t->stop_clients;
 
 # --- every HTTP answer was the right one ----------------------------------------------------
 
 my (%count, @wrong, %transport);
-for my $c (1 .. $CLIENTS) {
-    open my $in, '<', "$dir/client.$c" or die "client.$c: $!";
-    while (my $line = <$in>) {
-        chomp $line;
-        my ($kind, $class, @rest) = split / /, $line;
-        if ($kind eq 'HTTP') {
-            my ($status, $code) = @rest;
-            $count{"$class $status"}++;
-            my ($want_status, $want_code) = @{ $EXPECT{$class} };
-            # The test's backend is a server of this same nginx: an admitted request whose
-            # proxied connection landed on the killed worker gets nginx's own 502. The
-            # module's decision (admit) was right; the kill took the upstream.
-            next if $class eq 'valid' && $status == 502;
-            push @wrong, $line if $status != $want_status
-                || (defined $want_code && $code ne $want_code);
-        } else {
-            $transport{"$rest[0] ($rest[1] bytes)"}++;
-            $count{transport}++;
-        }
+for my $line ($t->client_lines) {
+    my ($kind, $class, @rest) = split / /, $line;
+    if ($kind eq 'HTTP') {
+        my ($status, $code) = @rest;
+        $count{"$class $status"}++;
+        my ($want_status, $want_code) = @{ $EXPECT{$class} };
+        # The test's backend is a server of this same nginx: an admitted request whose
+        # proxied connection landed on the killed worker gets nginx's own 502. The
+        # module's decision (admit) was right; the kill took the upstream.
+        next if $class eq 'valid' && $status == 502;
+        push @wrong, $line if $status != $want_status
+            || (defined $want_code && $code ne $want_code);
+    } else {
+        $transport{"$rest[0] ($rest[1] bytes)"}++;
+        $count{transport}++;
     }
 }
 diag 'answers: ' . join(', ', map { "$_=$count{$_}" } sort keys %count);

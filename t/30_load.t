@@ -11,34 +11,21 @@ use Time::HiRes qw(sleep);
 use ApiKeyTest;
 use ApiKeyLoad;
 
-ApiKeyLoad::check_built();
-
 my $CONNS    = $ENV{TEST_LOAD_CONNECTIONS} || 1000;
 my $DURATION = $ENV{TEST_LOAD_DURATION}    || 30;
 
-# 1,000 client connections over 2 workers, plus their upstream connections: room for
-# both, and the descriptors to match.
-my $t = ApiKeyTest->new(
-    workers            => 2,
-    timeout            => $DURATION + 120,
-    worker_connections => 4096,
-    main_extra         => 'worker_rlimit_nofile 10000;',
+my $t = ApiKeyLoad::new_test(
+    $CONNS,
+    timeout    => $DURATION + 120,
     # keep every client connection for the whole run (nginx closes one after 1,000
     # requests by default)
-    http_extra         => "keepalive_requests 10000000;\n    keepalive_timeout 300s;",
-    server_extra       => 'access_log off;',
-    upstream_keepalive => 64,
+    http_extra => "keepalive_requests 10000000;\n    keepalive_timeout 300s;",
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $PATH = '/api/v1/acme-corp/sales/orders';
 
-my @valid = map { $t->create_key($ws->{id}, permission => 'read_write', name => "rw$_") } 1 .. 3;
-my @ro    = map { $t->create_key($ws->{id}, permission => 'read_only',  name => "ro$_") } 1 .. 2;
-my @revoked = map { $t->create_key($ws->{id}, permission => 'read_write', name => "rev$_") } 1 .. 2;
-$t->revoke_key($ws->{id}, $_->{id}) for @revoked;
-
-my @mix = ApiKeyLoad::standard_mix($t, $PATH, valid => \@valid, read_only => \@ro,
-                                   revoked => \@revoked);
+my $keys = ApiKeyLoad::standard_keys($t, $ws->{id});
+my @mix = ApiKeyLoad::standard_mix($t, $PATH, %$keys);
 # Plus the query policy on every request of two more classes: an entity with settings,
 # a query it allows (200, the policy's result in the upstream's echo) and one it refuses.
 $t->put_entity_settings($ws->{id}, 'invoices', {
@@ -47,15 +34,12 @@ $t->put_entity_settings($ws->{id}, 'invoices', {
 my $IPATH = '/api/v1/acme-corp/sales/invoices';
 push @mix,
     [policy => GET => "$IPATH?expand=items.product&fields=id,price&filter[price][gte]=10", 200,
-     '"expand":"items.product","fields":"id,price","hidden":"ssn"', $valid[0]{key}],
-    [refused_query => GET => "$IPATH?expand=secret", 400, '"code":"expand_not_allowed"', $valid[1]{key}];
+     '"expand":"items.product","fields":"id,price","hidden":"ssn"', $keys->{valid}[0]{key}],
+    [refused_query => GET => "$IPATH?expand=secret", 400, '"code":"expand_not_allowed"', $keys->{valid}[1]{key}];
 
 # Every spec answers as promised one request at a time, so a mismatch under load is
 # about load.
-ok $t->wait_until(sub {
-    $t->api(GET => $PATH, key => $revoked[-1]{key})->{status} == 401
-        && $t->api(GET => $PATH, key => $valid[-1]{key})->{status} == 200;
-}, 3), 'keys published';
+ok ApiKeyLoad::published($t, $PATH, $keys), 'keys published';
 for my $spec (@mix) {
     my ($class, $method, $path, $status, $needle, $key) = @$spec;
     $key = ApiKeyTest::make_key() if $key eq '@unknown';
@@ -80,14 +64,7 @@ sleep $DURATION - $first - 2 if $DURATION > $first + 2;
 my @rss1 = rss_kb(@workers);
 my $res = ApiKeyLoad::finish($run);
 my $tot = $res->{total};
-diag "load: $CONNS connections, ${DURATION}s: " . ApiKeyLoad::summary($res);
-diag "  class $_: sent=$res->{class}{$_}{sent} ok=$res->{class}{$_}{ok}"
-    for sort keys %{ $res->{class} };
-
-is $res->{rc}, 0, 'load client: every request answered as expected' or diag $res->{stderr};
-is $tot->{transport_errors}, 0, 'no transport errors';
-is $tot->{mismatch}, 0, 'no mismatched answers';
-is $tot->{answered}, $tot->{sent}, 'every request sent was answered';
+ApiKeyLoad::check_answers($res, "load: $CONNS connections, ${DURATION}s");
 cmp_ok $tot->{sent} // 0, '>=', 5 * $CONNS, 'at least 5 requests per connection';
 is $tot->{peak_open}, $CONNS, "$CONNS connections open at once";
 is $tot->{connects}, $CONNS, 'each held for the whole run (no reconnect)';
@@ -114,9 +91,7 @@ SKIP: {
     }
 }
 
-my $errors = join "\n", grep { /\[(?:alert|crit|emerg)\]|worker_connections are not enough/ }
-    split /\n/, $t->error_log;
-is $errors, '', 'nginx logged no alert/crit/emerg';
-is $t->api(GET => $PATH, key => $valid[0]{key})->{status}, 200, 'nginx still answers after the load';
+is ApiKeyLoad::alerts($t), '', 'nginx logged no alert/crit/emerg';
+is $t->api(GET => $PATH, key => $keys->{valid}[0]{key})->{status}, 200, 'nginx still answers after the load';
 
 done_testing;

@@ -16,39 +16,24 @@ use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 use ApiKeyLoad;
 
-ApiKeyLoad::check_built();
-
 my $CONNS = 200;
 my $RATE  = 2000;   # requests/s over all connections
 
-my $t = ApiKeyTest->new(
-    workers            => 2,
-    timeout            => 170,
-    worker_connections => 2048,
-    main_extra         => 'worker_rlimit_nofile 5000;',
-    server_extra       => 'access_log off;',
-    upstream_keepalive => 32,
-    usage              => 1,    # nginx's usage reports must reach each new apikeyd too
+my $t = ApiKeyLoad::new_test(
+    $CONNS,
+    timeout => 170,
+    usage   => 1,    # nginx's usage reports must reach each new apikeyd too
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $PATH = '/api/v1/acme-corp/sales/orders';
-my @valid   = map { $t->create_key($ws->{id}, permission => 'read_write', name => "rw$_") } 1 .. 3;
-my @ro      = map { $t->create_key($ws->{id}, permission => 'read_only',  name => "ro$_") } 1 .. 2;
-my @revoked = map { $t->create_key($ws->{id}, permission => 'read_write', name => "rev$_") } 1 .. 2;
-$t->revoke_key($ws->{id}, $_->{id}) for @revoked;
-my @mix = ApiKeyLoad::standard_mix($t, $PATH, valid => \@valid, read_only => \@ro,
-                                   revoked => \@revoked);
-ok $t->wait_until(sub { $t->api(GET => $PATH, key => $revoked[-1]{key})->{status} == 401 }, 3),
-    'keys published';
+my $keys = ApiKeyLoad::standard_keys($t, $ws->{id});
+my @mix = ApiKeyLoad::standard_mix($t, $PATH, %$keys);
+ok ApiKeyLoad::published($t, $PATH, $keys), 'keys published';
 
 sub check_run {
     my ($label, $res, %o) = @_;
     my $tot = $res->{total};
-    diag "$label: " . ApiKeyLoad::summary($res);
-    is $res->{rc}, 0, "$label: every request answered as expected" or diag $res->{stderr};
-    is $tot->{transport_errors}, 0, "$label: no failed request";
-    is $tot->{mismatch}, 0, "$label: no wrong answer";
-    is $tot->{answered}, $tot->{sent}, "$label: answered = sent";
+    ApiKeyLoad::check_answers($res, $label);
     cmp_ok $tot->{sent} // 0, '>=', $o{min_sent}, "$label: at least $o{min_sent} requests";
     is $tot->{idle_close_retries}, 0, "$label: no retried request" if $o{no_retries};
     my $want = ApiKeyLoad::expected_counts(\@mix, $tot->{sent} // 0);
@@ -56,10 +41,6 @@ sub check_run {
                      || ($res->{class}{$_}{ok} // -1) != $want->{$_} } sort keys %$want;
     is_deeply \@off, [], "$label: every class sent and answered its exact share"
         or diag explain $res->{class};
-}
-
-sub alerts {
-    join "\n", grep { /\[(?:alert|crit|emerg)\]|exited on signal/ } split /\n/, $t->error_log;
 }
 
 # --- apikeyd: stop, restart, crash, upgrade -----------------------------------------------
@@ -105,14 +86,14 @@ sub alerts {
     is scalar(@{ $r->{json} // [] }), 9, 'upgraded: every key still listed';
     my $upgraded_at = time;
     ok $t->wait_until(sub {
-        my $lu = $t->admin(GET => "/api/v1/workspaces/$ws->{id}/api-keys/$valid[0]{id}")->{json}{last_used_at};
+        my $lu = $t->admin(GET => "/api/v1/workspaces/$ws->{id}/api-keys/$keys->{valid}[0]{id}")->{json}{last_used_at};
         defined $lu && ApiKeyTest::parse_iso8601($lu) >= int($upgraded_at) + 1;
     }, 5), "upgraded: nginx's usage reports reach it (last_used_at of a key under load moves on)";
 
     my $res = ApiKeyLoad::finish($run);
     check_run('apikeyd stop/restart/kill/upgrade', $res, min_sent => 10 * $RATE,
               no_retries => 1);
-    is alerts(), '', 'nginx logged no alert';
+    is ApiKeyLoad::alerts($t), '', 'nginx logged no alert';
 }
 
 # --- nginx -s reload, five times ---------------------------------------------------------
@@ -143,7 +124,7 @@ sub nginx_s_reload {
     check_run('5 x nginx -s reload', $res, min_sent => 8 * $RATE);
     diag "requests retried after a reloading worker closed an idle connection: "
         . ($res->{total}{idle_close_retries} // '?');
-    is alerts(), '', 'nginx logged no alert';
+    is ApiKeyLoad::alerts($t), '', 'nginx logged no alert';
 }
 
 # --- admin writes under load ----------------------------------------------------------------
@@ -197,7 +178,7 @@ sub nginx_s_reload {
     cmp_ok $gen - $gen0, '>=', 100, 'at least 100 snapshot publishes during the run';
     is_deeply \@late, [], "$probes probe keys: usable and then refused within 1 s each";
     check_run('admin writes under load', $res, min_sent => 8 * $RATE, no_retries => 1);
-    is alerts(), '', 'nginx logged no alert';
+    is ApiKeyLoad::alerts($t), '', 'nginx logged no alert';
 }
 
 done_testing;

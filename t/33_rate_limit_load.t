@@ -11,17 +11,12 @@ use Time::HiRes qw(time sleep);
 use ApiKeyTest;
 use ApiKeyLoad;
 
-ApiKeyLoad::check_built();
-
-my $t = ApiKeyTest->new(
-    workers            => 2,
-    timeout            => 120,
-    worker_connections => 4096,
-    main_extra         => 'worker_rlimit_nofile 10000;',
-    http_extra         => "apikey_rate_limit_zone zone=keys:1m;\n    keepalive_requests 10000000;",
-    location_extra     => 'apikey_rate_limit zone=keys;',
-    server_extra       => 'access_log off;',
-    upstream_keepalive => 64,
+my $CONNS = 1000;
+my $t = ApiKeyLoad::new_test(
+    $CONNS,
+    timeout        => 120,
+    http_extra     => "apikey_rate_limit_zone zone=keys:1m;\n    keepalive_requests 10000000;",
+    location_extra => 'apikey_rate_limit zone=keys;',
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $PATH = '/api/v1/acme-corp/sales/orders';
@@ -37,32 +32,19 @@ $t->revoke_key($ws->{id}, $rev->{id});
 ok $t->wait_until(sub { $t->api(GET => $PATH, key => $rev->{key})->{status} == 401 }, 3),
     'keys published';
 
-my $limited = sub {
-    my ($name) = @_;
-    my $k = $lim_key{$name};
-    return [$name => GET => $PATH, '200|429', qq{"key_id":"$k->{id}"|"code":"rate_limited"}, $k->{key}];
-};
+my $limited = sub { ApiKeyLoad::limited_spec($_[0], $PATH, $lim_key{ $_[0] }) };
 my @mix = ($limited->('big'), $limited->('big'), $limited->('small'),
            [unlimited => GET => $PATH, 200, qq{"key_id":"$free->{id}"}, $free->{key}],
            [revoked   => GET => $PATH, 401, '"code":"key_revoked"', $rev->{key}]);
 
-my $run = ApiKeyLoad::start($t, connections => 1000, duration => 8, mix => \@mix);
+my $run = ApiKeyLoad::start($t, connections => $CONNS, duration => 8, mix => \@mix);
 sleep 2.5;
 $t->reload_nginx;
 sleep 1.5;
 $t->reload_nginx;
 my $res = ApiKeyLoad::finish($run);
 my $tot = $res->{total};
-diag 'rate limits under load: ' . ApiKeyLoad::summary($res);
-for my $c (sort keys %{ $res->{class} }) {
-    my $h = $res->{class}{$c};
-    diag "  $c: " . join ' ', map { "$_=$h->{$_}" } sort keys %$h;
-}
-
-is $res->{rc}, 0, 'every request answered as expected' or diag $res->{stderr};
-is $tot->{transport_errors}, 0, 'no failed request';
-is $tot->{mismatch}, 0, 'no wrong answer';
-is $tot->{answered}, $tot->{sent}, 'answered = sent';
+ApiKeyLoad::check_answers($res, 'rate limits under load');
 my $want = ApiKeyLoad::expected_counts(\@mix, $tot->{sent} // 0);
 for my $name (sort keys %limit) {
     my $c = $res->{class}{$name};

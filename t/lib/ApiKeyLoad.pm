@@ -4,13 +4,18 @@ package ApiKeyLoad;
 # APIKEY_BUILD under make test-sanitize) against an ApiKeyTest's nginx, in the
 # background, and parses what it reports. Used by the load tests (t/30, t/32-34).
 #
-#   my @mix = ApiKeyLoad::standard_mix($t, $path, valid => [...], read_only => [...],
-#                                      revoked => [...]);
+#   my $t = ApiKeyLoad::new_test(1000, timeout => 150);   # sized for 1,000 connections
+#   my $keys = ApiKeyLoad::standard_keys($t, $ws->{id});
+#   my @mix = ApiKeyLoad::standard_mix($t, $path, %$keys);  # or valid => [...], ...
+#   ok ApiKeyLoad::published($t, $path, $keys), 'keys published';
 #   my $run = ApiKeyLoad::start($t, connections => 1000, duration => 30, mix => \@mix,
 #                               rate => 0);
 #   ... (operations while it runs)
 #   my $res = ApiKeyLoad::finish($run);   # waits (bounded), parses
 #   $res->{total}{sent}, $res->{class}{valid}{ok}, $res->{rc}, $res->{stderr}
+#   ApiKeyLoad::check_answers($res, 'label');   # 4 tests: exit status, transport
+#                                               # errors, mismatches, answered = sent
+#   is ApiKeyLoad::alerts($t), '', 'nginx logged no alert';
 #
 # TEST_APIKEY_LOADCLIENT picks another binary.
 
@@ -43,6 +48,50 @@ sub check_built {
         unless -x $LOADCLIENT;
 }
 
+# An ApiKeyTest (2 workers) sized for a run of $conns client connections: worker
+# connections for them and their upstream connections, the descriptors to match, the
+# backend behind keep-alive upstream connections, and no access log (a line per request
+# would be most of the work). %opts are ApiKeyTest->new's and win. Bails out first when
+# the load client is not built.
+sub new_test {
+    my ($conns, %opts) = @_;
+    check_built();
+    my $big = $conns > 200;
+    return ApiKeyTest->new(
+        workers            => 2,
+        worker_connections => $big ? 4096 : 2048,
+        main_extra         => 'worker_rlimit_nofile ' . ($big ? 10000 : 5000) . ';',
+        server_extra       => 'access_log off;',
+        upstream_keepalive => $big ? 64 : 32,
+        %opts,
+    );
+}
+
+# The keys for standard_mix, created in workspace $ws_id: { valid => 3 read_write keys
+# (rw1..3), read_only => 2 (ro1..2), revoked => 2 read_write keys revoked (rev1..2) }.
+sub standard_keys {
+    my ($t, $ws_id) = @_;
+    my $make = sub {
+        my ($permission, $prefix, $n) = @_;
+        return [ map { $t->create_key($ws_id, permission => $permission, name => "$prefix$_") } 1 .. $n ];
+    };
+    my %keys = (valid     => $make->('read_write', 'rw', 3),
+                read_only => $make->('read_only', 'ro', 2),
+                revoked   => $make->('read_write', 'rev', 2));
+    $t->revoke_key($ws_id, $_->{id}) for @{ $keys{revoked} };
+    return \%keys;
+}
+
+# True once nginx refuses the last revoked key of $keys (standard_keys) and admits its
+# last valid one on $path: apikeyd published them all (waits up to 3 s).
+sub published {
+    my ($t, $path, $keys) = @_;
+    return $t->wait_until(sub {
+        ($t->api(GET => $path, key => $keys->{revoked}[-1]{key})->{status} // 0) == 401
+            && ($t->api(GET => $path, key => $keys->{valid}[-1]{key})->{status} // 0) == 200;
+    }, 3);
+}
+
 # The mix every load test sends (class => weight): valid read_write GET -> 200 with the
 # key's id in the upstream's echo, read_only key POST -> 403 read_only_key, revoked key
 # -> 401 key_revoked, a fresh malformed key -> 401 malformed_key and a fresh well-formed
@@ -67,6 +116,13 @@ sub standard_mix {
     push @mix, [malformed => GET => $path, 401, '"code":"malformed_key"', '@malformed'];
     push @mix, [unknown   => GET => $path, 401, '"code":"unknown_key"',   '@unknown'];
     return @mix;
+}
+
+# The spec of a rate-limited key $k: each answer a 200 as the key itself or a 429
+# rate_limited (ok_200 and ok_429 of the class count them).
+sub limited_spec {
+    my ($class, $path, $k) = @_;
+    return [$class => GET => $path, '200|429', qq{"key_id":"$k->{id}"|"code":"rate_limited"}, $k->{key}];
 }
 
 sub start {
@@ -150,6 +206,34 @@ sub summary {
     return join ' ', map { "$_=" . ($t->{$_} // '?') }
         qw(sent answered ok mismatch transport_errors idle_close_retries idle_closes server_closes
            connects peak_open elapsed rps p50_us p99_us max_us);
+}
+
+# The checks every run ends with, four tests named "$label: ...": the client's exit status
+# is 0 (every answer as expected; its stderr describes the first that were not), no
+# transport error, no mismatch, every request sent answered. First a diag of the summary
+# and of each class's counts.
+sub check_answers {
+    my ($res, $label) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $tot = $res->{total};
+    Test::More::diag("$label: " . summary($res));
+    for my $c (sort keys %{ $res->{class} }) {
+        my $h = $res->{class}{$c};
+        Test::More::diag("  class $c: " . join ' ', map { "$_=$h->{$_}" } grep { $_ ne 'class' } sort keys %$h);
+    }
+    Test::More::is($res->{rc}, 0, "$label: every request answered as expected")
+        or Test::More::diag($res->{stderr});
+    Test::More::is($tot->{transport_errors}, 0, "$label: no transport error (no failed request)");
+    Test::More::is($tot->{mismatch}, 0, "$label: no mismatched answer");
+    Test::More::is($tot->{answered}, $tot->{sent}, "$label: every request sent was answered");
+}
+
+# nginx's error log lines that no load run may cause: alert, crit or emerg, a worker that
+# died of a signal, worker_connections too small. '' when there are none.
+sub alerts {
+    my ($t) = @_;
+    return join "\n", grep { /\[(?:alert|crit|emerg)\]|exited on signal|worker_connections are not enough/ }
+        split /\n/, $t->error_log;
 }
 
 1;

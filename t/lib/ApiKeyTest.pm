@@ -555,6 +555,67 @@ sub reload_nginx {
     return 1;
 }
 
+# Background clients (the fault tests' traffic while they kill things): forks $n
+# children; child $c runs $body->($c, $out, $running) once, where $out is its own
+# autoflushed file client.$c under the test's directory (one line per outcome, for
+# client_lines) and $running->() is true until $run_for seconds passed or stop_clients
+# was called: the body loops on it. A body that dies ends its child (on stderr).
+sub start_clients {
+    my ($self, $n, $run_for, $body) = @_;
+    croak "clients already running" if $self->{client_pids};
+    my $dir = $self->{dir};
+    unlink "$dir/stop";
+    my @pids;
+    for my $c (1 .. $n) {
+        my $pid = fork // croak "fork: $!";
+        if (!$pid) {
+            open my $out, '>', "$dir/client.$c" or POSIX::_exit(1);
+            select((select($out), $| = 1)[0]);
+            my $deadline = time + $run_for;
+            my $running = sub { time < $deadline && !-e "$dir/stop" };
+            my $ok = eval { $body->($c, $out, $running); 1 };
+            print STDERR "client $c: $@" unless $ok;
+            close $out;
+            POSIX::_exit($ok ? 0 : 1);
+        }
+        $LIVE{$pid} = 1;
+        push @pids, $pid;
+    }
+    $self->{client_pids} = \@pids;
+    $self->{clients} = $n;
+}
+
+# Tells the clients to stop (the file "stop"), waits up to 20 s for each, then kills it.
+sub stop_clients {
+    my ($self) = @_;
+    my $pids = delete $self->{client_pids} or return;
+    open my $stop, '>', "$self->{dir}/stop" or croak "create $self->{dir}/stop: $!";
+    close $stop;
+    for my $pid (@$pids) {
+        next if defined _wait_pid($pid, 20);
+        kill 'KILL', $pid;
+        _wait_pid($pid, 5);
+    }
+}
+
+# Every line the clients wrote so far (chomped), client 1's first. While they run a
+# client that has not opened its file yet has none; after stop_clients a missing file
+# dies.
+sub client_lines {
+    my ($self) = @_;
+    my @lines;
+    for my $c (1 .. ($self->{clients} // 0)) {
+        my $path = "$self->{dir}/client.$c";
+        open my $in, '<', $path or do {
+            croak "$path: $!" unless $self->{client_pids};
+            next;
+        };
+        chomp(my @l = <$in>);
+        push @lines, @l;
+    }
+    return @lines;
+}
+
 sub error_log  { _slurp("$_[0]{dir}/error.log") }
 sub access_log { _slurp("$_[0]{dir}/access.log") }
 sub daemon_log { _slurp("$_[0]{dir}/apikeyd.log") }

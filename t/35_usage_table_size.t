@@ -4,48 +4,24 @@
 use strict;
 use warnings;
 use Test::More;
-use IO::Socket::INET;
-use IO::Select;
 use Time::HiRes qw(time sleep);
 use ApiKeyTest;
+use ApiKeyUsage;
 
-my $listener = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1', LocalPort => 0)
-    or die "udp socket: $!";
-my $port = $listener->sockport;
-
+my $sink = ApiKeyUsage->new;
 my $t = ApiKeyTest->new(
     workers    => 1,
-    http_extra => "    apikey_usage_report 127.0.0.1:$port interval=2s keys=16;",
+    http_extra => $sink->directive('interval=2s keys=16'),
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my @keys = map { $t->create_key($ws->{id}, permission => 'read_only') } 1 .. 60;
 my $PATH = '/api/v1/acme-corp/sales/orders';
 
-sub collect {
-    my ($timeout, $cond) = @_;
-    my %last;
-    my $sel = IO::Select->new($listener);
-    my $deadline = time + $timeout;
-    while (time < $deadline) {
-        next unless $sel->can_read(0.1);
-        my $d;
-        $listener->recv($d, 65536);
-        my ($head, @lines) = split /\n/, $d;
-        next unless ($head // '') eq 'apikey-usage 1';
-        for (@lines) {
-            my ($id, $at) = /^([0-9a-f-]{36}) (\d+)$/ or next;
-            $last{$id} = $at;
-        }
-        last if $cond->(\%last);
-    }
-    return \%last;
-}
-
 # Drain whatever an earlier flush sent, then use 60 keys within one interval.
-collect(0.5, sub { 0 });
+$sink->collect(0.5, sub { 0 });
 is $t->api(GET => $PATH, key => $_->{key})->{status}, 200, 'a request with a key' for @keys[0 .. 1];
 $t->api(GET => $PATH, key => $_->{key}) for @keys[2 .. $#keys];
-my $last = collect(5, sub { 1 });
+my ($last) = $sink->collect(5, sub { 1 });
 my $reported = grep { $last->{ $_->{id} } } @keys;
 ok $reported > 0 && $reported <= 16, "a 16-key table reports at most 16 keys of an interval ($reported)";
 ok $t->wait_until(sub { $t->error_log =~ /key uses not recorded since the last usage report/ }, 5),
@@ -56,7 +32,7 @@ like $t->error_log, qr/more than about 16 keys per interval in one worker: raise
 # The keys not recorded are reported on their next use.
 my @missed = grep { !$last->{ $_->{id} } } @keys;
 $t->api(GET => $PATH, key => $_->{key}) for @missed[0 .. 9];
-$last = collect(5, sub { my $l = shift; !grep { !$l->{ $_->{id} } } @missed[0 .. 9] });
+($last) = $sink->collect(5, sub { my $l = shift; !grep { !$l->{ $_->{id} } } @missed[0 .. 9] });
 is scalar(grep { $last->{ $_->{id} } } @missed[0 .. 9]), 10, 'ten of them used again: reported';
 
 done_testing;

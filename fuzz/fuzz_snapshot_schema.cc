@@ -100,13 +100,13 @@ void key_bucket(std::string_view bytes) {
     std::vector<BucketEntry> entries;
     bucket_entries(bucket, entries);
     // What apikeyd's next publish into this bucket writes.
-    const std::string edited = put_in_bucket(bucket, hash, "edit");
+    const std::string edited = edit_bucket(bucket, {BucketEntry::make(hash, "edit")});
     FUZZ_CHECK(find_in_bucket(edited, hash, record) == BucketLookup::found && record.substr(0, 4) == "edit");
     std::vector<BucketEntry> after;
     FUZZ_CHECK(bucket_entries(edited, after));
     for (const auto &e : after)
         FUZZ_CHECK(find_in_bucket(edited, e.hash, record) == BucketLookup::found &&
-                   record == e.record);
+                   record == std::string_view(e.record.data(), e.record.size()));
 }
 
 }  // namespace

@@ -50,6 +50,14 @@ BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
     return BucketLookup::absent;
 }
 
+BucketEntry BucketEntry::make(const Digest &hash, std::string_view record) {
+    if (record.size() > kBucketRecordSize || (!record.empty() && record[0] == 0))
+        throw std::length_error("key record longer than 56 bytes or of version 0");
+    BucketEntry e{hash, {}};
+    std::memcpy(e.record.data(), record.data(), record.size());
+    return e;
+}
+
 bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out) {
     const std::size_t count = bucket.size() / kBucketEntrySize;
     for (std::size_t i = 0; i < count; ++i) {
@@ -57,17 +65,19 @@ bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out) {
         if (is_empty(entry)) continue;
         BucketEntry e;
         std::memcpy(e.hash.data(), entry, 32);
-        e.record.assign(entry + 32, kBucketRecordSize);
-        out.push_back(std::move(e));
+        std::memcpy(e.record.data(), entry + 32, kBucketRecordSize);
+        out.push_back(e);
     }
     return bucket.size() % kBucketEntrySize == 0;
 }
 
-std::string encode_bucket(const std::vector<BucketEntry> &entries) {
+namespace {
+
+bool by_hash(const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; }
+
+// `entries` (sorted by hash, distinct, none removing) as a bucket.
+std::string encode(const std::vector<BucketEntry> &entries) {
     if (entries.empty()) return {};
-    for (const auto &e : entries)
-        if (e.record.empty() || e.record.size() > kBucketRecordSize || e.record[0] == 0)
-            throw std::length_error("key record empty, longer than 56 bytes or of version 0");
     // At most 3/4 used; in overflow pages, as many more as fill the last page.
     std::size_t count = (entries.size() * 4 + 2) / 3;
     const std::size_t bytes = count * kBucketEntrySize;
@@ -82,26 +92,35 @@ std::string encode_bucket(const std::vector<BucketEntry> &entries) {
             if (++i == count) i = 0;
         char *entry = out.data() + i * kBucketEntrySize;
         std::memcpy(entry, e.hash.data(), 32);
-        std::memcpy(entry + 32, e.record.data(), e.record.size());
+        std::memcpy(entry + 32, e.record.data(), kBucketRecordSize);
     }
     return out;
 }
 
-std::string put_in_bucket(std::string_view bucket, const Digest &hash, std::string_view record) {
+}  // namespace
+
+std::string edit_bucket(std::string_view bucket, const std::vector<BucketEntry> &edits) {
     std::vector<BucketEntry> entries;
+    entries.reserve(bucket.size() / kBucketEntrySize + edits.size());
     bucket_entries(bucket, entries);  // a damaged bucket keeps what could be read
-    entries.erase(std::remove_if(entries.begin(), entries.end(),
-                                 [&](const BucketEntry &e) { return e.hash == hash; }),
-                  entries.end());
-    if (!record.empty()) entries.push_back(BucketEntry{hash, std::string(record)});
-    // Hash order: the same keys always give the same bytes. A damaged bucket may hold
-    // one hash twice.
-    std::sort(entries.begin(), entries.end(),
-              [](const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; });
+    std::sort(entries.begin(), entries.end(), by_hash);
+    // A damaged bucket may hold one hash twice.
     entries.erase(std::unique(entries.begin(), entries.end(),
                               [](const BucketEntry &a, const BucketEntry &b) { return a.hash == b.hash; }),
                   entries.end());
-    return encode_bucket(entries);
+    // Merge the last edit of each hash into the sorted entries.
+    std::vector<BucketEntry> merged;
+    merged.reserve(entries.size() + edits.size());
+    auto old = entries.begin();
+    for (std::size_t i = 0; i < edits.size(); ++i) {
+        const BucketEntry &edit = edits[i];
+        if (i + 1 < edits.size() && edits[i + 1].hash == edit.hash) continue;  // a later one wins
+        while (old != entries.end() && old->hash < edit.hash) merged.push_back(*old++);
+        if (old != entries.end() && old->hash == edit.hash) ++old;
+        if (!edit.removes()) merged.push_back(edit);
+    }
+    merged.insert(merged.end(), old, entries.end());
+    return encode(merged);
 }
 
 }  // namespace apikey::snapshot

@@ -18,6 +18,7 @@
 
 #include "sha256.h"
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,23 +37,26 @@ enum class BucketLookup { found, absent, corrupt };
 BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
                             std::string_view &record) noexcept;
 
+// A key and its record as a bucket stores it, zero-padded. As an edit, an empty record
+// (all zeros: a record's first byte, its version, is never 0) removes the key.
 struct BucketEntry {
     Digest hash;
-    std::string record;
+    std::array<char, kBucketRecordSize> record;
+
+    // Throws std::length_error on a record longer than kBucketRecordSize or of version 0.
+    static BucketEntry make(const Digest &hash, std::string_view record);
+    bool removes() const noexcept { return record[0] == 0; }
 };
 
-// Every entry of `bucket`, in entry order, records with their padding. False (with the
-// entries of the whole part) when its size is not a whole number of entries: the writer
-// then rebuilds the bucket from what could be read.
+// Every entry of `bucket`, in entry order. False (with the entries of the whole part)
+// when its size is not a whole number of entries: the writer then rebuilds the bucket
+// from what could be read.
 bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out);
 
-// A bucket holding `entries` (hashes distinct). Deterministic for a given order; empty
-// input gives an empty string (no bucket). Throws std::length_error on an empty record or
-// one longer than kBucketRecordSize.
-std::string encode_bucket(const std::vector<BucketEntry> &entries);
-
-// `bucket` with `hash`'s record replaced by `record`, or removed when `record` is empty.
-// The same keys give the same bytes, whatever the order of the edits.
-std::string put_in_bucket(std::string_view bucket, const Digest &hash, std::string_view record);
+// `bucket` (empty: none yet) with `edits` applied: for each hash the last edit in the
+// list wins. `edits` must be sorted by hash, stably (std::stable_sort), so that "last"
+// keeps the caller's order. The same keys give the same bytes whatever the history; no
+// key left gives an empty string (no bucket).
+std::string edit_bucket(std::string_view bucket, const std::vector<BucketEntry> &edits);
 
 }  // namespace apikey::snapshot

@@ -1,7 +1,5 @@
 #include "snapshot_writer.h"
 
-#include "key_bucket.h"
-
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,64 +21,49 @@ void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &
         throw std::system_error(errno, std::generic_category(), "chmod " + path);
 }
 
-}  // namespace
-
-namespace {
-
 std::string_view bucket_key(const std::uint32_t &bucket) {
     return {reinterpret_cast<const char *>(&bucket), sizeof(bucket)};
 }
 
 }  // namespace
 
-void Batch::update_key(const Digest &hash, std::string_view record) {
-    const std::uint32_t bucket = key_bucket(hash.data(), bucket_bits_);
-    const auto old = lmdb::get(txn_, keys_, bucket_key(bucket));
-    if (!old && record.empty()) return;
-    const std::string value = put_in_bucket(old.value_or(std::string_view()), hash, record);
-    if (value.empty())
-        lmdb::del(txn_, keys_, bucket_key(bucket));
-    else
-        lmdb::put(txn_, keys_, bucket_key(bucket), value);
-}
-
 void Batch::put_key(const Digest &hash, const KeyRecord &record) {
-    if (collecting_) {
-        pending_.push_back(PendingKey{hash, record});
-        return;
-    }
-    update_key(hash, encode(record));
+    key_edits_.push_back(BucketEntry::make(hash, encode(record)));
 }
 
-void Batch::delete_key(const Digest &hash) {
-    flush_keys();  // a delete applies to what was put before it
-    update_key(hash, {});
-}
+void Batch::delete_key(const Digest &hash) { key_edits_.push_back(BucketEntry::make(hash, {})); }
 
 void Batch::flush_keys() {
-    if (!collecting_) return;
-    collecting_ = false;
-    // Stable: of two puts of one hash, the later one wins, as with direct puts.
-    std::stable_sort(pending_.begin(), pending_.end(),
-                     [](const PendingKey &a, const PendingKey &b) { return a.hash < b.hash; });
-    std::size_t distinct = 0;
-    for (std::size_t i = 0; i < pending_.size(); ++i)
-        if (i + 1 == pending_.size() || pending_[i + 1].hash != pending_[i].hash) ++distinct;
-    bucket_bits_ = key_bucket_bits_for(distinct);
-    // The table is empty since clear_all(), and hash order is bucket order (a bucket is
-    // the hash's first bits).
-    std::vector<BucketEntry> bucket;
-    for (std::size_t i = 0; i < pending_.size(); ++i) {
-        if (i + 1 < pending_.size() && pending_[i + 1].hash == pending_[i].hash) continue;
-        const Digest &hash = pending_[i].hash;
-        bucket.push_back(BucketEntry{hash, encode(pending_[i].record)});
-        const std::uint32_t number = key_bucket(hash.data(), bucket_bits_);
-        if (i + 1 < pending_.size() && key_bucket(pending_[i + 1].hash.data(), bucket_bits_) == number)
-            continue;
-        lmdb::put(txn_, keys_, bucket_key(number), encode_bucket(bucket), MDB_APPEND);
-        bucket.clear();
+    // Stable: of two edits of one hash, the later one wins. Hash order is bucket order (a
+    // bucket is the hash's first bits).
+    std::stable_sort(key_edits_.begin(), key_edits_.end(),
+                     [](const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; });
+    if (rebuilding_) {
+        std::size_t keys = 0;
+        for (std::size_t i = 0; i < key_edits_.size(); ++i)
+            if ((i + 1 == key_edits_.size() || key_edits_[i + 1].hash != key_edits_[i].hash) &&
+                !key_edits_[i].removes())
+                ++keys;
+        bucket_bits_ = key_bucket_bits_for(keys);
     }
-    std::vector<PendingKey>().swap(pending_);
+    std::vector<BucketEntry> edits;
+    for (std::size_t i = 0; i < key_edits_.size(); ++i) {
+        edits.push_back(key_edits_[i]);
+        const std::uint32_t number = key_bucket(key_edits_[i].hash.data(), bucket_bits_);
+        if (i + 1 < key_edits_.size() &&
+            key_bucket(key_edits_[i + 1].hash.data(), bucket_bits_) == number)
+            continue;
+        const std::string_view k = bucket_key(number);
+        // After clear_all() the table is empty and the buckets come in ascending order.
+        const auto old = rebuilding_ ? std::nullopt : lmdb::get(txn_, keys_, k);
+        const std::string value = edit_bucket(old.value_or(std::string_view()), edits);
+        if (!value.empty())
+            lmdb::put(txn_, keys_, k, value, rebuilding_ ? MDB_APPEND : 0);
+        else if (old)
+            lmdb::del(txn_, keys_, k);
+        edits.clear();
+    }
+    std::vector<BucketEntry>().swap(key_edits_);
 }
 
 void Batch::put_workspace(std::string_view path, const WorkspaceRecord &record) {
@@ -99,8 +82,8 @@ void Batch::delete_entity(const Uuid &workspace, std::string_view entity) {
 }
 
 void Batch::clear_all() {
-    std::vector<PendingKey>().swap(pending_);
-    collecting_ = true;
+    std::vector<BucketEntry>().swap(key_edits_);
+    rebuilding_ = true;
     lmdb::clear(txn_, keys_);
     // Key tables of older formats, left by an older apikeyd: their pages go back to the
     // free list.

@@ -3,6 +3,7 @@
 // (its next read transaction) and never a half-applied change.
 #pragma once
 
+#include "key_bucket.h"
 #include "lmdb_handle.h"
 #include "sha256.h"
 #include "snapshot_schema.h"
@@ -34,7 +35,10 @@ struct WriterOptions {
     bool sync_meta = true;
 };
 
-// The edits of one publish, applied inside its transaction.
+// The edits of one publish, applied inside its transaction. Key edits are collected and
+// written at the end of the publish, each touched bucket of the key table read and
+// written once, in bucket order: a publish of many keys (a bulk import, a full rebuild)
+// costs one pass over the buckets it touches, not one bucket copy per key.
 class Batch {
 public:
     void put_key(const Digest &hash, const KeyRecord &record);
@@ -43,10 +47,9 @@ public:
     void delete_workspace(std::string_view path);
     void put_entity(const Uuid &workspace, std::string_view entity, const EntityRecord &record);
     void delete_entity(const Uuid &workspace, std::string_view entity);
-    // Empties every table: the start of a full rebuild. The keys put after it are
-    // collected and written at the end of the publish: the bucket count chosen for their
-    // number (key_bucket_bits_for), each bucket encoded once, in bucket order with
-    // MDB_APPEND (full pages, no free pages inside the table).
+    // Empties every table: the start of a full rebuild. The key table then gets the bucket
+    // count chosen for the number of keys put after it (key_bucket_bits_for), its buckets
+    // appended in order (MDB_APPEND: full pages, no free pages inside the table).
     void clear_all();
 
 private:
@@ -55,19 +58,13 @@ private:
           unsigned bucket_bits)
         : txn_(txn), keys_(keys), workspaces_(workspaces), entities_(entities),
           bucket_bits_(bucket_bits) {}
-    // Writes the collected keys of a rebuild; after it, puts go straight to the table.
+    // Writes the collected key edits: for each key the last one wins.
     void flush_keys();
-    // Read-modify-write of `hash`'s bucket: `record` empty removes the key.
-    void update_key(const Digest &hash, std::string_view record);
-    struct PendingKey {
-        Digest hash;
-        KeyRecord record;
-    };
     lmdb::Txn &txn_;
     MDB_dbi keys_, workspaces_, entities_;
     unsigned bucket_bits_;     // the key table's, stamped into meta by the publish
-    bool collecting_ = false;  // since clear_all(), until flush_keys()
-    std::vector<PendingKey> pending_;
+    bool rebuilding_ = false;  // clear_all() was called
+    std::vector<BucketEntry> key_edits_;  // in call order; an empty record deletes
 };
 
 class Writer {

@@ -55,10 +55,23 @@ typedef struct {
 } ngx_http_apikey_main_conf_t;
 
 
+/*
+ * "apikey_workspace" and "apikey_entity". The usual value is one variable
+ * ($entity, a capture of the location): that is read as is, without the
+ * script engine's length pass, allocation and copy on every request.
+ */
+
+typedef struct {
+    ngx_http_complex_value_t   cv;
+    ngx_int_t                  index;    /* of a lone "$variable", or
+                                            NGX_ERROR */
+} ngx_http_apikey_value_t;
+
+
 typedef struct {
     ngx_flag_t                 enable;
-    ngx_http_complex_value_t  *workspace;
-    ngx_http_complex_value_t  *entity;
+    ngx_http_apikey_value_t   *workspace;
+    ngx_http_apikey_value_t   *entity;
 
     /* "apikey_rate_limit": NULL for off; defaults for keys without a limit */
     ngx_shm_zone_t            *rate_zone;
@@ -108,6 +121,8 @@ static ngx_int_t ngx_http_apikey_preflight(ngx_http_request_t *r,
 static ngx_int_t ngx_http_apikey_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_header_is(ngx_table_elt_t *h,
     const char *name, size_t len);
+static ngx_int_t ngx_http_apikey_value(ngx_http_request_t *r,
+    ngx_http_apikey_value_t *val, ngx_str_t *value);
 static void *ngx_http_apikey_alloc(void *pool, size_t size);
 static ngx_int_t ngx_http_apikey_reject(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
@@ -139,6 +154,8 @@ static char *ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_apikey_lone_variable(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_int_t *index);
 static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
@@ -315,12 +332,12 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         /* merge guarantees a workspace wherever "apikey" is on */
 
-        if (ngx_http_complex_value(r, alcf->workspace, &workspace) != NGX_OK) {
+        if (ngx_http_apikey_value(r, alcf->workspace, &workspace) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         if (alcf->entity) {
-            if (ngx_http_complex_value(r, alcf->entity, &ctx->entity)
+            if (ngx_http_apikey_value(r, alcf->entity, &ctx->entity)
                 != NGX_OK)
             {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -976,6 +993,38 @@ ngx_http_apikey_rate_headers(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
     key = state;
 
     return ngx_http_apikey_add_header(r, &key, &value, NULL);
+}
+
+
+/*
+ * The value of "apikey_workspace" or "apikey_entity". A lone variable is
+ * taken as it is, as ngx_http_complex_value() would copy it: a variable that
+ * is not found (or fails) is the empty string. Its memory lives as long as
+ * the request, as the copy would.
+ */
+
+static ngx_int_t
+ngx_http_apikey_value(ngx_http_request_t *r, ngx_http_apikey_value_t *val,
+    ngx_str_t *value)
+{
+    ngx_http_variable_value_t  *vv;
+
+    if (val->index == NGX_ERROR) {
+        return ngx_http_complex_value(r, &val->cv, value);
+    }
+
+    vv = ngx_http_get_flushed_variable(r, val->index);
+
+    if (vv == NULL || vv->not_found) {
+        value->len = 0;
+        value->data = (u_char *) "";
+        return NGX_OK;
+    }
+
+    value->len = vv->len;
+    value->data = vv->data;
+
+    return NGX_OK;
 }
 
 
@@ -1653,12 +1702,13 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                            *slash;
     ngx_str_t                         *value;
-    ngx_http_complex_value_t         **cv;
+    ngx_http_apikey_value_t          **val;
+    ngx_http_complex_value_t          *cv;
     ngx_http_compile_complex_value_t   ccv;
 
-    cv = (ngx_http_complex_value_t **) (p + cmd->offset);
+    val = (ngx_http_apikey_value_t **) (p + cmd->offset);
 
-    if (*cv != NULL) {
+    if (*val != NULL) {
         return "is duplicate";
     }
 
@@ -1670,25 +1720,33 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    *cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (*cv == NULL) {
+    *val = ngx_palloc(cf->pool, sizeof(ngx_http_apikey_value_t));
+    if (*val == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    cv = &(*val)->cv;
 
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
     ccv.cf = cf;
     ccv.value = &value[1];
-    ccv.complex_value = *cv;
+    ccv.complex_value = cv;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_apikey_lone_variable(cf, &value[1], &(*val)->index)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
     /* a constant workspace must already look like "org/slug" */
 
     if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, workspace)
-        && (*cv)->lengths == NULL)
+        && cv->lengths == NULL)
     {
         slash = ngx_strlchr(value[1].data, value[1].data + value[1].len, '/');
 
@@ -1706,6 +1764,60 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Sets *index to the index of the variable when `value` is exactly one,
+ * "$name" or "${name}", and to NGX_ERROR when it is anything else (text,
+ * several variables, or a capture such as $1, which is no variable).
+ */
+
+static ngx_int_t
+ngx_http_apikey_lone_variable(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_int_t *index)
+{
+    u_char     *p, *last;
+    ngx_str_t   name;
+
+    *index = NGX_ERROR;
+
+    p = value->data;
+    last = p + value->len;
+
+    if (value->len < 2 || *p++ != '$') {
+        return NGX_OK;
+    }
+
+    if (*p == '{') {
+        if (last[-1] != '}') {
+            return NGX_OK;
+        }
+
+        p++;
+        last--;
+    }
+
+    name.data = p;
+    name.len = last - p;
+
+    if (name.len == 0 || (*p >= '0' && *p <= '9')) {
+        return NGX_OK;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '_'))
+        {
+            return NGX_OK;
+        }
+    }
+
+    /* compiling the value registered it: this only looks the index up */
+
+    *index = ngx_http_get_variable_index(cf, &name);
+
+    return (*index == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 

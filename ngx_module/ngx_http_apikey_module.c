@@ -55,10 +55,34 @@ typedef struct {
 } ngx_http_apikey_main_conf_t;
 
 
+/*
+ * "apikey_workspace" and "apikey_entity". The usual values are named
+ * variables and text ($org/$ws, $entity): those are kept as parts, evaluated
+ * per request with one allocation (none for a lone variable, which is used
+ * as is) instead of the script engine's two passes over its codes, about
+ * 500 instructions for $org/$ws. Anything else (captures such as $1) runs
+ * the compiled complex value.
+ */
+
+#define NGX_HTTP_APIKEY_VALUE_PARTS  4
+
+typedef struct {
+    ngx_str_t                  text;     /* when index is NGX_ERROR */
+    ngx_int_t                  index;    /* of a named variable */
+} ngx_http_apikey_part_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t   cv;
+    ngx_uint_t                 nparts;   /* 0: evaluate cv */
+    ngx_http_apikey_part_t     parts[NGX_HTTP_APIKEY_VALUE_PARTS];
+} ngx_http_apikey_value_t;
+
+
 typedef struct {
     ngx_flag_t                 enable;
-    ngx_http_complex_value_t  *workspace;
-    ngx_http_complex_value_t  *entity;
+    ngx_http_apikey_value_t   *workspace;
+    ngx_http_apikey_value_t   *entity;
 
     /* "apikey_rate_limit": NULL for off; defaults for keys without a limit */
     ngx_shm_zone_t            *rate_zone;
@@ -108,6 +132,8 @@ static ngx_int_t ngx_http_apikey_preflight(ngx_http_request_t *r,
 static ngx_int_t ngx_http_apikey_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_header_is(ngx_table_elt_t *h,
     const char *name, size_t len);
+static ngx_int_t ngx_http_apikey_value(ngx_http_request_t *r,
+    ngx_http_apikey_value_t *val, ngx_str_t *value);
 static void *ngx_http_apikey_alloc(void *pool, size_t size);
 static ngx_int_t ngx_http_apikey_reject(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
@@ -139,6 +165,8 @@ static char *ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_apikey_value_parts(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_http_apikey_value_t *val);
 static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
@@ -315,12 +343,12 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         /* merge guarantees a workspace wherever "apikey" is on */
 
-        if (ngx_http_complex_value(r, alcf->workspace, &workspace) != NGX_OK) {
+        if (ngx_http_apikey_value(r, alcf->workspace, &workspace) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         if (alcf->entity) {
-            if (ngx_http_complex_value(r, alcf->entity, &ctx->entity)
+            if (ngx_http_apikey_value(r, alcf->entity, &ctx->entity)
                 != NGX_OK)
             {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -976,6 +1004,70 @@ ngx_http_apikey_rate_headers(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
     key = state;
 
     return ngx_http_apikey_add_header(r, &key, &value, NULL);
+}
+
+
+/*
+ * The value of "apikey_workspace" or "apikey_entity", as
+ * ngx_http_complex_value() makes it: a variable that is not found (or
+ * fails) is the empty string. A lone variable's value is used in place: its
+ * memory lives as long as the request, as a copy would.
+ */
+
+static ngx_int_t
+ngx_http_apikey_value(ngx_http_request_t *r, ngx_http_apikey_value_t *val,
+    ngx_str_t *value)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_uint_t                  i;
+    ngx_str_t                   part[NGX_HTTP_APIKEY_VALUE_PARTS];
+    ngx_http_variable_value_t  *vv;
+
+    if (val->nparts == 0) {
+        return ngx_http_complex_value(r, &val->cv, value);
+    }
+
+    len = 0;
+
+    for (i = 0; i < val->nparts; i++) {
+
+        if (val->parts[i].index == NGX_ERROR) {
+            part[i] = val->parts[i].text;
+
+        } else {
+            vv = ngx_http_get_flushed_variable(r, val->parts[i].index);
+
+            if (vv == NULL || vv->not_found) {
+                ngx_str_set(&part[i], "");
+
+            } else {
+                part[i].len = vv->len;
+                part[i].data = vv->data;
+            }
+        }
+
+        len += part[i].len;
+    }
+
+    if (val->nparts == 1) {
+        *value = part[0];
+        return NGX_OK;
+    }
+
+    value->len = len;
+    value->data = ngx_pnalloc(r->pool, len);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = value->data;
+
+    for (i = 0; i < val->nparts; i++) {
+        p = ngx_cpymem(p, part[i].data, part[i].len);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1653,12 +1745,13 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char                            *slash;
     ngx_str_t                         *value;
-    ngx_http_complex_value_t         **cv;
+    ngx_http_apikey_value_t          **val;
+    ngx_http_complex_value_t          *cv;
     ngx_http_compile_complex_value_t   ccv;
 
-    cv = (ngx_http_complex_value_t **) (p + cmd->offset);
+    val = (ngx_http_apikey_value_t **) (p + cmd->offset);
 
-    if (*cv != NULL) {
+    if (*val != NULL) {
         return "is duplicate";
     }
 
@@ -1670,25 +1763,31 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    *cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (*cv == NULL) {
+    *val = ngx_palloc(cf->pool, sizeof(ngx_http_apikey_value_t));
+    if (*val == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    cv = &(*val)->cv;
 
     ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
     ccv.cf = cf;
     ccv.value = &value[1];
-    ccv.complex_value = *cv;
+    ccv.complex_value = cv;
 
     if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_apikey_value_parts(cf, &value[1], *val) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     /* a constant workspace must already look like "org/slug" */
 
     if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, workspace)
-        && (*cv)->lengths == NULL)
+        && cv->lengths == NULL)
     {
         slash = ngx_strlchr(value[1].data, value[1].data + value[1].len, '/');
 
@@ -1706,6 +1805,107 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Splits a compiled value into text and named variables ("$name",
+ * "${name}") for ngx_http_apikey_value(). val->nparts stays 0 for a
+ * constant (the complex value returns it as is), for captures ($1, no
+ * variable), and for more than NGX_HTTP_APIKEY_VALUE_PARTS parts. The value
+ * compiled, so its variable names are well formed.
+ */
+
+static ngx_int_t
+ngx_http_apikey_value_parts(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_apikey_value_t *val)
+{
+    u_char                  *p, *last, *start;
+    ngx_uint_t               n;
+    ngx_str_t                name;
+    ngx_http_apikey_part_t   parts[NGX_HTTP_APIKEY_VALUE_PARTS];
+
+    val->nparts = 0;
+
+    if (val->cv.lengths == NULL) {
+        return NGX_OK;
+    }
+
+    p = value->data;
+    last = p + value->len;
+
+    for (n = 0; p < last; n++) {
+
+        if (n == NGX_HTTP_APIKEY_VALUE_PARTS) {
+            return NGX_OK;
+        }
+
+        if (*p != '$') {
+            start = p;
+
+            while (p < last && *p != '$') {
+                p++;
+            }
+
+            parts[n].text.data = start;
+            parts[n].text.len = p - start;
+            parts[n].index = NGX_ERROR;
+            continue;
+        }
+
+        /* a capture ($1), or a name nginx would not take for one */
+
+        if (++p == last || (*p >= '0' && *p <= '9')) {
+            return NGX_OK;
+        }
+
+        if (*p == '{') {
+            name.data = ++p;
+
+            while (p < last && *p != '}') {
+                p++;
+            }
+
+            name.len = p - name.data;
+
+            if (p == last || name.len == 0
+                || (name.data[0] >= '0' && name.data[0] <= '9'))
+            {
+                return NGX_OK;
+            }
+
+            p++;
+
+        } else {
+            name.data = p;
+
+            while (p < last
+                   && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                       || (*p >= '0' && *p <= '9') || *p == '_'))
+            {
+                p++;
+            }
+
+            name.len = p - name.data;
+
+            if (name.len == 0) {
+                return NGX_OK;
+            }
+        }
+
+        /* compiling the value registered it: this only looks it up */
+
+        parts[n].index = ngx_http_get_variable_index(cf, &name);
+
+        if (parts[n].index == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memcpy(val->parts, parts, n * sizeof(ngx_http_apikey_part_t));
+    val->nparts = n;
+
+    return NGX_OK;
 }
 
 

@@ -4,17 +4,38 @@
  * One atomic counter per outcome code in a small shared zone: a request
  * costs one atomic add, no lock. The zone is kept across reloads, so the
  * counters only go up while nginx runs, as Prometheus counters must.
+ *
+ * The counters are sharded: one row per worker slot (ngx_worker modulo
+ * NGX_HTTP_APIKEY_COUNTER_ROWS), each row on cache lines of its own, and the
+ * status handler sums the rows. With one shared row every request of every
+ * worker wrote the same cache line, which then bounced between the cores.
+ * The add stays atomic: after a reload the old and the new worker of a slot
+ * share its row for a while, and beyond NGX_HTTP_APIKEY_COUNTER_ROWS workers
+ * rows are shared too; only the contention is gone.
  */
 
 #include "ngx_http_apikey_module.h"
 #include "ngx_http_apikey_status.h"
 
 
-#define NGX_HTTP_APIKEY_MAX_CODES  64
+#define NGX_HTTP_APIKEY_MAX_CODES     64
+#define NGX_HTTP_APIKEY_COUNTER_ROWS  32      /* a power of two */
+
+
+/*
+ * 64 counters of 4 or 8 bytes: a row is a multiple of 128 bytes (two cache
+ * lines, what adjacent-line prefetch pulls in together), and the rows start
+ * on a page (ngx_slab_calloc() gives whole pages for blocks this large), so
+ * no two rows share a cache line.
+ */
+
+typedef struct {
+    ngx_atomic_t                    counts[NGX_HTTP_APIKEY_MAX_CODES];
+} ngx_http_apikey_counter_row_t;
 
 
 typedef struct {
-    ngx_atomic_t   *counts;
+    ngx_http_apikey_counter_row_t  *rows;     /* NGX_HTTP_APIKEY_COUNTER_ROWS */
 } ngx_http_apikey_counters_t;
 
 
@@ -33,7 +54,12 @@ ngx_http_apikey_status_init_zone(ngx_conf_t *cf, ngx_shm_zone_t **zone)
         return NGX_ERROR;
     }
 
-    *zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
+    /* the rows, and room for the slab allocator's own pages */
+
+    *zone = ngx_shared_memory_add(cf, &name,
+                                  NGX_HTTP_APIKEY_COUNTER_ROWS
+                                  * sizeof(ngx_http_apikey_counter_row_t)
+                                  + 8 * ngx_pagesize,
                                   &ngx_http_apikey_module);
     if (*zone == NULL) {
         return NGX_ERROR;
@@ -64,24 +90,24 @@ ngx_http_apikey_counters_init(ngx_shm_zone_t *shm_zone, void *data)
     counters = shm_zone->data;
 
     if (ocounters) {
-        counters->counts = ocounters->counts;
+        counters->rows = ocounters->rows;
         return NGX_OK;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (shm_zone->shm.exists) {
-        counters->counts = shpool->data;
+        counters->rows = shpool->data;
         return NGX_OK;
     }
 
-    counters->counts = ngx_slab_calloc(shpool, NGX_HTTP_APIKEY_MAX_CODES
-                                               * sizeof(ngx_atomic_t));
-    if (counters->counts == NULL) {
+    counters->rows = ngx_slab_calloc(shpool, NGX_HTTP_APIKEY_COUNTER_ROWS
+                                         * sizeof(ngx_http_apikey_counter_row_t));
+    if (counters->rows == NULL) {
         return NGX_ERROR;
     }
 
-    shpool->data = (void *) counters->counts;
+    shpool->data = counters->rows;
 
     return NGX_OK;
 }
@@ -90,14 +116,35 @@ ngx_http_apikey_counters_init(ngx_shm_zone_t *shm_zone, void *data)
 void
 ngx_http_apikey_status_count(ngx_shm_zone_t *zone, int code)
 {
-    ngx_http_apikey_counters_t  *counters;
+    ngx_http_apikey_counters_t     *counters;
+    ngx_http_apikey_counter_row_t  *row;
 
     if (zone == NULL || code < 0 || code >= NGX_HTTP_APIKEY_MAX_CODES) {
         return;
     }
 
     counters = zone->data;
-    (void) ngx_atomic_fetch_add(&counters->counts[code], 1);
+    row = &counters->rows[ngx_worker & (NGX_HTTP_APIKEY_COUNTER_ROWS - 1)];
+
+    (void) ngx_atomic_fetch_add(&row->counts[code], 1);
+}
+
+
+/* All workers' counts of outcome `code`. */
+
+static ngx_atomic_uint_t
+ngx_http_apikey_counters_sum(ngx_http_apikey_counters_t *counters, int code)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  sum;
+
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_APIKEY_COUNTER_ROWS; i++) {
+        sum += counters->rows[i].counts[code];
+    }
+
+    return sum;
 }
 
 
@@ -171,7 +218,7 @@ ngx_http_apikey_status_handler(ngx_http_request_t *r)
                               "%uA\n",
                               apikey_code_name(code),
                               apikey_code_http_status(code),
-                              counters->counts[code]);
+                              ngx_http_apikey_counters_sum(counters, code));
     }
 
     b->last = ngx_sprintf(b->last,

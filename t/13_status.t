@@ -1,5 +1,6 @@
 # The module's status handler: Prometheus text with decision counters shared by the
-# workers, and the snapshot's generation and age for alerting on a stale data plane.
+# workers (a row each, summed by every scrape, kept across reloads), and the snapshot's
+# generation and age for alerting on a stale data plane.
 use strict;
 use warnings;
 use Test::More;
@@ -59,5 +60,48 @@ $t->create_key($ws->{id});
 ok $t->wait_until(sub { (scrape()->{apikey_snapshot_generation} // 0) > $after->{apikey_snapshot_generation} }, 2),
     'the generation follows a publish';
 ok scrape()->{apikey_snapshot_age_seconds} < 5, 'snapshot age is small right after a publish';
+
+# Each worker counts in a row of its own (no cache line shared between cores); whichever
+# worker answers a scrape sums every row. The access log says which worker (pid=) decided
+# each request and answered each scrape.
+my $OK = 'apikey_requests_total{code="ok",status="200"}';
+sub log_lines { my @l = split /\n/, $t->access_log; scalar @l }
+sub pids_since {  # distinct pids of the access log's lines from line $from on matching $re
+    my ($from, $re) = @_;
+    my @lines = split /\n/, $t->access_log;
+    my %pid = map { /pid=(\d+)/ ? ($1 => 1) : () } grep { /$re/ } @lines[$from .. $#lines];
+    return keys %pid;
+}
+sub ok_count {  # the ok counter of one scrape, without the format checks of scrape()
+    my $body = $t->api(GET => '/apikey-status')->{body} // '';
+    return $body =~ /^\Q$OK\E (\d+)$/m ? $1 : undef;
+}
+for my $round ('started', 'after a reload') {
+    my $base = ok_count();
+    my $from = log_lines();
+    my $sent = 0;
+    # reuseport spreads the connections (one a request) over both workers
+    while ($sent < 200) {
+        $t->api(GET => $PATH, key => $key->{key});
+        $sent++;
+        last if $sent >= 10 && pids_since($from, qr{ /api/v1/\S+ HTTP\S*" 200 .*result=ok}) >= 2;
+    }
+    is scalar(pids_since($from, qr{ /api/v1/\S+ HTTP\S*" 200 .*result=ok})), 2,
+        "$round: both workers decided some of the $sent requests";
+    my $scrapes_from = log_lines();
+    my (%seen, @counts);
+    for (1 .. 100) {
+        push @counts, ok_count() - $base;
+        %seen = map { $_ => 1 } pids_since($scrapes_from, qr{ /apikey-status });
+        last if keys %seen >= 2 && @counts >= 2;
+    }
+    is scalar(keys %seen), 2, "$round: both workers answered scrapes";
+    is_deeply [sort { $a <=> $b } keys %{{ map { $_ => 1 } @counts }}], [$sent],
+        "$round: every scrape, from either worker, counts all $sent requests";
+    last if $round ne 'started';
+    my $before = ok_count();
+    $t->reload_nginx;
+    is ok_count(), $before, 'the counters survive a reload';
+}
 
 done_testing;

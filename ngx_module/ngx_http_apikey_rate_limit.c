@@ -14,12 +14,12 @@
  * queue, under the slab pool's mutex, as ngx_http_limit_req_module does. The
  * zone survives "nginx -s reload" (its init adopts the old zone's state).
  *
- * Every worker writes this zone, so the lock is held for the lookup and the
- * update only (the answer's numbers are computed after), and a state found
- * moves to the head of the LRU queue only if it has not moved for a second:
- * a move writes the node, both its neighbours and the queue head, cache
- * lines another worker then has to fetch back. The queue is thus in LRU order
- * to within a second, all that eviction needs.
+ * Every worker writes this zone, so the lock is held for the sweep, the
+ * lookup and the update only (the answer's numbers are computed after), and
+ * a state found moves to the head of the LRU queue only if it has not moved
+ * for a second: a move writes the node, both its neighbours and the queue
+ * head, cache lines another worker then has to fetch back. The queue is thus
+ * in LRU order to within a second, all that eviction needs.
  */
 
 #include "ngx_http_apikey_rate_limit.h"

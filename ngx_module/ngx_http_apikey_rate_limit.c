@@ -13,6 +13,13 @@
  * State lives in a shared zone keyed by key id, in an rbtree with an LRU
  * queue, under the slab pool's mutex, as ngx_http_limit_req_module does. The
  * zone survives "nginx -s reload" (its init adopts the old zone's state).
+ *
+ * Every worker writes this zone, so the lock is held for the sweep, the
+ * lookup and the update only (the answer's numbers are computed after), and
+ * a state found moves to the head of the LRU queue only if it has not moved
+ * for a second: a move writes the node, both its neighbours and the queue
+ * head, cache lines another worker then has to fetch back. The queue is thus
+ * in LRU order to within a second, all that eviction needs.
  */
 
 #include "ngx_http_apikey_rate_limit.h"
@@ -25,6 +32,8 @@ typedef struct {
     u_char                        color;
     u_char                        len;
     u_short                       padding;
+    uint32_t                      moved;     /* seconds, monotonic: last
+                                                move to the queue head */
     ngx_queue_t                   queue;
     uint64_t                      tat;       /* microseconds, monotonic */
     u_char                        data[1];   /* the key id */
@@ -48,6 +57,9 @@ typedef struct {
 
 #define NGX_HTTP_APIKEY_USEC  1000000
 
+/* a state moves to the LRU head at most once in this many seconds */
+#define NGX_HTTP_APIKEY_RATE_REQUEUE  1
+
 
 static ngx_int_t ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
@@ -57,6 +69,8 @@ static ngx_http_apikey_rate_node_t *ngx_http_apikey_rate_lookup(
     ngx_http_apikey_rate_ctx_t *ctx, ngx_uint_t hash, u_char *id, size_t len);
 static ngx_uint_t ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx,
     uint64_t now, ngx_uint_t force);
+static void ngx_http_apikey_rate_log(time_t *logged, ngx_uint_t level,
+    ngx_log_t *log, ngx_shm_zone_t *zone, const char *what);
 
 
 char *
@@ -198,8 +212,8 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
 {
     size_t                        size;
     uint64_t                      now, window_us, interval, tat, wait;
-    uint32_t                      hash;
-    ngx_uint_t                    evicted_limited;
+    uint32_t                      hash, sec;
+    ngx_uint_t                    allowed, evicted_limited;
     ngx_rbtree_node_t            *node;
     ngx_http_apikey_rate_ctx_t   *ctx;
     ngx_http_apikey_rate_node_t  *rn;
@@ -208,6 +222,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
     evicted_limited = 0;
 
     now = (uint64_t) ngx_current_msec * 1000;
+    sec = (uint32_t) (now / NGX_HTTP_APIKEY_USEC);
     window_us = (uint64_t) window * NGX_HTTP_APIKEY_USEC;
     interval = window_us / limit;
 
@@ -225,8 +240,12 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
     rn = ngx_http_apikey_rate_lookup(ctx, hash, id, len);
 
     if (rn) {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&ctx->sh->queue, &rn->queue);
+        if (sec - rn->moved >= NGX_HTTP_APIKEY_RATE_REQUEUE) {
+            rn->moved = sec;
+            ngx_queue_remove(&rn->queue);
+            ngx_queue_insert_head(&ctx->sh->queue, &rn->queue);
+        }
+
         tat = ngx_max(rn->tat, now);
 
     } else {
@@ -237,14 +256,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         node = ngx_slab_alloc_locked(ctx->shpool, size);
 
         if (node == NULL) {
-            /*
-             * Evicting a key that is still limited restarts its budget: with
-             * a zone too small for the keys in use (found under load: 400
-             * keys cycling through a 32k zone were all admitted, 3/60s
-             * notwithstanding) limits stop applying without a word. Say so
-             * (below, out of the lock), once a minute per worker, so the
-             * zone gets sized.
-             */
+            /* evicting a state still limiting is warned about below */
             evicted_limited = ngx_http_apikey_rate_expire(ctx, now, 1);
             node = ngx_slab_alloc_locked(ctx->shpool, size);
         }
@@ -252,14 +264,10 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         if (node == NULL) {
             ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-            if (ngx_time() - ctx->full_logged >= 60) {
-                ctx->full_logged = ngx_time();
-                ngx_log_error(NGX_LOG_ERR, log, 0,
-                              "apikey: rate limit zone \"%V\" cannot hold "
-                              "another key even after evicting; requests of "
-                              "new keys pass unlimited (logged once a minute)",
-                              &zone->shm.name);
-            }
+            ngx_http_apikey_rate_log(&ctx->full_logged, NGX_LOG_ERR, log, zone,
+                                     "cannot hold another key even after "
+                                     "evicting; requests of new keys pass "
+                                     "unlimited");
 
             rate->allowed = 1;
             rate->remaining = limit - 1;
@@ -271,6 +279,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         node->key = hash;
         rn = (ngx_http_apikey_rate_node_t *) &node->color;
         rn->len = (u_char) len;
+        rn->moved = sec;
         ngx_memcpy(rn->data, id, len);
         ngx_rbtree_insert(&ctx->sh->rbtree, node);
         ngx_queue_insert_head(&ctx->sh->queue, &rn->queue);
@@ -279,38 +288,64 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         rn->tat = now;
     }
 
-    if (tat + interval - now > window_us) {
+    allowed = (tat + interval - now <= window_us);
+
+    if (allowed) {
+        tat += interval;
+        rn->tat = tat;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (allowed) {
+        rate->allowed = 1;
+        rate->remaining = (ngx_uint_t) ((window_us - (tat - now)) / interval);
+        rate->retry_after = 0;
+
+    } else {
         /* allowed again once tat + interval - window <= now */
         wait = tat + interval - window_us - now;
 
         rate->allowed = 0;
         rate->remaining = 0;
-        rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_USEC - 1)
-                                / NGX_HTTP_APIKEY_USEC);
         /* whole seconds, never more than the true wait, at least 1 */
         rate->retry_after = ngx_max((time_t) (wait / NGX_HTTP_APIKEY_USEC), 1);
-
-    } else {
-        rn->tat = tat + interval;
-
-        rate->allowed = 1;
-        rate->remaining = (ngx_uint_t) ((window_us - (rn->tat - now))
-                                        / interval);
-        rate->reset = (time_t) ((rn->tat - now + NGX_HTTP_APIKEY_USEC - 1)
-                                / NGX_HTTP_APIKEY_USEC);
-        rate->retry_after = 0;
     }
 
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
+    rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_USEC - 1)
+                            / NGX_HTTP_APIKEY_USEC);
 
-    if (evicted_limited && ngx_time() - ctx->evict_logged >= 60) {
-        ctx->evict_logged = ngx_time();
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "apikey: rate limit zone \"%V\" is full: evicted the "
-                      "state of a key still being limited, its budget "
-                      "restarts; make the zone larger (logged once a minute)",
-                      &zone->shm.name);
+    if (evicted_limited) {
+        /*
+         * Evicting a key that is still limited restarts its budget: with a
+         * zone too small for the keys in use (found under load: 400 keys
+         * cycling through a 32k zone were all admitted, 3/60s
+         * notwithstanding) limits stop applying without a word. Say so, so
+         * the zone gets sized.
+         */
+        ngx_http_apikey_rate_log(&ctx->evict_logged, NGX_LOG_WARN, log, zone,
+                                 "is full: evicted the state of a key still "
+                                 "being limited, its budget restarts; make "
+                                 "the zone larger");
     }
+}
+
+
+/* "apikey: rate limit zone "name" <what> (logged once a minute)": per worker */
+
+static void
+ngx_http_apikey_rate_log(time_t *logged, ngx_uint_t level, ngx_log_t *log,
+    ngx_shm_zone_t *zone, const char *what)
+{
+    if (ngx_time() - *logged < 60) {
+        return;
+    }
+
+    *logged = ngx_time();
+
+    ngx_log_error(level, log, 0,
+                  "apikey: rate limit zone \"%V\" %s (logged once a minute)",
+                  &zone->shm.name, what);
 }
 
 

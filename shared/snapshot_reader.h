@@ -1,6 +1,7 @@
 // Read side of the snapshot, for nginx workers: opened once per worker after fork, one
 // read transaction per request (renew at the start, reset at the end), nothing thrown,
-// nothing allocated on the request path.
+// nothing allocated on the request path (but the bucket cache, once after a rebuild that
+// changed the key table's bucket count).
 #pragma once
 
 #include "sha256.h"

@@ -474,6 +474,33 @@ BOOST_AUTO_TEST_CASE(an_open_reader_follows_a_change_of_bucket_count) {
     BOOST_TEST(bits == 5u);
 }
 
+// apikeyd grew the map past what an open reader has mapped (MDB_MAP_RESIZED on its next
+// renew): the reader remaps, and nothing it remembered of the old map is used.
+BOOST_AUTO_TEST_CASE(an_open_reader_follows_a_grown_map) {
+    test::TempDir dir;
+    auto options = test::writer_options(dir.sub("snap"));
+    options.map_size = std::size_t{1} << 20;
+    const Digest first = sha256(generate_key());
+    { Writer(options).publish(1, [&](Batch &b) { b.put_key(first, sample_record()); }); }
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    KeyRecord found;
+    BOOST_REQUIRE((reader->view().find_key(first, found) == Lookup::found));
+
+    options.map_size = std::size_t{64} << 20;
+    std::vector<Digest> more;
+    for (int i = 0; i < 20000; ++i) more.push_back(sha256(generate_key()));  // ~2.5 MB
+    Writer(options).publish(2, [&](Batch &b) {
+        for (const auto &h : more) b.put_key(h, sample_record());
+    });
+    auto view = reader->view();
+    BOOST_REQUIRE_MESSAGE(view.ok(), view.error());
+    BOOST_TEST(view.generation() == 2u);
+    BOOST_TEST((view.find_key(first, found) == Lookup::found));
+    for (const auto &h : more) BOOST_REQUIRE((view.find_key(h, found) == Lookup::found));
+}
+
 BOOST_AUTO_TEST_CASE(a_rebuild_picks_the_bucket_count_for_its_keys) {
     BOOST_TEST(key_bucket_bits_for(0) == 12u);
     BOOST_TEST(key_bucket_bits_for(1'000'000) == 12u);  // 244 keys a bucket

@@ -54,7 +54,7 @@ BucketEntry BucketEntry::make(const Digest &hash, std::string_view record) {
     if (record.size() > kBucketRecordSize || (!record.empty() && record[0] == 0))
         throw std::length_error("key record longer than 56 bytes or of version 0");
     BucketEntry e{hash, {}};
-    std::memcpy(e.record.data(), record.data(), record.size());
+    std::copy(record.begin(), record.end(), e.record.begin());  // an empty view may be null
     return e;
 }
 

@@ -56,26 +56,15 @@ typedef struct {
 
 
 /*
- * "apikey_workspace" and "apikey_entity". The usual values are named
- * variables and text ($org/$ws, $entity): those are kept as parts, evaluated
- * per request with one allocation (none for a lone variable, which is used
- * as is) instead of the script engine's two passes over its codes, about
- * 500 instructions for $org/$ws. Anything else (captures such as $1) runs
- * the compiled complex value.
+ * "apikey_workspace" and "apikey_entity". The usual value is one variable
+ * ($entity, a capture of the location): that is read as is, without the
+ * script engine's length pass, allocation and copy on every request.
  */
-
-#define NGX_HTTP_APIKEY_VALUE_PARTS  4
-
-typedef struct {
-    ngx_str_t                  text;     /* when index is NGX_ERROR */
-    ngx_int_t                  index;    /* of a named variable */
-} ngx_http_apikey_part_t;
-
 
 typedef struct {
     ngx_http_complex_value_t   cv;
-    ngx_uint_t                 nparts;   /* 0: evaluate cv */
-    ngx_http_apikey_part_t     parts[NGX_HTTP_APIKEY_VALUE_PARTS];
+    ngx_int_t                  index;    /* of a lone "$variable", or
+                                            NGX_ERROR */
 } ngx_http_apikey_value_t;
 
 
@@ -165,8 +154,8 @@ static char *ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_apikey_value_parts(ngx_conf_t *cf,
-    ngx_str_t *value, ngx_http_apikey_value_t *val);
+static ngx_int_t ngx_http_apikey_lone_variable(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_int_t *index);
 static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
@@ -1008,64 +997,32 @@ ngx_http_apikey_rate_headers(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
 
 
 /*
- * The value of "apikey_workspace" or "apikey_entity", as
- * ngx_http_complex_value() makes it: a variable that is not found (or
- * fails) is the empty string. A lone variable's value is used in place: its
- * memory lives as long as the request, as a copy would.
+ * The value of "apikey_workspace" or "apikey_entity". A lone variable is
+ * taken as it is, as ngx_http_complex_value() would copy it: a variable that
+ * is not found (or fails) is the empty string. Its memory lives as long as
+ * the request, as the copy would.
  */
 
 static ngx_int_t
 ngx_http_apikey_value(ngx_http_request_t *r, ngx_http_apikey_value_t *val,
     ngx_str_t *value)
 {
-    u_char                     *p;
-    size_t                      len;
-    ngx_uint_t                  i;
-    ngx_str_t                   part[NGX_HTTP_APIKEY_VALUE_PARTS];
     ngx_http_variable_value_t  *vv;
 
-    if (val->nparts == 0) {
+    if (val->index == NGX_ERROR) {
         return ngx_http_complex_value(r, &val->cv, value);
     }
 
-    len = 0;
+    vv = ngx_http_get_flushed_variable(r, val->index);
 
-    for (i = 0; i < val->nparts; i++) {
-
-        if (val->parts[i].index == NGX_ERROR) {
-            part[i] = val->parts[i].text;
-
-        } else {
-            vv = ngx_http_get_flushed_variable(r, val->parts[i].index);
-
-            if (vv == NULL || vv->not_found) {
-                ngx_str_set(&part[i], "");
-
-            } else {
-                part[i].len = vv->len;
-                part[i].data = vv->data;
-            }
-        }
-
-        len += part[i].len;
-    }
-
-    if (val->nparts == 1) {
-        *value = part[0];
+    if (vv == NULL || vv->not_found) {
+        value->len = 0;
+        value->data = (u_char *) "";
         return NGX_OK;
     }
 
-    value->len = len;
-    value->data = ngx_pnalloc(r->pool, len);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = value->data;
-
-    for (i = 0; i < val->nparts; i++) {
-        p = ngx_cpymem(p, part[i].data, part[i].len);
-    }
+    value->len = vv->len;
+    value->data = vv->data;
 
     return NGX_OK;
 }
@@ -1780,7 +1737,9 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_apikey_value_parts(cf, &value[1], *val) != NGX_OK) {
+    if (ngx_http_apikey_lone_variable(cf, &value[1], &(*val)->index)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -1809,103 +1768,56 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * Splits a compiled value into text and named variables ("$name",
- * "${name}") for ngx_http_apikey_value(). val->nparts stays 0 for a
- * constant (the complex value returns it as is), for captures ($1, no
- * variable), and for more than NGX_HTTP_APIKEY_VALUE_PARTS parts. The value
- * compiled, so its variable names are well formed.
+ * Sets *index to the index of the variable when `value` is exactly one,
+ * "$name" or "${name}", and to NGX_ERROR when it is anything else (text,
+ * several variables, or a capture such as $1, which is no variable).
  */
 
 static ngx_int_t
-ngx_http_apikey_value_parts(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_http_apikey_value_t *val)
+ngx_http_apikey_lone_variable(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_int_t *index)
 {
-    u_char                  *p, *last, *start;
-    ngx_uint_t               n;
-    ngx_str_t                name;
-    ngx_http_apikey_part_t   parts[NGX_HTTP_APIKEY_VALUE_PARTS];
+    u_char     *p, *last;
+    ngx_str_t   name;
 
-    val->nparts = 0;
-
-    if (val->cv.lengths == NULL) {
-        return NGX_OK;
-    }
+    *index = NGX_ERROR;
 
     p = value->data;
     last = p + value->len;
 
-    for (n = 0; p < last; n++) {
+    if (value->len < 2 || *p++ != '$') {
+        return NGX_OK;
+    }
 
-        if (n == NGX_HTTP_APIKEY_VALUE_PARTS) {
+    if (*p == '{') {
+        if (last[-1] != '}') {
             return NGX_OK;
         }
 
-        if (*p != '$') {
-            start = p;
+        p++;
+        last--;
+    }
 
-            while (p < last && *p != '$') {
-                p++;
-            }
+    name.data = p;
+    name.len = last - p;
 
-            parts[n].text.data = start;
-            parts[n].text.len = p - start;
-            parts[n].index = NGX_ERROR;
-            continue;
-        }
+    if (name.len == 0 || (*p >= '0' && *p <= '9')) {
+        return NGX_OK;
+    }
 
-        /* a capture ($1), or a name nginx would not take for one */
-
-        if (++p == last || (*p >= '0' && *p <= '9')) {
+    for ( /* void */ ; p < last; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '_'))
+        {
             return NGX_OK;
-        }
-
-        if (*p == '{') {
-            name.data = ++p;
-
-            while (p < last && *p != '}') {
-                p++;
-            }
-
-            name.len = p - name.data;
-
-            if (p == last || name.len == 0
-                || (name.data[0] >= '0' && name.data[0] <= '9'))
-            {
-                return NGX_OK;
-            }
-
-            p++;
-
-        } else {
-            name.data = p;
-
-            while (p < last
-                   && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                       || (*p >= '0' && *p <= '9') || *p == '_'))
-            {
-                p++;
-            }
-
-            name.len = p - name.data;
-
-            if (name.len == 0) {
-                return NGX_OK;
-            }
-        }
-
-        /* compiling the value registered it: this only looks it up */
-
-        parts[n].index = ngx_http_get_variable_index(cf, &name);
-
-        if (parts[n].index == NGX_ERROR) {
-            return NGX_ERROR;
         }
     }
 
-    ngx_memcpy(val->parts, parts, n * sizeof(ngx_http_apikey_part_t));
-    val->nparts = n;
+    /* compiling the value registered it: this only looks the index up */
 
-    return NGX_OK;
+    *index = ngx_http_get_variable_index(cf, &name);
+
+    return (*index == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 

@@ -19,13 +19,11 @@ std::size_t probe_start(const Digest &hash, std::size_t entries) noexcept {
     return static_cast<std::size_t>((static_cast<std::uint64_t>(bits) * entries) >> 32);
 }
 
-// Whole-hash comparison without an early exit.
+// Whole-hash comparison, in constant time as every key hash comparison.
 bool same_hash(const char *stored, const Digest &hash) noexcept {
-    std::uint64_t a[4], b[4], diff = 0;
-    std::memcpy(a, stored, 32);
-    std::memcpy(b, hash.data(), 32);
-    for (int i = 0; i < 4; ++i) diff |= a[i] ^ b[i];
-    return diff == 0;
+    Digest d;
+    std::memcpy(d.data(), stored, d.size());
+    return digest_equal(d, hash);
 }
 
 bool is_empty(const char *entry) noexcept { return entry[32] == 0; }
@@ -50,6 +48,8 @@ BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
     return BucketLookup::absent;
 }
 
+bool hash_order(const BucketEntry &a, const BucketEntry &b) noexcept { return a.hash < b.hash; }
+
 BucketEntry BucketEntry::make(const Digest &hash, std::string_view record) {
     if (record.size() > kBucketRecordSize || (!record.empty() && record[0] == 0))
         throw std::length_error("key record longer than 56 bytes or of version 0");
@@ -72,8 +72,6 @@ bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out) {
 }
 
 namespace {
-
-bool by_hash(const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; }
 
 // `entries` (sorted by hash, distinct, none removing) as a bucket.
 std::string encode(const std::vector<BucketEntry> &entries) {
@@ -103,7 +101,7 @@ std::string edit_bucket(std::string_view bucket, const std::vector<BucketEntry> 
     std::vector<BucketEntry> entries;
     entries.reserve(bucket.size() / kBucketEntrySize + edits.size());
     bucket_entries(bucket, entries);  // a damaged bucket keeps what could be read
-    std::sort(entries.begin(), entries.end(), by_hash);
+    std::sort(entries.begin(), entries.end(), hash_order);
     // A damaged bucket may hold one hash twice.
     entries.erase(std::unique(entries.begin(), entries.end(),
                               [](const BucketEntry &a, const BucketEntry &b) { return a.hash == b.hash; }),

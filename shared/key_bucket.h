@@ -48,14 +48,17 @@ struct BucketEntry {
     bool removes() const noexcept { return record[0] == 0; }
 };
 
+// The order edit_bucket wants its edits in (std::stable_sort with it).
+bool hash_order(const BucketEntry &a, const BucketEntry &b) noexcept;
+
 // Every entry of `bucket`, in entry order. False (with the entries of the whole part)
 // when its size is not a whole number of entries: the writer then rebuilds the bucket
 // from what could be read.
 bool bucket_entries(std::string_view bucket, std::vector<BucketEntry> &out);
 
 // `bucket` (empty: none yet) with `edits` applied: for each hash the last edit in the
-// list wins. `edits` must be sorted by hash, stably (std::stable_sort), so that "last"
-// keeps the caller's order. The same keys give the same bytes whatever the history; no
+// list wins. `edits` must be sorted by hash_order, stably, so that "last" keeps the
+// caller's order. The same keys give the same bytes whatever the history; no
 // key left gives an empty string (no bucket).
 std::string edit_bucket(std::string_view bucket, const std::vector<BucketEntry> &edits);
 

@@ -36,8 +36,7 @@ void Batch::delete_key(const Digest &hash) { key_edits_.push_back(BucketEntry::m
 void Batch::flush_keys() {
     // Stable: of two edits of one hash, the later one wins. Hash order is bucket order (a
     // bucket is the hash's first bits).
-    std::stable_sort(key_edits_.begin(), key_edits_.end(),
-                     [](const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; });
+    std::stable_sort(key_edits_.begin(), key_edits_.end(), hash_order);
     if (rebuilding_) {
         std::size_t keys = 0;
         for (std::size_t i = 0; i < key_edits_.size(); ++i)

@@ -245,7 +245,7 @@ BOOST_AUTO_TEST_CASE(api_rate_limits_failed_admin_auth_per_address) {
 
 BOOST_AUTO_TEST_CASE(admin_tokens_compare_by_hash) {
     // The Api holds only SHA-256 digests (AdminToken has no raw token), compared with
-    // CRYPTO_memcmp (apikey::digest_equal) against every configured token, no early exit.
+    // apikey::digest_equal (constant time) against every configured token, no early exit.
     const apikey::Digest a = apikey::sha256("token-a"), b = apikey::sha256("token-b");
     BOOST_TEST(apikey::digest_equal(a, a));
     BOOST_TEST(!apikey::digest_equal(a, b));

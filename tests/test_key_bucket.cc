@@ -26,8 +26,7 @@ std::vector<BucketEntry> make_entries(std::size_t n, const std::string &seed) {
 
 // edit_bucket's contract: edits stably sorted by hash.
 std::string edit(std::string_view bucket, std::vector<BucketEntry> edits) {
-    std::stable_sort(edits.begin(), edits.end(),
-                     [](const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; });
+    std::stable_sort(edits.begin(), edits.end(), hash_order);
     return edit_bucket(bucket, edits);
 }
 

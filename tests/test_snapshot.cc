@@ -436,8 +436,7 @@ BOOST_AUTO_TEST_CASE(an_open_reader_follows_a_change_of_bucket_count) {
         std::map<std::uint32_t, std::vector<BucketEntry>> buckets;
         for (const auto &k : keys) buckets[key_bucket(k.hash.data(), bits)].push_back(k);
         for (auto &[number, entries] : buckets) {
-            std::stable_sort(entries.begin(), entries.end(),
-                             [](const BucketEntry &a, const BucketEntry &b) { return a.hash < b.hash; });
+            std::stable_sort(entries.begin(), entries.end(), hash_order);
             lmdb::put(txn, table, std::string_view(reinterpret_cast<const char *>(&number), 4),
                       edit_bucket({}, entries));
         }

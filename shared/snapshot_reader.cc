@@ -103,8 +103,7 @@ int Reader::start() noexcept {
                              : mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_);
     if (rc != MDB_MAP_RESIZED) return rc;
     // apikeyd grew the map. Adopting the new size needs no live transaction here. The map
-    // may move: no pointer into it survives.
-    ++epoch_;
+    // may move: the meta records are read again, which drops every remembered pointer.
     meta_txn_id_ = 0;
     if (txn_ != nullptr) mdb_txn_abort(txn_);
     txn_ = nullptr;

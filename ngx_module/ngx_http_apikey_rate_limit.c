@@ -23,6 +23,7 @@
  */
 
 #include "ngx_http_apikey_rate_limit.h"
+#include "apikey_capi.h"
 
 
 extern ngx_module_t  ngx_http_apikey_module;
@@ -230,7 +231,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         interval = 1;
     }
 
-    hash = ngx_crc32_short(id, len);
+    hash = apikey_id_hash(id);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 

@@ -29,7 +29,7 @@ ngx_shm_zone_t *ngx_http_apikey_rate_limit_zone_ref(ngx_conf_t *cf,
 
 /*
  * Spends one request of `limit` per `window` seconds for the key `id`
- * (`len` bytes). Never fails the request: if the zone cannot hold the key
+ * (`len` bytes: a key id, APIKEY_UUID_BYTES, hashed by apikey_id_hash()). Never fails the request: if the zone cannot hold the key
  * even after evicting, the request is allowed and the failure logged.
  */
 void ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,

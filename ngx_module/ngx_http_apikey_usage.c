@@ -202,9 +202,7 @@ ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
         return;
     }
 
-    /* key ids are random (UUID v4): their first bytes are a good hash */
-    i = (ngx_uint_t) id[0] | (ngx_uint_t) id[1] << 8
-        | (ngx_uint_t) id[2] << 16 | (ngx_uint_t) id[3] << 24;
+    i = apikey_id_hash(id);
 
     for (n = 0; n < NGX_HTTP_APIKEY_USAGE_PROBES; n++, i++) {
         slot = &usage->slots[i & (usage->slots_n - 1)];

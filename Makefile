@@ -170,6 +170,9 @@ FUZZ_CXX     ?= clang++-14
 FUZZ_FLAGS   := -O1 -g -std=c++17 -Wall -Wextra -fPIC -Ishared -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_SECONDS ?= 60
+# A fixed seed makes a run from a clean build-fuzz/ repeatable (CI's run can be replayed
+# here, longer); FUZZ_SEED=0 draws a new one each run, for exploring.
+FUZZ_SEED    ?= 1
 FUZZ_TARGETS := $(patsubst fuzz/%.cc,%,$(wildcard fuzz/fuzz_*.cc))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 FUZZ_LIB_OBJS := $(CORE_SRCS:%.cc=$(FUZZ_BUILD)/%.o) \
@@ -190,7 +193,7 @@ fuzz-bins: $(FUZZ_BINS)
 
 fuzz: deps
 	$(MAKE) fuzz-bins
-	bash scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_SEED=$(FUZZ_SEED) bash scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-regress: deps
 	$(MAKE) fuzz-bins

@@ -29,14 +29,36 @@ constexpr std::size_t kMaxImportBodyBytes = std::size_t{4} << 30;
 constexpr std::size_t kMaxImportItems = 10'000'000;
 constexpr std::uint64_t kMaxMapSizeMb = std::uint64_t{1} << 20;  // 1 TiB of address space
 
+// Keys and values in a message are the operator's bytes: control bytes, NULs and non-ASCII
+// are shown as \xNN so the message is one readable line on any terminal or log, and
+// anything past `limit` bytes is cut.
+std::string printable(const std::string &text, std::size_t limit) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (out.size() >= limit) return out + "...";
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        }
+    }
+    return out;
+}
+
 [[noreturn]] void fail(const std::string &key, const std::string &why) {
-    throw ConfigError(key + ": " + why);
+    throw ConfigError(printable(key, 80) + ": " + printable(why, 600));
 }
 
 std::string scalar(const YAML::Node &node, const std::string &key) {
     if (!node.IsScalar()) fail(key, "must be a string");
     const std::string value = node.Scalar();
     if (value.empty()) fail(key, "must not be empty");
+    // Values are paths, addresses and names handed to C APIs, which would stop at a NUL.
+    if (value.find('\0') != std::string::npos) fail(key, "must not contain a NUL byte");
     return value;
 }
 
@@ -222,7 +244,7 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
     try {
         root = YAML::Load(yaml_text);
     } catch (const YAML::Exception &e) {
-        throw ConfigError(std::string("invalid YAML: ") + e.what());
+        throw ConfigError("invalid YAML: " + printable(e.what(), 600));
     }
     if (!root.IsMap()) throw ConfigError("the configuration must be a YAML map of keys");
 

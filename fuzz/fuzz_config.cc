@@ -1,6 +1,6 @@
 // libFuzzer target: apikeyd's YAML config loader (daemon/config, parse_config). The only
-// exception it may throw is ConfigError (anything else would escape main as a crash);
-// a config it accepts has every required key with a usable value.
+// exception it may throw is ConfigError (anything else would escape main as a crash) with
+// a readable message; a config it accepts has every required key with a usable value.
 #include "../daemon/config.h"
 #include "fuzz_check.h"
 
@@ -22,7 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         FUZZ_CHECK(c.usage_port != 0 || c.usage_host.empty());
         (void)c.listen_text();
     } catch (const apikeyd::ConfigError &e) {
-        FUZZ_CHECK(e.what()[0] != '\0');
+        // A message is one line of printable ASCII, whatever bytes the input held.
+        const std::string message = e.what();
+        FUZZ_CHECK(!message.empty());
+        for (const char ch : message) FUZZ_CHECK(ch >= 0x20 && ch < 0x7f);
     }
     return 0;
 }

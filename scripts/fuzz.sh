@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make fuzz / make fuzz-regress, after the build (build-fuzz/fuzz_<target>).
 #   fuzz.sh run SECONDS TARGET...   each target for SECONDS from its seed corpus
-#                                   fuzz/corpus/<target>/ (new inputs go to
-#                                   build-fuzz/corpus/<target>/, crashes to
-#                                   build-fuzz/artifacts/); fails on any crash
+#                                   fuzz/corpus/<target>/ with libFuzzer's
+#                                   -seed=$FUZZ_SEED (0: a new one each run); new
+#                                   inputs go to build-fuzz/corpus/<target>/, crashes
+#                                   to build-fuzz/artifacts/; fails on any crash
 #   fuzz.sh regress 0 TARGET...     replays every committed corpus file once
 # A crash is a regression to keep: copy the artifact into fuzz/corpus/<target>/ with the
 # fix, and make fuzz-regress replays it from then on.
@@ -29,8 +30,8 @@ for t in "$@"; do
     if [ "$mode" = run ]; then
         work=$build/corpus/$t
         mkdir -p "$work" "$build/artifacts"
-        echo "== fuzz $t for ${seconds}s"
-        "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+        echo "== fuzz $t for ${seconds}s, seed ${FUZZ_SEED:-1}"
+        "$bin" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
             -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
             "$work" "$seeds" > "$build/$t.log" 2>&1
         rc=$?

@@ -215,6 +215,36 @@ BOOST_AUTO_TEST_CASE(a_pasted_token_is_not_echoed) {
     BOOST_TEST(message.find(secret) == std::string::npos);
 }
 
+// Found by fuzz_config: a key beginning with a NUL byte made a message that printed as
+// nothing. Keys and values are shown with their odd bytes escaped, and long ones cut.
+BOOST_AUTO_TEST_CASE(odd_bytes_in_keys_and_values_are_shown_escaped) {
+    using namespace std::string_literals;
+    struct Case {
+        std::string yaml, expected;
+    } const cases[] = {
+        {"!m\0" "0.0.\x95n0.0.0:80r: "s, "\\x00"},
+        {minimal("\x01" "bad: 1\n"), "\\x01bad: unknown key"},
+        {minimal("caf\xc3\xa9: 1\n"), "caf\\xc3\\xa9: unknown key"},
+        {minimal("max_connections: \"1\\t2\"\n"), "got \"1\\x092\""},
+        {minimal(std::string(1000, 'k') + ": 1\n"), "kkk...: unknown key"},
+    };
+    for (const auto &c : cases) {
+        const std::string message = error_of(c.yaml);
+        BOOST_TEST_INFO(c.expected << " in \"" << message << "\"");
+        BOOST_TEST(message.find(c.expected) != std::string::npos);
+        BOOST_TEST(message.size() < 800u);
+        for (const char ch : message) BOOST_TEST((ch >= 0x20 && ch < 0x7f));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_nul_byte_in_a_path_is_refused) {
+    using namespace std::string_literals;
+    const std::string message = error_of(
+        "listen: 127.0.0.1:1\ndata_dir: \"/d\\0/x\"\nsnapshot_path: /s\nadmin_tokens:\n"
+        "  - {name: ops, token_sha256: " + kHash + "}\n");
+    BOOST_TEST(message == "data_dir: must not contain a NUL byte");
+}
+
 BOOST_AUTO_TEST_CASE(load_config_from_file) {
     apikey::test::TempDir dir;
     const std::string path = dir.sub("apikeyd.yaml");

@@ -32,8 +32,13 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
             return nullptr;
         }
         // MDB_NOTLS: the reader slot belongs to our one long-lived transaction, not to a
-        // thread. MDB_NORDAHEAD: lookups are random; read-ahead only evicts useful pages.
-        rc = mdb_env_open(reader->env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0);
+        // thread. Read-ahead stays on (no MDB_NORDAHEAD): the snapshot is small enough to
+        // live in the page cache (~126 bytes a key), and when the cache has lost it
+        // (reboot, memory pressure) each first touch of a page would otherwise be one
+        // 4 KiB read at random. Measured (docs/BENCHMARKS.md "Other findings"): a fresh
+        // 2-worker nginx on an uncached 1M-key snapshot took ~30,000 major faults with
+        // MDB_NORDAHEAD and ~30 without.
+        rc = mdb_env_open(reader->env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0);
         if (rc != MDB_SUCCESS) {
             error = "cannot open snapshot \"" + dir + "\": " + mdb_strerror(rc);
             return nullptr;

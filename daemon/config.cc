@@ -29,9 +29,8 @@ constexpr std::size_t kMaxImportBodyBytes = std::size_t{4} << 30;
 constexpr std::size_t kMaxImportItems = 10'000'000;
 constexpr std::uint64_t kMaxMapSizeMb = std::uint64_t{1} << 20;  // 1 TiB of address space
 
-// Keys and values in a message are the operator's bytes: control bytes, NULs and non-ASCII
-// are shown as \xNN so the message is one readable line on any terminal or log, and
-// anything past `limit` bytes is cut.
+// `text` with control bytes, NULs and non-ASCII shown as \xNN, cut after `limit` bytes.
+// Printable text is left as it is, so a message made of one is unchanged.
 std::string printable(const std::string &text, std::size_t limit) {
     static constexpr char kHex[] = "0123456789abcdef";
     std::string out;
@@ -49,8 +48,12 @@ std::string printable(const std::string &text, std::size_t limit) {
     return out;
 }
 
+// No valid key is this long: a longer one is cut so that the reason stays in the message.
+constexpr std::size_t kMaxKeyShown = 80;
+
 [[noreturn]] void fail(const std::string &key, const std::string &why) {
-    throw ConfigError(printable(key, 80) + ": " + printable(why, 600));
+    throw ConfigError((key.size() > kMaxKeyShown ? key.substr(0, kMaxKeyShown) + "..." : key) +
+                      ": " + why);
 }
 
 std::string scalar(const YAML::Node &node, const std::string &key) {
@@ -234,6 +237,9 @@ void check_writable_dir(const std::string &key, const std::string &dir) {
 
 }  // namespace
 
+ConfigError::ConfigError(const std::string &message)
+    : std::runtime_error(printable(message, 1024)) {}
+
 std::string Config::listen_text() const {
     const bool v6 = listen_host.find(':') != std::string::npos;
     return (v6 ? "[" + listen_host + "]" : listen_host) + ":" + std::to_string(listen_port);
@@ -244,7 +250,7 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir) {
     try {
         root = YAML::Load(yaml_text);
     } catch (const YAML::Exception &e) {
-        throw ConfigError("invalid YAML: " + printable(e.what(), 600));
+        throw ConfigError(std::string("invalid YAML: ") + e.what());
     }
     if (!root.IsMap()) throw ConfigError("the configuration must be a YAML map of keys");
 

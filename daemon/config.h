@@ -17,9 +17,12 @@
 
 namespace apikeyd {
 
+// A configuration mistake. Its message quotes the operator's bytes, so it is made one line
+// of printable ASCII whatever they were (others shown as \xNN, anything past 1 KiB cut):
+// it goes to a terminal or a log as is.
 class ConfigError : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit ConfigError(const std::string &message);
 };
 
 struct AdminToken {

@@ -10,7 +10,7 @@
 # fix, and make fuzz-regress replays it from then on.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mode=$1 seconds=$2
+mode=$1 seconds=$2 seed=${FUZZ_SEED:-1}
 shift 2
 build=build-fuzz
 # The admin API targets keep their temporary stores here (removed at the end).
@@ -30,8 +30,8 @@ for t in "$@"; do
     if [ "$mode" = run ]; then
         work=$build/corpus/$t
         mkdir -p "$work" "$build/artifacts"
-        echo "== fuzz $t for ${seconds}s, seed ${FUZZ_SEED:-1}"
-        "$bin" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+        echo "== fuzz $t for ${seconds}s, seed $seed"
+        "$bin" -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
             -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
             "$work" "$seeds" > "$build/$t.log" 2>&1
         rc=$?

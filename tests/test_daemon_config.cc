@@ -237,6 +237,18 @@ BOOST_AUTO_TEST_CASE(odd_bytes_in_keys_and_values_are_shown_escaped) {
     }
 }
 
+// Every ConfigError is made readable, not only those about a key: here one naming the
+// file (load_config), whose path came from the command line.
+BOOST_AUTO_TEST_CASE(a_file_path_in_a_message_is_shown_escaped) {
+    try {
+        apikeyd::load_config("/nonexistent/\x1b[31mred.yaml");
+        BOOST_FAIL("a missing file loaded");
+    } catch (const ConfigError &e) {
+        BOOST_TEST(std::string(e.what()).find("/nonexistent/\\x1b[31mred.yaml") != std::string::npos,
+                   e.what());
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_nul_byte_in_a_path_is_refused) {
     using namespace std::string_literals;
     const std::string message = error_of(

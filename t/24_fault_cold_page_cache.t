@@ -1,0 +1,57 @@
+# The snapshot out of the page cache (after a reboot, memory pressure, a copy): a fresh
+# worker reads it back with read-ahead, a few large reads, not one 4 KiB read at random
+# per page it touches (LMDB's MDB_NORDAHEAD did that: a fresh 2-worker nginx on an
+# uncached 1M-key snapshot took ~30,000 major faults and served a few hundred requests
+# a second for seconds; docs/BENCHMARKS.md "Other findings"). Counted as the worker's
+# major page faults, not timed.
+use strict;
+use warnings;
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new(workers => 1,
+                        daemon_extra => "max_import_body_bytes: 16777216\nmax_import_items: 40000\n");
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $J = ApiKeyTest::json();
+
+# 40,000 keys: a snapshot of ~1,200 pages, the keys spread over all of them.
+my @raw = map { ApiKeyTest::make_key() } 1 .. 40_000;
+my $body = join '', map {
+    $J->encode({ key_sha256 => sha256_hex($_), key_prefix => substr($_, 0, 12), name => 'bulk' }) . "\n"
+} @raw;
+my $r = $t->admin(POST => "/api/v1/workspaces/$ws->{id}/api-keys/import", undef, raw_body => $body,
+                  headers => ['Content-Type' => 'application/x-ndjson']);
+is $r->{status}, 201, 'imported 40,000 keys' or diag $r->{body};
+my $SALES = '/api/v1/acme-corp/sales/orders';
+ok $t->wait_until(sub { ($t->api(GET => $SALES, key => $raw[-1])->{status} // 0) == 200 }, 5),
+    'nginx admits the last one';
+
+# Drop the snapshot from the page cache: nginx stopped, written back, then
+# POSIX_FADV_DONTNEED (dd's iflag=nocache). Pages some process still maps stay cached.
+$t->stop_nginx;
+my $data = $t->snapshot_path . '/data.mdb';
+system('sync') == 0 or die 'sync failed';
+system('dd', "if=$data", 'iflag=nocache', 'count=0', 'status=none') == 0 or die 'dd failed';
+my $pages = int((-s $data) / 4096);
+my $cached = (split ' ', `fincore --bytes --noheadings --output RES '$data'`)[0] // 0;
+SKIP: {
+    skip "could not drop the snapshot from the page cache ($cached bytes stay)", 2
+        if $cached > (-s $data) / 4;
+
+    $t->start_nginx;
+    my ($worker) = $t->worker_pids;
+    my $major_faults = sub { (split ' ', ApiKeyTest::_slurp("/proc/$worker/stat") =~ s/^.*\) //sr)[9] };
+    my $before = $major_faults->();
+    # 300 keys drawn over the whole table: with one read per page touched, ~300 reads.
+    my $admitted = 0;
+    for my $i (0 .. 299) {
+        $admitted++ if ($t->api(GET => $SALES, key => $raw[$i * 133])->{status} // 0) == 200;
+    }
+    is $admitted, 300, '300 keys from all over the snapshot admitted';
+    my $faults = $major_faults->() - $before;
+    cmp_ok $faults, '<', 60, "the worker read the uncached snapshot in a few reads ($faults "
+        . "major faults for 300 keys over $pages pages)";
+}
+
+done_testing;

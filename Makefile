@@ -88,14 +88,14 @@ unit: $(UNIT)
 	./$(UNIT) --log_level=test_suite
 
 integration: all
-	prove -I t/lib t/
+	bash scripts/prove.sh -I t/lib t/
 
 # `test` and `run` install missing packages first, so each is the one command a fresh
 # machine needs. The build itself is a sub-make, run once the packages are there.
 test: deps
 	$(MAKE) all $(UNIT)
 	./$(UNIT)
-	prove -I t/lib t/
+	bash scripts/prove.sh -I t/lib t/
 
 run: deps
 	$(MAKE) all

@@ -47,7 +47,7 @@ export APIKEY_DAEMON_ENV="ASAN_OPTIONS=$common:detect_leaks=1:log_path=$reports/
 export APIKEY_NGINX_ENV="LD_PRELOAD=$asan_lib ASAN_OPTIONS=$common:detect_leaks=0:log_path=$reports/asan-nginx UBSAN_OPTIONS=$ubsan-nginx"
 start=$(date +%s)
 echo "== integration tests on $build (time scale $APIKEY_TIME_SCALE)"
-prove -I t/lib "${tests[@]}" || status=1
+PROVE_LOG=$build/prove.log bash scripts/prove.sh -I t/lib "${tests[@]}" || status=1
 echo "== integration tests: $(( $(date +%s) - start )) s"
 
 shopt -s nullglob

@@ -145,7 +145,7 @@ sub start {
     }
     $RUNNING{$pid} = 1;
     return { pid => $pid, out => $out, err => $err, started => time,
-             limit => $o{duration} + ($o{timeout} // 10) + 30, mix => $o{mix} };
+             limit => $o{duration} + ($o{timeout} // 10) + 30, mix => $o{mix}, t => $t };
 }
 
 sub _slurp {
@@ -177,7 +177,7 @@ sub finish {
     }
     delete $RUNNING{ $run->{pid} };
     my %res = (rc => $rc, stderr => _slurp($run->{err}), stdout => _slurp($run->{out}),
-               class => {});
+               class => {}, t => $run->{t});
     for (split /\n/, $res{stdout}) {
         if (/^class=(\S+)/) { $res{class}{$1} = _fields($_) }
         elsif (/^total /)  { $res{total} = _fields($_) }
@@ -209,9 +209,9 @@ sub summary {
 }
 
 # The checks every run ends with, four tests named "$label: ...": the client's exit status
-# is 0 (every answer as expected; its stderr describes the first that were not), no
-# transport error, no mismatch, every request sent answered. First a diag of the summary
-# and of each class's counts.
+# is 0 (every answer as expected; its stderr describes the first that were not, and
+# nginx's last warnings and errors may say why), no transport error, no mismatch, every
+# request sent answered. First a diag of the summary and of each class's counts.
 sub check_answers {
     my ($res, $label) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
@@ -222,10 +222,25 @@ sub check_answers {
         Test::More::diag("  class $c: " . join ' ', map { "$_=$h->{$_}" } grep { $_ ne 'class' } sort keys %$h);
     }
     Test::More::is($res->{rc}, 0, "$label: every request answered as expected")
-        or Test::More::diag($res->{stderr});
+        or Test::More::diag(first_lines($res->{stderr}, 4), last_problems($res->{t}, 4));
     Test::More::is($tot->{transport_errors}, 0, "$label: no transport error (no failed request)");
     Test::More::is($tot->{mismatch}, 0, "$label: no mismatched answer");
     Test::More::is($tot->{answered}, $tot->{sent}, "$label: every request sent was answered");
+}
+
+# Diag texts kept short: CI shows the end of the output only (scripts/prove.sh).
+sub first_lines {
+    my ($text, $n) = @_;
+    my @lines = split /\n/, $text;
+    return join '', map { "$_\n" } @lines[0 .. ($#lines < $n - 1 ? $#lines : $n - 1)];
+}
+
+# The last $n lines of nginx's error log at warn or above.
+sub last_problems {
+    my ($t, $n) = @_;
+    my @lines = grep { /\[(?:warn|error|crit|alert|emerg)\]/ } split /\n/, $t->error_log;
+    splice @lines, 0, @lines - $n if @lines > $n;
+    return @lines ? join '', map { "$_\n" } 'nginx error log, last warnings and errors:', @lines : '';
 }
 
 # nginx's error log lines that no load run may cause: alert, crit or emerg, a worker that

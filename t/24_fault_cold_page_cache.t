@@ -36,7 +36,7 @@ system('dd', "if=$data", 'iflag=nocache', 'count=0', 'status=none') == 0 or die 
 my $pages = int((-s $data) / 4096);
 my $cached = (split ' ', `fincore --bytes --noheadings --output RES '$data'`)[0] // 0;
 SKIP: {
-    skip "could not drop the snapshot from the page cache ($cached bytes stay)", 2
+    skip "could not drop the snapshot from the page cache ($cached bytes stay)", 3
         if $cached > (-s $data) / 4;
 
     $t->start_nginx;
@@ -52,6 +52,17 @@ SKIP: {
     my $faults = $major_faults->() - $before;
     cmp_ok $faults, '<', 60, "the worker read the uncached snapshot in a few reads ($faults "
         . "major faults for 300 keys over $pages pages)";
+
+    # The map is advised for 2 MB pages (smaps VmFlags "hg"); where the kernel puts the
+    # pages read back into 2 MB folios, they are mapped whole (FilePmdMapped).
+    my ($map) = grep { m{ \Q$data\E\n} } split /(?=^[0-9a-f]+-[0-9a-f]+ )/m,
+        ApiKeyTest::_slurp("/proc/$worker/smaps");
+    SKIP: {
+        skip 'this kernel has no transparent huge pages', 1
+            unless -e '/sys/kernel/mm/transparent_hugepage/enabled';
+        like $map // '', qr/^VmFlags:.* hg\b/m, "the worker's map of data.mdb is advised for 2 MB pages";
+    }
+    diag 'data.mdb in the worker: ' . join ', ', ($map // '') =~ /^((?:Rss|FilePmdMapped):\s+\d+ kB)/mg;
 }
 
 done_testing;

@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # The end of a failed prove run (scripts/prove.sh), from its whole output in $ARGV[0]:
 # each failed test's diagnostics ("#   Failed test ...", where, got/expected and the
-# test's own diag lines), at most $MAX_LINES lines of $MAX_WIDTH characters, then
-# prove's summary ("Test Summary Report" to the end) again.
+# test's own diag lines) and the message of a test file that died ("... at t/x.t line N."),
+# at most $MAX_LINES lines of $MAX_WIDTH characters, then prove's summary ("Test Summary
+# Report" to the end) again.
 use strict;
 use warnings;
 
@@ -17,7 +18,8 @@ while (my $line = <$fh>) {
     if ($in_summary) { push @summary, $line; next }
     $in_failure = 1 if $line =~ /^#\s+Failed test/;
     $in_failure = 0 if $line !~ /^#/;
-    push @digest, substr($line, 0, $MAX_WIDTH) if $in_failure;
+    push @digest, substr($line, 0, $MAX_WIDTH)
+        if $in_failure || ($line !~ /^#/ && $line =~ / at \S+\.t line \d+\.$/);
 }
 exit 0 unless @digest;
 

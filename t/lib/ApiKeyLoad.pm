@@ -231,14 +231,19 @@ sub check_answers {
 # Diag texts kept short: CI shows the end of the output only (scripts/prove.sh).
 sub first_lines {
     my ($text, $n) = @_;
-    my @lines = split /\n/, $text;
-    return join '', map { "$_\n" } @lines[0 .. ($#lines < $n - 1 ? $#lines : $n - 1)];
+    return join '', map { "$_\n" } grep { defined } (split /\n/, $text)[0 .. $n - 1];
+}
+
+# nginx's error log lines matching $re.
+sub _error_log_lines {
+    my ($t, $re) = @_;
+    return grep { $_ =~ $re } split /\n/, $t->error_log;
 }
 
 # The last $n lines of nginx's error log at warn or above.
 sub last_problems {
     my ($t, $n) = @_;
-    my @lines = grep { /\[(?:warn|error|crit|alert|emerg)\]/ } split /\n/, $t->error_log;
+    my @lines = _error_log_lines($t, qr/\[(?:warn|error|crit|alert|emerg)\]/);
     splice @lines, 0, @lines - $n if @lines > $n;
     return @lines ? join '', map { "$_\n" } 'nginx error log, last warnings and errors:', @lines : '';
 }
@@ -247,8 +252,8 @@ sub last_problems {
 # died of a signal, worker_connections too small. '' when there are none.
 sub alerts {
     my ($t) = @_;
-    return join "\n", grep { /\[(?:alert|crit|emerg)\]|exited on signal|worker_connections are not enough/ }
-        split /\n/, $t->error_log;
+    return join "\n", _error_log_lines($t,
+        qr/\[(?:alert|crit|emerg)\]|exited on signal|worker_connections are not enough/);
 }
 
 1;

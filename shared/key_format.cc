@@ -44,12 +44,8 @@ constexpr std::array<std::uint8_t, 256> make_base62_values() {
 }
 constexpr auto kBase62Value = make_base62_values();
 
-}  // namespace
-
-std::uint32_t crc32(std::string_view data) noexcept {
-    std::uint32_t c = 0xFFFFFFFFu;
-    const auto *p = reinterpret_cast<const unsigned char *>(data.data());
-    std::size_t n = data.size();
+// The CRC register after `data`, from register `c` (before the final inversion).
+std::uint32_t crc_update(std::uint32_t c, const unsigned char *p, std::size_t n) noexcept {
     for (; n >= 8; n -= 8, p += 8) {
         const std::uint32_t one = load_le32(p) ^ c, two = load_le32(p + 4);
         c = kCrc[7][one & 0xFF] ^ kCrc[6][(one >> 8) & 0xFF] ^ kCrc[5][(one >> 16) & 0xFF] ^
@@ -57,7 +53,23 @@ std::uint32_t crc32(std::string_view data) noexcept {
             kCrc[1][(two >> 16) & 0xFF] ^ kCrc[0][two >> 24];
     }
     for (; n > 0; --n, ++p) c = kCrc[0][(c ^ *p) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
+    return c;
+}
+
+constexpr std::uint32_t crc_update_bytewise(std::uint32_t c, std::string_view data) {
+    for (const char ch : data) c = kCrc[0][(c ^ static_cast<unsigned char>(ch)) & 0xFF] ^ (c >> 8);
+    return c;
+}
+
+// Every key starts with the scheme: its part of the checksum is known at compile time.
+constexpr std::uint32_t kCrcAfterScheme = crc_update_bytewise(0xFFFFFFFFu, kKeyScheme);
+
+}  // namespace
+
+std::uint32_t crc32(std::string_view data) noexcept {
+    return crc_update(0xFFFFFFFFu, reinterpret_cast<const unsigned char *>(data.data()),
+                      data.size()) ^
+           0xFFFFFFFFu;
 }
 
 void base62_encode_fixed(std::uint64_t value, char *out, std::size_t width) noexcept {
@@ -100,7 +112,9 @@ bool is_well_formed_key(std::string_view token) noexcept {
     const std::size_t body = kKeyLength - kKeyChecksumChars;
     std::uint64_t checksum = 0;
     for (std::size_t i = body; i < kKeyLength; ++i) checksum = checksum * 62 + kBase62Value[p[i]];
-    return checksum == crc32(token.substr(0, body));
+    return checksum == (crc_update(kCrcAfterScheme, p + kKeyScheme.size(),
+                                   body - kKeyScheme.size()) ^
+                        0xFFFFFFFFu);
 }
 
 std::string_view key_prefix(std::string_view key) noexcept {

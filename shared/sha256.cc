@@ -1,5 +1,7 @@
 #include "sha256.h"
 
+#include "sha256_one_block.h"
+
 #include <cstdint>
 #include <cstring>
 
@@ -34,6 +36,7 @@ int hex_value(char c) noexcept {
 }  // namespace
 
 bool sha256(std::string_view data, Digest &out) noexcept {
+    if (sha256_one_block(data, out.data())) return true;
 #if OPENSSL_VERSION_MAJOR < 4
     SHA256_CTX ctx;
     return SHA256_Init(&ctx) == 1 && SHA256_Update(&ctx, data.data(), data.size()) == 1 &&

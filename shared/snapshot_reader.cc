@@ -45,6 +45,22 @@ void advise_huge_pages(MDB_env *env) noexcept {
     std::fclose(maps);
 }
 
+// Picks the slot of a recent workspace or entity lookup, eight bytes a step (a byte-wise
+// hash was a dependent multiply per byte, on every request). It only spreads keys over
+// slots: a collision costs an mdb_get. The top bits are the best mixed.
+std::uint64_t recent_hash(std::string_view key) noexcept {
+    constexpr std::uint64_t kMul = 0x9E3779B97F4A7C15ull;
+    std::uint64_t h = key.size() * kMul, word = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= key.size(); i += 8) {
+        std::memcpy(&word, key.data() + i, 8);
+        h = (h ^ word) * kMul;
+    }
+    word = 0;
+    std::memcpy(&word, key.data() + i, key.size() - i);
+    return (h ^ word) * kMul;
+}
+
 bool read_u64(MDB_txn *txn, MDB_dbi dbi, std::string_view key, std::uint64_t &out) noexcept {
     MDB_val k = to_val(key), v{};
     return mdb_get(txn, dbi, &k, &v) == MDB_SUCCESS && decode_u64(from_val(v), out);
@@ -209,9 +225,8 @@ int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
 
 int Reader::get(MDB_dbi dbi, RecentGets &recent, std::string_view key,
                 std::string_view &out) noexcept {
-    std::uint32_t h = 2166136261u;  // FNV-1a
-    for (const char c : key) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
-    RecentGet &slot = recent[h % kRecentSlots];
+    static_assert(kRecentSlots == 16, "the slot is the hash's top 4 bits");
+    RecentGet &slot = recent[recent_hash(key) >> 60];
     if (slot.epoch == epoch_ && slot.key_size == key.size() &&
         std::memcmp(slot.key, key.data(), key.size()) == 0) {
         out = std::string_view(slot.data, slot.size);

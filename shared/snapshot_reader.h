@@ -109,12 +109,14 @@ private:
     // requests), found or not, kept for the epoch like the bucket cache: direct-mapped by
     // a hash of the key, keys up to kRecentKeyMax bytes.
     static constexpr std::size_t kRecentKeyMax = 128, kRecentSlots = 16;
+    // Everything a hit reads comes first: for keys up to 32 bytes (a workspace path, an
+    // entity) a hit touches one cache line.
     struct RecentGet {
         std::uint64_t epoch = 0;
         std::size_t key_size = 0;
-        char key[kRecentKeyMax];
         const char *data = nullptr;  // nullptr: not in the table
         std::size_t size = 0;
+        char key[kRecentKeyMax];
     };
     using RecentGets = std::array<RecentGet, kRecentSlots>;
     // mdb_get through `recent`: MDB_SUCCESS with `out`, MDB_NOTFOUND, or an LMDB error.

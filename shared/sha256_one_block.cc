@@ -86,7 +86,7 @@ bool sha256_one_block(std::string_view data, unsigned char *out) noexcept {
     if (data.size() > kSha256OneBlockMax || !sha256_one_block_available()) return false;
     // The message, 0x80, zeros, and its length in bits as a big-endian 64-bit number.
     alignas(16) unsigned char block[64] = {};
-    std::memcpy(block, data.data(), data.size());
+    if (!data.empty()) std::memcpy(block, data.data(), data.size());  // data() may be null
     block[data.size()] = 0x80;
     const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
     for (int i = 0; i < 8; ++i) block[63 - i] = static_cast<unsigned char>(bits >> (8 * i));

@@ -57,7 +57,7 @@ std::uint64_t recent_hash(std::string_view key) noexcept {
         h = (h ^ word) * kMul;
     }
     word = 0;
-    std::memcpy(&word, key.data() + i, key.size() - i);
+    if (i < key.size()) std::memcpy(&word, key.data() + i, key.size() - i);
     return (h ^ word) * kMul;
 }
 

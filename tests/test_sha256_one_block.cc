@@ -48,8 +48,10 @@ BOOST_AUTO_TEST_CASE(a_key_sized_message_and_known_vectors) {
     Digest d{};
     if (!sha256_one_block(std::string_view("abc"), d.data())) return;  // no SHA extensions
     BOOST_TEST(to_hex(d) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    BOOST_REQUIRE(sha256_one_block(std::string_view(""), d.data()));
-    BOOST_TEST(to_hex(d) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    for (const std::string_view empty : {std::string_view(""), std::string_view()}) {
+        BOOST_REQUIRE(sha256_one_block(empty, d.data()));
+        BOOST_TEST(to_hex(d) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
     const std::string key = "sk_live_" + std::string(32, 'A') + "000000";  // 46 bytes
     BOOST_REQUIRE(sha256_one_block(key, d.data()));
     BOOST_TEST(to_hex(d) == to_hex(openssl_sha256(key)));

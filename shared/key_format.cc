@@ -27,9 +27,13 @@ constexpr CrcTables make_crc_tables() {
 }
 constexpr CrcTables kCrc = make_crc_tables();
 
-inline std::uint32_t load_le32(const unsigned char *p) noexcept {
-    return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-           static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+constexpr std::uint32_t byte_at(std::string_view s, std::size_t i) noexcept {
+    return static_cast<unsigned char>(s[i]);
+}
+
+constexpr std::uint32_t load_le32(std::string_view s, std::size_t i) noexcept {
+    return byte_at(s, i) | byte_at(s, i + 1) << 8 | byte_at(s, i + 2) << 16 |
+           byte_at(s, i + 3) << 24;
 }
 
 // A base62 character's digit value, kNotBase62 for every other byte: one table lookup
@@ -45,31 +49,25 @@ constexpr std::array<std::uint8_t, 256> make_base62_values() {
 constexpr auto kBase62Value = make_base62_values();
 
 // The CRC register after `data`, from register `c` (before the final inversion).
-std::uint32_t crc_update(std::uint32_t c, const unsigned char *p, std::size_t n) noexcept {
-    for (; n >= 8; n -= 8, p += 8) {
-        const std::uint32_t one = load_le32(p) ^ c, two = load_le32(p + 4);
+// constexpr: the register after the scheme every key starts with is computed once, here.
+constexpr std::uint32_t crc_update(std::uint32_t c, std::string_view data) noexcept {
+    std::size_t i = 0;
+    for (; i + 8 <= data.size(); i += 8) {
+        const std::uint32_t one = load_le32(data, i) ^ c, two = load_le32(data, i + 4);
         c = kCrc[7][one & 0xFF] ^ kCrc[6][(one >> 8) & 0xFF] ^ kCrc[5][(one >> 16) & 0xFF] ^
             kCrc[4][one >> 24] ^ kCrc[3][two & 0xFF] ^ kCrc[2][(two >> 8) & 0xFF] ^
             kCrc[1][(two >> 16) & 0xFF] ^ kCrc[0][two >> 24];
     }
-    for (; n > 0; --n, ++p) c = kCrc[0][(c ^ *p) & 0xFF] ^ (c >> 8);
+    for (; i < data.size(); ++i) c = kCrc[0][(c ^ byte_at(data, i)) & 0xFF] ^ (c >> 8);
     return c;
 }
 
-constexpr std::uint32_t crc_update_bytewise(std::uint32_t c, std::string_view data) {
-    for (const char ch : data) c = kCrc[0][(c ^ static_cast<unsigned char>(ch)) & 0xFF] ^ (c >> 8);
-    return c;
-}
-
-// Every key starts with the scheme: its part of the checksum is known at compile time.
-constexpr std::uint32_t kCrcAfterScheme = crc_update_bytewise(0xFFFFFFFFu, kKeyScheme);
+constexpr std::uint32_t kCrcAfterScheme = crc_update(0xFFFFFFFFu, kKeyScheme);
 
 }  // namespace
 
 std::uint32_t crc32(std::string_view data) noexcept {
-    return crc_update(0xFFFFFFFFu, reinterpret_cast<const unsigned char *>(data.data()),
-                      data.size()) ^
-           0xFFFFFFFFu;
+    return crc_update(0xFFFFFFFFu, data) ^ 0xFFFFFFFFu;
 }
 
 void base62_encode_fixed(std::uint64_t value, char *out, std::size_t width) noexcept {
@@ -112,9 +110,8 @@ bool is_well_formed_key(std::string_view token) noexcept {
     const std::size_t body = kKeyLength - kKeyChecksumChars;
     std::uint64_t checksum = 0;
     for (std::size_t i = body; i < kKeyLength; ++i) checksum = checksum * 62 + kBase62Value[p[i]];
-    return checksum == (crc_update(kCrcAfterScheme, p + kKeyScheme.size(),
-                                   body - kKeyScheme.size()) ^
-                        0xFFFFFFFFu);
+    const std::string_view after_scheme = token.substr(kKeyScheme.size(), body - kKeyScheme.size());
+    return checksum == (crc_update(kCrcAfterScheme, after_scheme) ^ 0xFFFFFFFFu);
 }
 
 std::string_view key_prefix(std::string_view key) noexcept {

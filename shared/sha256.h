@@ -1,4 +1,5 @@
-// SHA-256 through OpenSSL: the only form in which keys and admin tokens are stored.
+// SHA-256: the only form in which keys and admin tokens are stored. OpenSSL, except for
+// messages of one block on CPUs with the SHA extensions (sha256_one_block.h).
 #pragma once
 
 #include <array>

@@ -14,13 +14,12 @@ my $ws = $t->create_workspace('acme-corp', 'sales');
 my $key = $t->create_key($ws->{id}, permission => 'read_only');
 my $PATH = '/api/v1/acme-corp/sales/orders';
 
-# name{labels} => value, after checking every line is valid exposition format.
-sub scrape {
+# The status page parsed: the response, name{labels} => value, and the lines that are not
+# Prometheus text. No test of its own, so that polling it keeps the plan fixed.
+sub status_page {
     my $r = $t->api(GET => '/apikey-status');
-    is $r->{status}, 200, 'status handler answers 200';
-    like $r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4}, '  Prometheus content type';
     my (%v, @bad, %typed);
-    for my $line (split /\n/, $r->{body}) {
+    for my $line (split /\n/, $r->{body} // '') {
         if ($line =~ /^# TYPE (\w+) (counter|gauge)$/) { $typed{$1} = 1; next }
         next if $line =~ /^# HELP \w+ .+$/;
         if ($line =~ /^(\w+)(\{[^}]*\})? (-?\d+(?:\.\d+)?)$/) {
@@ -30,8 +29,16 @@ sub scrape {
             push @bad, $line;
         }
     }
-    is_deeply \@bad, [], '  every line parses as Prometheus text';
-    return \%v;
+    return ($r, \%v, \@bad);
+}
+
+# name{labels} => value, after checking every line is valid exposition format.
+sub scrape {
+    my ($r, $v, $bad) = status_page();
+    is $r->{status}, 200, 'status handler answers 200';
+    like $r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4}, '  Prometheus content type';
+    is_deeply $bad, [], '  every line parses as Prometheus text';
+    return $v;
 }
 
 my $before = scrape();
@@ -57,7 +64,7 @@ for my $name (sort keys %moved) {
 }
 
 $t->create_key($ws->{id});
-ok $t->wait_until(sub { (scrape()->{apikey_snapshot_generation} // 0) > $after->{apikey_snapshot_generation} }, 2),
+ok $t->wait_until(sub { ((status_page())[1]{apikey_snapshot_generation} // 0) > $after->{apikey_snapshot_generation} }, 2),
     'the generation follows a publish';
 ok scrape()->{apikey_snapshot_age_seconds} < 5, 'snapshot age is small right after a publish';
 
@@ -72,10 +79,7 @@ sub pids_since {  # distinct pids of the access log's lines from line $from on m
     my %pid = map { /pid=(\d+)/ ? ($1 => 1) : () } grep { /$re/ } @lines[$from .. $#lines];
     return keys %pid;
 }
-sub ok_count {  # the ok counter of one scrape, without the format checks of scrape()
-    my $body = $t->api(GET => '/apikey-status')->{body} // '';
-    return $body =~ /^\Q$OK\E (\d+)$/m ? $1 : undef;
-}
+sub ok_count { (status_page())[1]{$OK} }  # one scrape's ok counter
 for my $round ('started', 'after a reload') {
     my $base = ok_count();
     my $from = log_lines();

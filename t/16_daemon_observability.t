@@ -15,12 +15,12 @@ ok $h->{json}{generation} >= 1, '  with the store generation';
 
 is $t->admin(GET => '/metrics', undef, no_token => 1)->{status}, 401, '/metrics needs the admin token';
 
-sub scrape {
+# /metrics parsed: its status, content type, values by series, and the lines that are
+# not valid exposition format. No test of its own, so that polling it keeps the plan fixed.
+sub metrics {
     my $r = $t->admin(GET => '/metrics');
-    is $r->{status}, 200, '/metrics 200';
-    like $r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4}, '  Prometheus content type';
     my (%v, %typed, @bad);
-    for my $line (split /\n/, $r->{body}) {
+    for my $line (split /\n/, $r->{body} // '') {
         if ($line =~ /^# TYPE (\w+) (counter|gauge|histogram)$/) { $typed{$1} = 1; next }
         next if $line =~ /^# HELP \w+ \S.*$/;
         if ($line =~ /^(\w+?)(_bucket|_sum|_count)?(\{(?:[^"}]|"[^"]*")*\})? (-?[\d.e+-]+)$/) {
@@ -31,9 +31,17 @@ sub scrape {
             push @bad, $line;
         }
     }
-    is_deeply \@bad, [], '  every line is valid exposition format';
-    return \%v;
+    return ($r, \%v, \@bad);
 }
+
+sub scrape {
+    my ($r, $v, $bad) = metrics();
+    is $r->{status}, 200, '/metrics 200';
+    like $r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4}, '  Prometheus content type';
+    is_deeply $bad, [], '  every line is valid exposition format';
+    return $v;
+}
+sub metric { my (undef, $v) = metrics(); return $v->{ $_[0] } // 0 }
 
 my $before = scrape();
 my $ws = $t->create_workspace('acme-corp', 'sales');
@@ -52,10 +60,10 @@ is $after->{apikeyd_snapshot_generation}, $after->{apikeyd_store_generation}, 's
 is $c->('apikeyd_snapshot_publish_seconds_count'), 2, 'two publishes timed';
 ok $after->{apikeyd_store_bytes} > 0, 'store size reported';
 
-ok $t->wait_until(sub { (scrape()->{apikeyd_usage_keys_updated_total} // 0) >= 1 }, 10),
+ok $t->wait_until(sub { metric('apikeyd_usage_keys_updated_total') >= 1 }, 10),
     'usage reports from nginx are counted';
 IO::Socket::INET->new(Proto => 'udp', PeerAddr => "127.0.0.1:$t->{usage_port}")->send('junk');
-ok $t->wait_until(sub { (scrape()->{apikeyd_usage_rejected_datagrams_total} // 0) >= 1 }, 5),
+ok $t->wait_until(sub { metric('apikeyd_usage_rejected_datagrams_total') >= 1 }, 5),
     'a junk datagram is counted as rejected';
 
 done_testing;

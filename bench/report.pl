@@ -23,7 +23,7 @@ while (<>) {
     elsif ($f[0] eq 'revoke_e2e') { push @e2e, {delete => $f[1], after => $f[2], requests => $f[3]} }
     elsif ($f[0] =~ /^load_(\w+)/) { $load{$1} = "@f[1 .. $#f]" }
     elsif ($f[0] eq 'start') { push @{$start{$f[1]}}, $f[3] }
-    elsif ($f[0] eq 'rss') { push @{$rss{"$f[1]/$f[2]"}}, {rss => $f[4], anon => $f[5], file => $f[6], pss => $f[8] // 0} }
+    elsif ($f[0] eq 'rss') { push @{$rss{"$f[1]/$f[2]"}}, {rss => $f[4], anon => $f[5], file => $f[6], pss => $f[8] // 0, pmd => $f[9] // 0} }
 }
 
 sub median { my @s = sort { $a <=> $b } @_; return undef unless @s;
@@ -110,14 +110,13 @@ if (%start) {
 
 if (%rss) {
     print "\n## RSS per worker after the load (KiB)\n\n";
-    print "| variant | workers | RSS | anon | file (incl. mapped snapshot pages) | PSS |\n|---|---|---|---|---|---|\n";
+    print "| variant | workers | RSS | anon | file (incl. mapped snapshot pages) | of which in 2 MB pages | PSS |\n|---|---|---|---|---|---|---|\n";
     for my $k (sort { my ($av, $aw) = split m{/}, $a; my ($bv, $bw) = split m{/}, $b;
                       $aw <=> $bw || $av cmp $bv } keys %rss) {
         my ($v, $wp) = split m{/}, $k;
         my @w = @{$rss{$k}};
-        printf "| %s | %s | %s | %s | %s | %s |\n", $v, $wp,
-            join(', ', map { $_->{rss} } @w), join(', ', map { $_->{anon} } @w),
-            join(', ', map { $_->{file} } @w), join(', ', map { $_->{pss} } @w);
+        printf "| %s | %s | %s | %s | %s | %s | %s |\n", $v, $wp,
+            map { my $f = $_; join(', ', map { $_->{$f} } @w) } qw(rss anon file pmd pss);
     }
 }
 

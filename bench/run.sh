@@ -271,14 +271,17 @@ scenario() {
     done
 }
 
-record_rss() {  # VARIANT WORKERS DIR: VmRSS, RssAnon, RssFile, Pss of each worker (KiB)
-    local master w pss
+# record_rss VARIANT WORKERS DIR: VmRSS, RssAnon, RssFile, Pss and FilePmdMapped (file
+# pages mapped by 2 MB entries: the snapshot in huge pages) of each worker (KiB).
+record_rss() {
+    local master w pss pmd
     master=$(cat "$3/logs/nginx.pid")
     for w in $(cat "/proc/$master/task/$master/children"); do
         pss=$(awk '/^Pss:/ {print $2}' "/proc/$w/smaps_rollup" 2>/dev/null || echo 0)
-        awk -v v="$1" -v wp="$2" -v pid="$w" -v pss="${pss:-0}" '
+        pmd=$(awk '/^FilePmdMapped:/ {print $2}' "/proc/$w/smaps_rollup" 2>/dev/null || echo 0)
+        awk -v v="$1" -v wp="$2" -v pid="$w" -v pss="${pss:-0}" -v pmd="${pmd:-0}" '
             /^VmRSS:/ {rss=$2} /^RssAnon:/ {anon=$2} /^RssFile:/ {file=$2} /^RssShmem:/ {shm=$2}
-            END {print "rss", v, wp, pid, rss, anon, file, shm, pss}' "/proc/$w/status" >>"$RAW"
+            END {print "rss", v, wp, pid, rss, anon, file, shm, pss, pmd}' "/proc/$w/status" >>"$RAW"
     done
 }
 

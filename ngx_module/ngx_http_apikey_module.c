@@ -85,7 +85,14 @@ typedef struct {
 } ngx_http_apikey_loc_conf_t;
 
 
+/*
+ * Made in the post-read phase for a request with an Authorization header (the
+ * key presented), completed by the access phase (the decision). The header
+ * filter and the variables read only decided ones.
+ */
+
 typedef struct {
+    apikey_presented_key_t     presented;
     apikey_result_t            result;
     ngx_str_t                  entity;
     ngx_str_t                  origin;             /* for the CORS grant */
@@ -93,6 +100,8 @@ typedef struct {
     ngx_http_apikey_rate_t     rate;
     ngx_uint_t                 rate_limit;         /* the budget applied */
     time_t                     rate_window;
+    unsigned                   presented_set:1;
+    unsigned                   decided:1;
     unsigned                   entity_set:1;
     unsigned                   rate_applied:1;
 } ngx_http_apikey_ctx_t;
@@ -113,7 +122,9 @@ typedef enum {
 } ngx_http_apikey_var_e;
 
 
+static ngx_int_t ngx_http_apikey_post_read(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static ngx_http_apikey_ctx_t *ngx_http_apikey_decided(ngx_http_request_t *r);
 static void ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, ngx_uint_t *preflight);
 static ngx_int_t ngx_http_apikey_preflight(ngx_http_request_t *r,
@@ -304,6 +315,46 @@ static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
 
 /* request path */
 
+/*
+ * As soon as the request's header is read: the key presented is checked and
+ * hashed, and its snapshot entry starts to load. That entry is one of a
+ * million, a cache and TLB miss; started here, it overlaps the work nginx
+ * does until the access phase (finding the location, rewrites) instead of
+ * stalling the lookup (docs/BENCHMARKS.md). A request for a location without
+ * "apikey" pays for a hash only if it presents a well-formed key.
+ */
+
+static ngx_int_t
+ngx_http_apikey_post_read(ngx_http_request_t *r)
+{
+    ngx_table_elt_t              *h;
+    ngx_http_apikey_ctx_t        *ctx;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+    if (ctx == NULL) {
+        /* the access phase tries again */
+        return NGX_DECLINED;
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    apikey_present_key(amcf->reader, (const char *) h->value.data,
+                       h->value.len, &ctx->presented);
+    ctx->presented_set = 1;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_http_apikey_handler(ngx_http_request_t *r)
 {
@@ -325,10 +376,16 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
 
     if (ctx == NULL) {
+        /* no Authorization header, or an internal redirect cleared it */
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+    }
+
+    if (!ctx->decided) {
 
         /* merge guarantees a workspace wherever "apikey" is on */
 
@@ -352,6 +409,10 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
             req.authorization.data = (const char *)
                                      r->headers_in.authorization->value.data;
             req.authorization.len = r->headers_in.authorization->value.len;
+
+            if (ctx->presented_set) {
+                req.presented = &ctx->presented;
+            }
         }
 
         ngx_http_apikey_cors_headers_in(r, ctx, &preflight);
@@ -394,7 +455,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
                                          ngx_time());
         }
 
-        ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+        ctx->decided = 1;
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "apikey: workspace \"%V\": %s, generation %uL",
@@ -860,8 +921,7 @@ ngx_http_apikey_header_filter(ngx_http_request_t *r)
     static ngx_str_t  exposed =
         ngx_string("WWW-Authenticate, Retry-After, RateLimit, RateLimit-Policy");
 
-    ctx = (r == r->main) ? ngx_http_get_module_ctx(r, ngx_http_apikey_module)
-                         : NULL;
+    ctx = (r == r->main) ? ngx_http_apikey_decided(r) : NULL;
 
     if (ctx == NULL) {
         return ngx_http_apikey_next_header_filter(r);
@@ -1028,6 +1088,19 @@ ngx_http_apikey_value(ngx_http_request_t *r, ngx_http_apikey_value_t *val,
 }
 
 
+/* The request's context once the access phase has decided, else NULL. */
+
+static ngx_http_apikey_ctx_t *
+ngx_http_apikey_decided(ngx_http_request_t *r)
+{
+    ngx_http_apikey_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    return (ctx && ctx->decided) ? ctx : NULL;
+}
+
+
 static void *
 ngx_http_apikey_alloc(void *pool, size_t size)
 {
@@ -1086,7 +1159,7 @@ ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     /* the decision is made for the main request only (access phase) */
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_apikey_module);
+    ctx = ngx_http_apikey_decided(r->main);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -1480,6 +1553,15 @@ ngx_http_apikey_init(ngx_conf_t *cf)
     *h = ngx_http_apikey_handler;
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->snapshot.len) {
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_apikey_post_read;
+    }
 
     if (amcf->snapshot.len
         && ngx_http_apikey_status_init_zone(cf, &amcf->counters) != NGX_OK)

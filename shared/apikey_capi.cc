@@ -12,6 +12,8 @@
 static_assert(APIKEY_UUID_BYTES == sizeof(apikey::Uuid::bytes) &&
                   APIKEY_UUID_LEN == apikey::kUuidTextLength,
               "apikey_capi.h and uuid.h agree on the size of an id");
+static_assert(APIKEY_HASH_BYTES == sizeof(apikey::Digest),
+              "apikey_capi.h and sha256.h agree on the size of a hash");
 static_assert(APIKEY_MAX_MESSAGE == apikey::kMaxRejectionMessage,
               "apikey_capi.h and decision.h agree on the longest message");
 
@@ -65,6 +67,15 @@ int apikey_reader_file_is_complete(apikey_reader_t *reader) noexcept {
     return reader == nullptr || reader->reader->file_is_complete() ? 1 : 0;
 }
 
+void apikey_present_key(apikey_reader_t *reader, const char *authorization, size_t len,
+                        apikey_presented_key_t *key) noexcept {
+    const apikey::PresentedKey presented = apikey::present_key({authorization, len});
+    key->code = static_cast<int>(presented.code);
+    std::memcpy(key->hash, presented.hash.data(), APIKEY_HASH_BYTES);
+    if (reader != nullptr && presented.code == apikey::Code::ok)
+        reader->reader->prefetch_key(presented.hash);
+}
+
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,
                          apikey_result_t *result) noexcept {
     std::memset(result, 0, sizeof(*result));
@@ -80,7 +91,15 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
 
     const auto view = reader->reader->view();
     apikey::Request req;
-    if (request->authorization.data != nullptr) req.authorization = view_of(request->authorization);
+    apikey::PresentedKey presented;
+    if (request->authorization.data != nullptr) {
+        req.authorization = view_of(request->authorization);
+        if (request->presented != nullptr) {
+            presented.code = to_code(request->presented->code);
+            std::memcpy(presented.hash.data(), request->presented->hash, APIKEY_HASH_BYTES);
+            req.presented = &presented;
+        }
+    }
     if (request->origin.data != nullptr) req.origin = view_of(request->origin);
     req.workspace_path = view_of(request->workspace);
     req.entity = view_of(request->entity);

@@ -41,8 +41,26 @@ typedef struct {
  * and a message of at most APIKEY_MAX_MESSAGE bytes for a query refusal. */
 typedef void *(*apikey_alloc_pt)(void *ctx, size_t size);
 
+#define APIKEY_HASH_BYTES 32 /* SHA-256 */
+
+/* A request's key as presented: its Authorization header parsed, the key's shape and
+ * checksum checked, the key hashed. */
+typedef struct {
+    int code; /* 0 (ok): `hash` is set; else the refusal's code (see apikey_code_name) */
+    unsigned char hash[APIKEY_HASH_BYTES];
+} apikey_presented_key_t;
+
+/* Makes `key` from the Authorization header's value, and starts loading the key's entry
+ * of the snapshot into the cache (`reader` may be NULL: no prefetch). Called as soon as
+ * the header is read (nginx: the post-read phase), the entry's memory access, a cache
+ * and TLB miss, then overlaps nginx's work until the access phase looks the key up. */
+void apikey_present_key(apikey_reader_t *reader, const char *authorization, size_t len,
+                        apikey_presented_key_t *key) APIKEY_NOEXCEPT;
+
 typedef struct {
     apikey_str_t authorization; /* data NULL: the request has no Authorization header */
+    /* apikey_present_key() of `authorization`, made earlier; NULL: made here. */
+    const apikey_presented_key_t *presented;
     apikey_str_t workspace;     /* "org/slug" as the location computed it */
     apikey_str_t entity;        /* may be empty */
     apikey_str_t args;          /* the raw query string */

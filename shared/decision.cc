@@ -81,25 +81,27 @@ Code decide_key(const snapshot::KeyRecord &key, const std::optional<Uuid> &locat
     return Code::ok;
 }
 
-AuthResult authenticate(const snapshot::Reader::View &view, std::string_view authorization,
+PresentedKey present_key(std::string_view authorization) noexcept {
+    PresentedKey key;
+    const BearerToken bearer = parse_authorization(authorization);
+    if (bearer.status != AuthHeader::bearer) return key;
+    // Shape and checksum first: garbage never costs a hash or a lookup.
+    key.code = Code::malformed_key;
+    if (!is_well_formed_key(bearer.token)) return key;
+    key.code = sha256(bearer.token, key.hash) ? Code::ok : Code::snapshot_unavailable;
+    return key;
+}
+
+AuthResult authenticate(const snapshot::Reader::View &view, const PresentedKey &key,
                         const std::optional<Uuid> &location_workspace,
                         const RequestFacts &request) noexcept {
     AuthResult result;
     if (!view.ok()) return result;
-    const BearerToken bearer = parse_authorization(authorization);
-    if (bearer.status != AuthHeader::bearer) {
-        result.code = Code::invalid_authorization;
+    if (key.code != Code::ok) {
+        result.code = key.code;
         return result;
     }
-    // Shape and checksum first: garbage never costs a hash or a lookup.
-    if (!is_well_formed_key(bearer.token)) {
-        result.code = Code::malformed_key;
-        return result;
-    }
-    Digest hash;
-    if (!sha256(bearer.token, hash)) return result;
-
-    switch (view.find_key(hash, result.key)) {
+    switch (view.find_key(key.hash, result.key)) {
     case snapshot::Lookup::absent: result.code = Code::unknown_key; return result;
     case snapshot::Lookup::corrupt: return result;  // never admit what we cannot read
     case snapshot::Lookup::found: break;
@@ -107,6 +109,13 @@ AuthResult authenticate(const snapshot::Reader::View &view, std::string_view aut
     result.key_found = true;
     result.code = decide_key(result.key, location_workspace, request);
     return result;
+}
+
+AuthResult authenticate(const snapshot::Reader::View &view, std::string_view authorization,
+                        const std::optional<Uuid> &location_workspace,
+                        const RequestFacts &request) noexcept {
+    if (!view.ok()) return AuthResult{};
+    return authenticate(view, present_key(authorization), location_workspace, request);
 }
 
 Code decide_public(snapshot::PublicAccess access, bool mutating) noexcept {
@@ -165,7 +174,10 @@ Decision decide(const snapshot::Reader::View &view, const Request &request) noex
     }
 
     if (request.authorization) {
-        AuthResult auth = authenticate(view, *request.authorization, workspace_id, request.facts);
+        const AuthResult auth =
+            request.presented != nullptr
+                ? authenticate(view, *request.presented, workspace_id, request.facts)
+                : authenticate(view, *request.authorization, workspace_id, request.facts);
         d.code = auth.code;
         d.key_found = auth.key_found;
         d.key = auth.key;

@@ -61,8 +61,21 @@ struct AuthResult {
     snapshot::KeyRecord key;
 };
 
-// The key check for one request: header, key shape, hash lookup, decide_key.
-// `authorization` is the Authorization header's value.
+// The first half of a key check, which needs no snapshot: the Authorization header's
+// value parsed, the key's shape and checksum checked, the key hashed.
+struct PresentedKey {
+    Code code = Code::invalid_authorization;  // ok: `hash` is set
+    Digest hash{};
+};
+PresentedKey present_key(std::string_view authorization) noexcept;
+
+// The second half: the hash looked up, decide_key.
+AuthResult authenticate(const snapshot::Reader::View &view, const PresentedKey &key,
+                        const std::optional<Uuid> &location_workspace,
+                        const RequestFacts &request) noexcept;
+
+// Both halves: header, key shape, hash lookup, decide_key. `authorization` is the
+// Authorization header's value.
 AuthResult authenticate(const snapshot::Reader::View &view, std::string_view authorization,
                         const std::optional<Uuid> &location_workspace,
                         const RequestFacts &request) noexcept;
@@ -81,6 +94,9 @@ struct Allocator {
 
 struct Request {
     std::optional<std::string_view> authorization;  // nullopt: no Authorization header
+    // present_key(*authorization) when it was made earlier (the module does it as soon
+    // as the request's header is read); nullptr: decide() makes it.
+    const PresentedKey *presented = nullptr;
     std::string_view workspace_path;                // "org/slug"
     std::string_view entity;
     std::string_view query;                         // raw, after '?'

@@ -48,6 +48,14 @@ BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
     return BucketLookup::absent;
 }
 
+void prefetch_in_bucket(std::string_view bucket, const Digest &hash) noexcept {
+    const std::size_t count = bucket.size() / kBucketEntrySize;
+    if (count == 0 || bucket.size() % kBucketEntrySize != 0) return;
+    const char *entry = bucket.data() + probe_start(hash, count) * kBucketEntrySize;
+    __builtin_prefetch(entry);
+    __builtin_prefetch(entry + kBucketEntrySize - 1);
+}
+
 bool hash_order(const BucketEntry &a, const BucketEntry &b) noexcept { return a.hash < b.hash; }
 
 BucketEntry BucketEntry::make(const Digest &hash, std::string_view record) {

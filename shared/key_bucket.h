@@ -37,6 +37,10 @@ enum class BucketLookup { found, absent, corrupt };
 BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
                             std::string_view &record) noexcept;
 
+// Starts loading the entry where find_in_bucket's probe of `hash` begins (both cache
+// lines an entry may span); nothing for a bucket find_in_bucket would call corrupt.
+void prefetch_in_bucket(std::string_view bucket, const Digest &hash) noexcept;
+
 // A key and its record as a bucket stores it, zero-padded. As an edit, an empty record
 // (all zeros: a record's first byte, its version, is never 0) removes the key.
 struct BucketEntry {

@@ -261,6 +261,12 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
     return static_cast<std::int64_t>(published);
 }
 
+void Reader::prefetch_key(const Digest &hash) const noexcept {
+    if (buckets_bits_ == 0 || buckets_bits_ != bucket_bits_) return;
+    const BucketRef &ref = buckets_[key_bucket(hash.data(), bucket_bits_)];
+    if (ref.epoch == epoch_) prefetch_in_bucket(std::string_view(ref.data, ref.size), hash);
+}
+
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {
     std::string_view bucket, record;
     if (reader_->bucket(key_bucket(hash.data(), reader_->bucket_bits_), bucket) != MDB_SUCCESS)

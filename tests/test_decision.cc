@@ -127,10 +127,19 @@ struct SnapshotFixture {
         BOOST_REQUIRE_MESSAGE(reader, error);
     }
 
-    Code run(std::optional<std::string> header, std::string_view workspace, bool mutating) {
+    // `early`: the key presented (and its entry prefetched) before the view, as the
+    // module does in its post-read phase; else decide() presents it.
+    Code run(std::optional<std::string> header, std::string_view workspace, bool mutating,
+             bool early = false) {
+        PresentedKey presented;
+        if (header && early) {
+            presented = present_key(*header);
+            if (presented.code == Code::ok) reader->prefetch_key(presented.hash);
+        }
         auto view = reader->view();
         Request request;
         if (header) request.authorization = *header;
+        if (header && early) request.presented = &presented;
         request.workspace_path = workspace;
         request.facts = RequestFacts{mutating, kNow};
         return decide(view, request).code;
@@ -162,10 +171,13 @@ BOOST_FIXTURE_TEST_CASE(authenticate_end_to_end, SnapshotFixture) {
         {"Bearer " + rw_key, "acme-corp/nowhere", false, Code::wrong_workspace},
         {"Bearer " + rw_key, "", false, Code::wrong_workspace},
     };
-    for (const auto &c : cases) {
-        const Code got = run(c.header, c.workspace, c.mutating);
-        BOOST_TEST((got == c.expected), c.header.value_or("<none>").substr(0, 60)
-                                            << " on " << c.workspace << ": got " << code_name(got));
+    for (const bool early : {false, true}) {
+        for (const auto &c : cases) {
+            const Code got = run(c.header, c.workspace, c.mutating, early);
+            BOOST_TEST((got == c.expected), c.header.value_or("<none>").substr(0, 60)
+                                                << " on " << c.workspace << (early ? " (early)" : "")
+                                                << ": got " << code_name(got));
+        }
     }
 }
 

@@ -1,0 +1,69 @@
+# The key a request presents is checked and hashed in the post-read phase, for every
+# request with an Authorization header, before nginx knows the location (the snapshot
+# entry starts to load then; docs/BENCHMARKS.md). Only the access phase of a location
+# with "apikey" decides: a location without it answers as if the module were not there,
+# and an internal redirect (which drops the request's module contexts) into a location
+# with "apikey" decides from the header again.
+use strict;
+use warnings;
+use Test::More;
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new(
+    workers      => 1,
+    server_extra => <<'CONF',
+        location /open/ {
+            add_header X-Result "[$apikey_result]" always;
+            return 200 "open\n";
+        }
+        location /redirect/ {
+            error_page 418 = @keyed;
+            return 418;
+        }
+        location @keyed {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    orders;
+            add_header X-Result "[$apikey_result]" always;
+            empty_gif;
+        }
+CONF
+);
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $key = $t->create_key($ws->{id})->{key};
+my $unknown = ApiKeyTest::make_key();
+
+# status, $apikey_result as the location saw it, Vary
+sub seen {
+    my ($path, @auth) = @_;
+    my $r = $t->api(GET => $path, headers => \@auth);
+    return join ' ', $r->{status} // 'none', $r->{headers}{'x-result'} // '-',
+        $r->{headers}{vary} // '-';
+}
+
+is seen('/open/x', Authorization => "Bearer $key"), '200 [] -',
+    'a location without apikey: no decision, no Vary, for a valid key';
+is seen('/open/x', Authorization => "Bearer $unknown"), '200 [] -', '... an unknown one';
+is seen('/open/x', Authorization => 'Bearer sk_live_short'), '200 [] -', '... a malformed one';
+is seen('/open/x', Authorization => 'Basic dXNlcjpwYXNz'), '200 [] -', '... another scheme';
+
+is seen('/redirect/x', Authorization => "Bearer $key"), '200 [ok] Origin',
+    'internal redirect into a location with apikey: a valid key admitted';
+is seen('/redirect/x', Authorization => "Bearer $unknown"), '401 [unknown_key] Origin',
+    '... an unknown key refused';
+is seen('/redirect/x', Authorization => 'Bearer sk_live_short'), '401 [malformed_key] Origin',
+    '... a malformed key refused';
+is seen('/redirect/x'), '401 [missing_credentials] Origin', '... no key refused';
+
+my $api = '/api/v1/acme-corp/sales/orders';
+for my $c ([ "Bearer $key", 200, 'ok' ], [ "Bearer $unknown", 401, 'unknown_key' ],
+           [ 'Bearer sk_live_short', 401, 'malformed_key' ],
+           [ 'Basic dXNlcjpwYXNz', 401, 'invalid_authorization' ],
+           [ "Bearer $key $key", 401, 'invalid_authorization' ]) {
+    my ($auth, $status, $code) = @$c;
+    my $r = $t->api(GET => $api, headers => [ Authorization => $auth ]);
+    my $got = $r->{status} == 200 ? 'ok' : ref $r->{json} eq 'HASH' ? $r->{json}{error}{code} : '-';
+    is "$r->{status} $got", "$status $code", "the API location decides from the presented key: $code";
+}
+
+done_testing;

@@ -1,5 +1,6 @@
 #include "snapshot_writer.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,22 @@ void set_mode(const std::string &path, mode_t mode, const std::optional<gid_t> &
 
 std::string_view bucket_key(const std::uint32_t &bucket) {
     return {reinterpret_cast<const char *>(&bucket), sizeof(bucket)};
+}
+
+// Drops data.mdb's cached pages after a publish that wrote much of the key table. Its
+// pwrite()s left them in 4 KiB folios, and a worker maps cached folios as they are: each
+// random key lookup then walks 4 KiB page tables (a TLB miss, ~40 % of the lookup's cost
+// in nginx). Read back by the workers' faults on a map advised MADV_HUGEPAGE
+// (snapshot_reader.cc), the pages come in 2 MB folios where the kernel has large folios
+// for the file system (ext4 since Linux 6.16, XFS since 5.18) and are mapped by one entry
+// each; later pwrite()s of a publish go into those folios and keep them. The commit has
+// synced the data pages, so this loses nothing; pages a process maps (a running worker's)
+// stay cached as they are. Best effort: without large folios the workers read the file
+// back in read-around chunks once. docs/BENCHMARKS.md, "2 MB pages".
+void release_page_cache(MDB_env *env) noexcept {
+    mdb_filehandle_t fd = -1;
+    if (mdb_env_get_fd(env, &fd) == MDB_SUCCESS)
+        (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 }  // namespace
@@ -56,8 +73,10 @@ void Batch::flush_keys() {
         // After clear_all() the table is empty and the buckets come in ascending order.
         const auto old = rebuilding_ ? std::nullopt : lmdb::get(txn_, keys_, k);
         const std::string value = edit_bucket(old.value_or(std::string_view()), edits);
-        if (!value.empty())
+        if (!value.empty()) {
             lmdb::put(txn_, keys_, k, value, rebuilding_ ? MDB_APPEND : 0);
+            key_bytes_written_ += value.size();
+        }
         else if (old)
             lmdb::del(txn_, keys_, k);
         edits.clear();
@@ -183,6 +202,7 @@ void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)
     lmdb::put(txn, meta_, kMetaKeyBucketBits, encode_u64(batch.bucket_bits_));
     lmdb::put(txn, meta_, kMetaPublishedAt, encode_u64(static_cast<std::uint64_t>(now_ms)));
     txn.commit();
+    if (batch.key_bytes_written_ >= kPageCacheReleaseBytes) release_page_cache(env_->get());
 }
 
 }  // namespace apikey::snapshot

@@ -64,8 +64,12 @@ private:
     MDB_dbi keys_, workspaces_, entities_;
     unsigned bucket_bits_;     // the key table's, stamped into meta by the publish
     bool rebuilding_ = false;  // clear_all() was called
+    std::size_t key_bytes_written_ = 0;   // buckets put by flush_keys()
     std::vector<BucketEntry> key_edits_;  // in call order; an empty record deletes
 };
+
+// 2 MB: one huge page. A publish that wrote less cannot have filled one.
+inline constexpr std::size_t kPageCacheReleaseBytes = std::size_t{2} << 20;
 
 class Writer {
 public:
@@ -84,7 +88,10 @@ public:
     // The generation of the last publish, 0 for a new or foreign-format snapshot.
     std::uint64_t generation();
 
-    // Runs `edit` and stamps format, `generation` and the time in one transaction.
+    // Runs `edit` and stamps format, `generation` and the time in one transaction. A
+    // publish that wrote at least kPageCacheReleaseBytes of the key table (a full rebuild,
+    // a bulk import) then drops data.mdb's pages from the page cache, so that nginx
+    // workers read them back in 2 MB folios (snapshot_writer.cc, release_page_cache).
     void publish(std::uint64_t generation, const std::function<void(Batch &)> &edit);
 
 private:

@@ -10,7 +10,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include <lmdb.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -45,6 +49,24 @@ void check_equal(const KeyRecord &a, const KeyRecord &b) {
     BOOST_TEST((a.expires_at == b.expires_at));
     BOOST_TEST((a.prefix == b.prefix));
     BOOST_TEST((a.rate_limit == b.rate_limit));
+}
+
+// The share of `path`'s pages in the page cache (mincore on a mapping of it), 0..1.
+double cached_share(const std::string &path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    BOOST_REQUIRE(fd >= 0);
+    struct stat st {};
+    BOOST_REQUIRE(::fstat(fd, &st) == 0);
+    const std::size_t size = static_cast<std::size_t>(st.st_size), pages = (size + 4095) / 4096;
+    void *map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    BOOST_REQUIRE(map != MAP_FAILED);
+    std::vector<unsigned char> resident(pages);
+    BOOST_REQUIRE(::mincore(map, size, resident.data()) == 0);
+    ::munmap(map, size);
+    return static_cast<double>(std::count_if(resident.begin(), resident.end(),
+                                             [](unsigned char r) { return r & 1; })) /
+           static_cast<double>(pages);
 }
 
 }  // namespace
@@ -613,6 +635,45 @@ BOOST_AUTO_TEST_CASE(a_truncated_snapshot_is_refused_and_replaced) {
     }
     error.clear();
     BOOST_TEST((Reader::open(snap, error) != nullptr), error);
+}
+
+BOOST_AUTO_TEST_CASE(a_publish_that_rewrote_the_key_table_leaves_the_page_cache) {
+    test::TempDir dir;
+    struct statfs fs {};
+    BOOST_REQUIRE(::statfs(dir.path().c_str(), &fs) == 0);
+    if (fs.f_type == TMPFS_MAGIC) {  // tmpfs pages are the file: nothing to drop
+        BOOST_TEST_MESSAGE("skipped: the temporary directory is on tmpfs");
+        return;
+    }
+    const std::string data = dir.sub("snap") + "/data.mdb";
+    Writer writer(test::writer_options(dir.sub("snap")));
+    // 40,000 keys: ~4.7 MB of buckets, more than kPageCacheReleaseBytes.
+    std::vector<Digest> hashes;
+    writer.publish(1, [&](Batch &b) {
+        b.clear_all();
+        for (int i = 0; i < 40'000; ++i) {
+            hashes.push_back(sha256(generate_key()));
+            b.put_key(hashes.back(), sample_record());
+        }
+    });
+    BOOST_TEST(cached_share(data) < 0.1);
+
+    // Read back (a worker's lookups), the keys are all there.
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    {
+        auto view = reader->view();
+        KeyRecord found;
+        std::size_t missing = 0;
+        for (const auto &h : hashes) missing += view.find_key(h, found) != Lookup::found;
+        BOOST_TEST(missing == 0u);
+    }
+    BOOST_TEST(cached_share(data) > 0.9);
+
+    // A publish of one key leaves the cache alone.
+    writer.publish(2, [&](Batch &b) { b.put_key(sha256(generate_key()), sample_record()); });
+    BOOST_TEST(cached_share(data) > 0.9);
 }
 
 BOOST_AUTO_TEST_CASE(a_writer_knows_when_its_snapshot_was_deleted_or_replaced) {

@@ -9,7 +9,8 @@
 # Knobs (environment):
 #   BENCH_KEYS=1000000      keys in the snapshot
 #   BENCH_SAMPLE=100000     valid keys wrk and the microbenchmark draw from (spread over all)
-#   BENCH_PAIRS=5           A/B pairs per scenario
+#   BENCH_PAIRS=9           A/B pairs per scenario (with 2 workers one pair's ratio
+#                           swings by ±0.1 with scheduling: 9 pairs for a steadier median)
 #   BENCH_DURATION=4        seconds per wrk run
 #   BENCH_WARMUPS=2         warm-up rounds per worker setting (the first is reported as
 #                           "cold": fresh workers fault the snapshot's pages in)
@@ -32,7 +33,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KEYS=${BENCH_KEYS:-1000000}
 SAMPLE=${BENCH_SAMPLE:-100000}
-PAIRS=${BENCH_PAIRS:-5}
+PAIRS=${BENCH_PAIRS:-9}
 DUR=${BENCH_DURATION:-4}
 CONNS=${BENCH_CONNECTIONS:-32}
 START_REPS=${BENCH_START_REPS:-5}

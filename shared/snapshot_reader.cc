@@ -263,8 +263,11 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 
 void Reader::prefetch_key(const Digest &hash) const noexcept {
     if (buckets_bits_ == 0 || buckets_bits_ != bucket_bits_) return;
+    // A place remembered in an older version (any epoch) is still right for every bucket
+    // the publishes since did not rewrite (a create rewrites one of thousands), and a
+    // wrong or unmapped one costs a wasted prefetch: prefetches never fault.
     const BucketRef &ref = buckets_[key_bucket(hash.data(), bucket_bits_)];
-    if (ref.epoch == epoch_) prefetch_in_bucket(std::string_view(ref.data, ref.size), hash);
+    if (ref.data != nullptr) prefetch_in_bucket(std::string_view(ref.data, ref.size), hash);
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {

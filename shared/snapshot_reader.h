@@ -68,9 +68,8 @@ public:
     View view() noexcept;
 
     // A hint that a view's find_key(hash) follows: starts loading the cache lines where
-    // its probe begins, without a transaction, if the bucket's place is remembered for
-    // the newest snapshot version seen (else nothing: a prefetch of a stale place is
-    // harmless, it never faults). The entry is one of a million, a cache and TLB miss
+    // its probe begins, without a transaction, where an earlier lookup remembered the
+    // bucket's place (else nothing). The entry is one of a million, a cache and TLB miss
     // that then overlaps the work done before the lookup.
     void prefetch_key(const Digest &hash) const noexcept;
 

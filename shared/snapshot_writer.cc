@@ -77,9 +77,9 @@ void Batch::flush_keys() {
         if (!value.empty()) {
             lmdb::put(txn_, keys_, k, value, rebuilding_ ? MDB_APPEND : 0);
             key_bytes_written_ += value.size();
-        }
-        else if (old)
+        } else if (old) {
             lmdb::del(txn_, keys_, k);
+        }
         edits.clear();
     }
     std::vector<BucketEntry>().swap(key_edits_);

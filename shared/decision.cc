@@ -174,10 +174,10 @@ Decision decide(const snapshot::Reader::View &view, const Request &request) noex
     }
 
     if (request.authorization) {
-        const AuthResult auth =
-            request.presented != nullptr
-                ? authenticate(view, *request.presented, workspace_id, request.facts)
-                : authenticate(view, *request.authorization, workspace_id, request.facts);
+        const PresentedKey key = request.presented != nullptr
+                                     ? *request.presented
+                                     : present_key(*request.authorization);
+        const AuthResult auth = authenticate(view, key, workspace_id, request.facts);
         d.code = auth.code;
         d.key_found = auth.key_found;
         d.key = auth.key;

@@ -28,12 +28,17 @@ bool same_hash(const char *stored, const Digest &hash) noexcept {
 
 bool is_empty(const char *entry) noexcept { return entry[32] == 0; }
 
+// How many entries `bucket` holds; 0 for one whose size is not a whole number of them.
+std::size_t entry_count(std::string_view bucket) noexcept {
+    return bucket.size() % kBucketEntrySize == 0 ? bucket.size() / kBucketEntrySize : 0;
+}
+
 }  // namespace
 
 BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
                             std::string_view &record) noexcept {
-    const std::size_t count = bucket.size() / kBucketEntrySize;
-    if (count == 0 || bucket.size() % kBucketEntrySize != 0) return BucketLookup::corrupt;
+    const std::size_t count = entry_count(bucket);
+    if (count == 0) return BucketLookup::corrupt;
     std::size_t i = probe_start(hash, count);
     // Bounded by the entry count: a damaged bucket without an empty entry ends too.
     for (std::size_t probed = 0; probed < count; ++probed) {
@@ -49,8 +54,8 @@ BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
 }
 
 void prefetch_in_bucket(std::string_view bucket, const Digest &hash) noexcept {
-    const std::size_t count = bucket.size() / kBucketEntrySize;
-    if (count == 0 || bucket.size() % kBucketEntrySize != 0) return;
+    const std::size_t count = entry_count(bucket);
+    if (count == 0) return;
     const char *entry = bucket.data() + probe_start(hash, count) * kBucketEntrySize;
     __builtin_prefetch(entry);
     __builtin_prefetch(entry + kBucketEntrySize - 1);

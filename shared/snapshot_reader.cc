@@ -208,8 +208,12 @@ bool Reader::read_meta() noexcept {
 
 void Reader::FreeBuckets::operator()(BucketRef *p) const noexcept { std::free(p); }
 
+Reader::BucketRef *Reader::bucket_ref(std::uint32_t number) const noexcept {
+    return buckets_ != nullptr && buckets_bits_ == bucket_bits_ ? &buckets_[number] : nullptr;
+}
+
 int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
-    BucketRef *ref = buckets_bits_ == bucket_bits_ ? &buckets_[number] : nullptr;
+    BucketRef *ref = bucket_ref(number);
     if (ref != nullptr && ref->epoch == epoch_) {
         out = std::string_view(ref->data, ref->size);
         return MDB_SUCCESS;
@@ -262,12 +266,12 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 }
 
 void Reader::prefetch_key(const Digest &hash) const noexcept {
-    if (buckets_bits_ == 0 || buckets_bits_ != bucket_bits_) return;
     // A place remembered in an older version (any epoch) is still right for every bucket
     // the publishes since did not rewrite (a create rewrites one of thousands), and a
     // wrong or unmapped one costs a wasted prefetch: prefetches never fault.
-    const BucketRef &ref = buckets_[key_bucket(hash.data(), bucket_bits_)];
-    if (ref.data != nullptr) prefetch_in_bucket(std::string_view(ref.data, ref.size), hash);
+    const BucketRef *ref = bucket_ref(key_bucket(hash.data(), bucket_bits_));
+    if (ref != nullptr && ref->data != nullptr)
+        prefetch_in_bucket(std::string_view(ref->data, ref->size), hash);
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {

@@ -109,6 +109,9 @@ private:
     };
     std::unique_ptr<BucketRef[], FreeBuckets> buckets_;
     unsigned buckets_bits_ = 0;  // what buckets_ was sized for
+    // The entry of bucket `number` (of whatever epoch), nullptr when buckets_ is not
+    // sized for the current bucket count.
+    BucketRef *bucket_ref(std::uint32_t number) const noexcept;
     std::uint64_t epoch_ = 1;
 
     // The last lookups of the workspace and entity tables (a handful of keys serve most

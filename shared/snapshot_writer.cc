@@ -37,6 +37,9 @@ std::string_view bucket_key(const std::uint32_t &bucket) {
 // The commit has synced the data pages, so this loses nothing; pages a process maps (a
 // running worker's) stay cached as they are. Best effort: without large folios the
 // workers read the file back in read-ahead chunks once. docs/BENCHMARKS.md.
+// 2 MB: one huge page. A publish that wrote less cannot have filled one.
+constexpr std::size_t kPageCacheReleaseBytes = std::size_t{2} << 20;
+
 void release_page_cache(MDB_env *env) noexcept {
     mdb_filehandle_t fd = -1;
     if (mdb_env_get_fd(env, &fd) == MDB_SUCCESS)

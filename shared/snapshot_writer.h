@@ -68,9 +68,6 @@ private:
     std::vector<BucketEntry> key_edits_;  // in call order; an empty record deletes
 };
 
-// 2 MB: one huge page. A publish that wrote less cannot have filled one.
-inline constexpr std::size_t kPageCacheReleaseBytes = std::size_t{2} << 20;
-
 class Writer {
 public:
     // Creates the directory and environment if needed. Throws on any failure.
@@ -89,8 +86,8 @@ public:
     std::uint64_t generation();
 
     // Runs `edit` and stamps format, `generation` and the time in one transaction. A
-    // publish that wrote at least kPageCacheReleaseBytes of the key table (a full rebuild,
-    // a bulk import) then drops data.mdb's pages from the page cache, so that nginx
+    // publish that wrote 2 MB or more of the key table (a full rebuild, a bulk import)
+    // then drops data.mdb's pages from the page cache, so that nginx
     // workers read them back in 2 MB folios (snapshot_writer.cc, release_page_cache).
     void publish(std::uint64_t generation, const std::function<void(Batch &)> &edit);
 

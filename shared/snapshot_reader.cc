@@ -266,6 +266,7 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 }
 
 void Reader::prefetch_key(const Digest &hash) const noexcept {
+    if (bucket_bits_ == 0) return;  // no version read yet: no bucket count to hash with
     // A place remembered in an older version (any epoch) is still right for every bucket
     // the publishes since did not rewrite (a create rewrites one of thousands), and a
     // wrong or unmapped one costs a wasted prefetch: prefetches never fault.

@@ -18,7 +18,8 @@
 #   BENCH_CONNECTIONS=32    wrk connections for the throughput scenarios
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
-#   BENCH_WORKERS="1 2"     worker_processes settings to run
+#   BENCH_WORKERS="1 2 2p"  worker_processes settings to run: N, or Np for N workers
+#                           pinned one per core (worker_cpu_affinity auto; valid keys only)
 #   BENCH_REVOKES=200       revokes for the revoke -> 401 figures
 #   BENCH_CREATES_PER_CLIENT=250  key creates per client (8 clients) through apikeyd
 #   BENCH_CP_KEYS=$BENCH_KEYS     keys imported into apikeyd's store (bulk import) before
@@ -38,7 +39,7 @@ DUR=${BENCH_DURATION:-4}
 CONNS=${BENCH_CONNECTIONS:-32}
 START_REPS=${BENCH_START_REPS:-5}
 MICRO_REPS=${BENCH_MICRO_REPS:-5}
-WORKER_SETTINGS=${BENCH_WORKERS:-"1 2"}
+WORKER_SETTINGS=${BENCH_WORKERS:-"1 2 2p"}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=$ROOT/build/ngx_http_apikey_module.so
 GEN=$ROOT/build/bench/gen_snapshot
@@ -163,7 +164,11 @@ fi  # ONLY_CONTROL
 # ---- nginx --------------------------------------------------------------------------
 # write_conf DIR VARIANT WORKERS PORT AFFINITY_LINE [SNAPSHOT]: one prefix per instance.
 # VARIANT: bare (no module loaded), module (apikey on), full (module + rate limiting +
-# usage reports for last_used_at).
+# usage reports for last_used_at). Every variant listens with reuseport: each worker has
+# its own listening socket and the kernel spreads wrk's connections over them evenly.
+# Without it the workers race for each accept, and how 32 connections end up split
+# (16/16 to 24/8) changed a 2-worker run's throughput by more than the module costs
+# (docs/BENCHMARKS.md).
 write_conf() {
     local dir=$1 variant=$2 workers=$3 port=$4 affinity=$5 snapshot=${6:-$SNAP} load="" snap="" check=""
     mkdir -p "$dir/logs" "$dir/tmp"
@@ -201,7 +206,7 @@ http {
     scgi_temp_path tmp/scgi;
     $snap
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port reuseport;
         location ~ ^/api/v1/(?<org>[^/]+)/(?<ws>[^/]+)/(?<entity>[^/?]+) {
             $check
             empty_gif;
@@ -297,16 +302,20 @@ USAGE_PORT=$(cat "$WORK/usage.port")
 declare -A PORT
 VARIANTS=(bare module full)
 for wp in $WORKER_SETTINGS; do
-    affinity=""; threads=2; pin=0
+    workers=${wp%p}; affinity=""; threads=2; pin=0; variants=("${VARIANTS[@]}")
     if [ "$wp" = 1 ] && [ -n "$PIN_NGX" ]; then affinity=$PIN_NGX; threads=1; pin=1; fi
-    for v in "${VARIANTS[@]}"; do
+    # Np: each worker on a core of its own, wrk's threads left to the scheduler. The same
+    # module costs a different share of the machine depending on where the scheduler puts
+    # wrk beside the workers; this arrangement is reported beside the default one.
+    if [ "$wp" != "$workers" ]; then affinity="worker_cpu_affinity auto;"; variants=(bare module); fi
+    for v in "${variants[@]}"; do
         PORT[$v]=$(free_port)
-        write_conf "$WORK/$v-$wp" "$v" "$wp" "${PORT[$v]}" "$affinity"
+        write_conf "$WORK/$v-$wp" "$v" "$workers" "${PORT[$v]}" "$affinity"
         start_nginx "$WORK/$v-$wp" "${PORT[$v]}"
     done
 
     expect_status "${PORT[bare]}" "$first_key" 200 "bare nginx"
-    for v in module full; do
+    for v in "${variants[@]:1}"; do
         expect_status "${PORT[$v]}" "$first_key" 200 "$v, valid key"
         expect_status "${PORT[$v]}" "$(head -1 "$UNKNOWN")" 401 "$v, unknown key"
         expect_status "${PORT[$v]}" - 401 "$v, no key"
@@ -316,18 +325,21 @@ for wp in $WORKER_SETTINGS; do
     # page is a page fault. The first warm-up run of each is recorded as the "cold" scenario.
     log "warm-up, worker_processes $wp: $WARMUPS rounds of ${DUR}s runs"
     for i in $(seq "$WARMUPS"); do
-        for v in "${VARIANTS[@]}"; do
+        for v in "${variants[@]}"; do
             r=$(run_wrk "$WORK/$v-$wp" "${PORT[$v]}" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
-            [ "$i" = 1 ] && [ "$v" != full ] && echo "wrk cold $wp 1 $v $r" >>"$RAW"
+            [ "$i" = 1 ] && [ "$v" != full ] && [ "$wp" = "$workers" ] &&
+                echo "wrk cold $wp 1 $v $r" >>"$RAW"
         done
     done
 
     scenario valid "$wp" "$VALID" "$threads" "$CONNS" "$pin" module
-    scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin" module
-    scenario valid_rl "$wp" "$VALID" "$threads" "$CONNS" "$pin" full
+    if [ "$wp" = "$workers" ]; then
+        scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin" module
+        scenario valid_rl "$wp" "$VALID" "$threads" "$CONNS" "$pin" full
+    fi
     if [ "$wp" = 1 ]; then scenario valid_c1 "$wp" "$VALID" 1 1 "$pin" module "$C1_PAIRS"; fi
 
-    for v in "${VARIANTS[@]}"; do
+    for v in "${variants[@]}"; do
         record_rss "$v" "$wp" "$WORK/$v-$wp"
         stop_nginx "$WORK/$v-$wp/logs/nginx.pid"
     done

@@ -68,6 +68,18 @@ typedef struct {
 } ngx_http_apikey_value_t;
 
 
+/*
+ * Set on merge when a location of the server (or the server, or http{}) has
+ * "apikey on". A request's server is known before its location, and no
+ * rewrite or redirect leaves the server: the post-read phase presents keys
+ * only in servers where some location may decide.
+ */
+
+typedef struct {
+    ngx_flag_t                 has_apikey;
+} ngx_http_apikey_srv_conf_t;
+
+
 typedef struct {
     ngx_flag_t                 enable;
     ngx_http_apikey_value_t   *workspace;
@@ -156,6 +168,7 @@ static void ngx_http_apikey_log_open_error(ngx_http_apikey_main_conf_t *amcf,
 static ngx_int_t ngx_http_apikey_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_apikey_init(ngx_conf_t *cf);
 static void *ngx_http_apikey_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_apikey_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_apikey_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -247,7 +260,7 @@ static ngx_http_module_t  ngx_http_apikey_module_ctx = {
     ngx_http_apikey_create_main_conf,      /* create main configuration */
     NULL,                                  /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_apikey_create_srv_conf,       /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_apikey_create_loc_conf,       /* create location configuration */
@@ -320,8 +333,9 @@ static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
  * hashed, and its snapshot entry starts to load. That entry is one of a
  * million, a cache and TLB miss; started here, it overlaps the work nginx
  * does until the access phase (finding the location, rewrites) instead of
- * stalling the lookup (docs/BENCHMARKS.md). A request for a location without
- * "apikey" pays for a hash only if it presents a well-formed key.
+ * stalling the lookup (docs/BENCHMARKS.md). In a server with a location with
+ * "apikey", a request for another location pays for a hash only if it
+ * presents a well-formed key; in other servers nothing is done.
  */
 
 static ngx_int_t
@@ -329,11 +343,18 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
 {
     ngx_table_elt_t              *h;
     ngx_http_apikey_ctx_t        *ctx;
+    ngx_http_apikey_srv_conf_t   *ascf;
     ngx_http_apikey_main_conf_t  *amcf;
 
     h = r->headers_in.authorization;
 
     if (h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ascf = ngx_http_get_module_srv_conf(r, ngx_http_apikey_module);
+
+    if (!ascf->has_apikey) {
         return NGX_DECLINED;
     }
 
@@ -348,6 +369,10 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
     apikey_present_key(amcf->reader, (const char *) h->value.data,
                        h->value.len, &ctx->presented);
     ctx->presented_set = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "apikey: key presented: %s",
+                   apikey_code_name(ctx->presented.code));
 
     ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
 
@@ -1601,6 +1626,15 @@ ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
 
 
 static void *
+ngx_http_apikey_create_srv_conf(ngx_conf_t *cf)
+{
+    /* has_apikey = 0: set by ngx_http_apikey_merge_loc_conf() */
+
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_srv_conf_t));
+}
+
+
+static void *
 ngx_http_apikey_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_apikey_loc_conf_t  *conf;
@@ -1632,6 +1666,7 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_apikey_loc_conf_t *prev = parent;
     ngx_http_apikey_loc_conf_t *conf = child;
 
+    ngx_http_apikey_srv_conf_t   *ascf;
     ngx_http_apikey_main_conf_t  *amcf;
 
     if (conf->enable == NGX_CONF_UNSET) {
@@ -1669,6 +1704,14 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (!conf->enable) {
         return NGX_CONF_OK;
     }
+
+    /*
+     * nginx merges the server{} level and each location with cf->ctx holding
+     * the server's srv_conf: this marks the server the location is in.
+     */
+
+    ascf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_apikey_module);
+    ascf->has_apikey = 1;
 
     /*
      * All of http{} has been parsed by now, wherever apikey_snapshot

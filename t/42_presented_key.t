@@ -3,16 +3,22 @@
 # entry starts to load then; docs/BENCHMARKS.md). Only the access phase of a location
 # with "apikey" decides: a location without it answers as if the module were not there,
 # and an internal redirect (which drops the request's module contexts) into a location
-# with "apikey" decides from the header again. (Every other test's requests take the
-# same path: t/02 has each header form at the API location.)
+# with "apikey" decides from the header again. A server without any location with
+# "apikey" does not look at keys at all. (Every other test's requests take the same path:
+# t/02 has each header form at the API location.)
 use strict;
 use warnings;
 use Test::More;
 use ApiKeyTest;
 
 my $t = ApiKeyTest->new(
-    workers      => 1,
-    server_extra => <<'CONF',
+    workers         => 1,
+    nginx           => 0,
+    # the post-read phase says when it presents a key (debug level); nginx's own debug
+    # lines echo the request's headers, the key among them
+    error_log_level    => 'debug',
+    secret_scan_ignore => qr/\[debug\] .*http header: "Authorization: /,
+    server_extra    => <<'CONF',
         location /open/ {
             add_header X-Result "[$apikey_result]" always;
             return 200 "open\n";
@@ -30,6 +36,18 @@ my $t = ApiKeyTest->new(
         }
 CONF
 );
+# Another server without any location with apikey.
+my ($other_port) = ApiKeyTest::free_ports(1);
+$t->write_nginx_conf(http_extra => <<"CONF");
+    server {
+        listen 127.0.0.1:$other_port;
+        location / {
+            add_header X-Result "[\$apikey_result]" always;
+            return 200 "other\n";
+        }
+    }
+CONF
+$t->start_nginx;
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $key = $t->create_key($ws->{id})->{key};
 my $unknown = ApiKeyTest::make_key();
@@ -55,5 +73,17 @@ is seen('/redirect/x', Authorization => "Bearer $unknown"), '401 [unknown_key] O
 is seen('/redirect/x', Authorization => 'Bearer sk_live_short'), '401 [malformed_key] Origin',
     '... a malformed key refused';
 is seen('/redirect/x'), '401 [missing_credentials] Origin', '... no key refused';
+
+# Keys presented so far, by the post-read phase's debug line.
+sub presented { scalar(() = $t->error_log =~ /apikey: key presented: /g) }
+
+my $before = presented();
+my $r = ApiKeyTest::http_request($other_port,
+    "GET /x HTTP/1.1\r\nHost: other\r\nAuthorization: Bearer $key\r\nConnection: close\r\n\r\n");
+is join(' ', $r->{status} // 'none', $r->{headers}{'x-result'} // '-', $r->{body} // ''),
+    "200 [] other\n", 'a server without apikey answers a request with a key';
+is presented(), $before, '... without presenting the key (no hash, no context)';
+seen('/open/x', Authorization => "Bearer $key");
+is presented(), $before + 1, 'a location without apikey in a server with one: key presented';
 
 done_testing;

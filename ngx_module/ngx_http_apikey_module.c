@@ -461,6 +461,12 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         apikey_authenticate(amcf->reader, &req, &ctx->result);
 
+        if (ctx->result.key_found) {
+            /* its last_used_at slot loads while the rate limit is applied */
+            ngx_http_apikey_usage_prefetch(&amcf->usage,
+                                           (u_char *) ctx->result.key_id);
+        }
+
         /* last: refused requests never spend a key's budget */
 
         if (ctx->result.http_status == NGX_HTTP_OK && ctx->result.key_found) {

@@ -45,6 +45,12 @@ ngx_int_t ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
     ngx_cycle_t *cycle);
 void ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage);
 
+/*
+ * Starts loading the slot where ngx_http_apikey_usage_record() will look for
+ * `id`: a cache miss that other work (the rate limit) can then overlap.
+ */
+void ngx_http_apikey_usage_prefetch(ngx_http_apikey_usage_t *usage, u_char *id);
+
 /* Remembers that key `id` (APIKEY_UUID_BYTES raw bytes) was used at `now`. */
 void ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
     time_t now);

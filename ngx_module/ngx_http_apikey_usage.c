@@ -149,10 +149,10 @@ ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
     }
 
     /*
-     * Every request writes a slot at random in a table of megabytes: in 4 KB
-     * pages nearly each one is a TLB miss, whose page walk the request then
-     * waits for (docs/BENCHMARKS.md). A table of whole 2 MB pages is
-     * aligned and advised for them; advice only, kept without THP.
+     * Every request with a key writes a slot at random in a table of
+     * megabytes: in 4 KB pages nearly each one is a TLB miss, whose page walk
+     * the request waits for (docs/BENCHMARKS.md). A table of whole 2 MB pages
+     * is aligned and advised for them; without THP it stays in 4 KB pages.
      */
 
     size = usage->slots_n * sizeof(ngx_http_apikey_usage_slot_t);
@@ -218,12 +218,21 @@ ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage)
 }
 
 
+/* Where the probe for `id` starts; it goes on with the following slots. */
+
+static ngx_inline ngx_uint_t
+ngx_http_apikey_usage_home(ngx_http_apikey_usage_t *usage, u_char *id)
+{
+    return apikey_id_hash(id) & (usage->slots_n - 1);
+}
+
+
 void
 ngx_http_apikey_usage_prefetch(ngx_http_apikey_usage_t *usage, u_char *id)
 {
     if (usage->slots != NULL) {
-        __builtin_prefetch(&usage->slots[apikey_id_hash(id)
-                                         & (usage->slots_n - 1)], 1);
+        __builtin_prefetch(&usage->slots[ngx_http_apikey_usage_home(usage, id)],
+                           1);
     }
 }
 
@@ -239,7 +248,7 @@ ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
         return;
     }
 
-    i = apikey_id_hash(id);
+    i = ngx_http_apikey_usage_home(usage, id);
 
     for (n = 0; n < NGX_HTTP_APIKEY_USAGE_PROBES; n++, i++) {
         slot = &usage->slots[i & (usage->slots_n - 1)];

@@ -384,7 +384,7 @@ static ngx_int_t
 ngx_http_apikey_handler(ngx_http_request_t *r)
 {
     ngx_str_t                     workspace;
-    ngx_uint_t                    preflight;
+    ngx_uint_t                    preflight, used;
     apikey_request_t              req;
     ngx_http_apikey_ctx_t        *ctx;
     ngx_http_apikey_loc_conf_t   *alcf;
@@ -461,7 +461,13 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         apikey_authenticate(amcf->reader, &req, &ctx->result);
 
-        if (ctx->result.key_found) {
+        /* a key that authenticated was used, whatever else was refused */
+
+        used = ctx->result.key_found
+               && ctx->result.http_status != NGX_HTTP_UNAUTHORIZED
+               && ctx->result.http_status != NGX_HTTP_SERVICE_UNAVAILABLE;
+
+        if (used) {
             /* its last_used_at slot loads while the rate limit is applied */
             ngx_http_apikey_usage_prefetch(&amcf->usage,
                                            (u_char *) ctx->result.key_id);
@@ -475,12 +481,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
         ngx_http_apikey_status_count(amcf->counters, ctx->result.code);
 
-        /* a key that authenticated was used, whatever else was refused */
-
-        if (ctx->result.key_found
-            && ctx->result.http_status != NGX_HTTP_UNAUTHORIZED
-            && ctx->result.http_status != NGX_HTTP_SERVICE_UNAVAILABLE)
-        {
+        if (used) {
             ngx_http_apikey_usage_record(&amcf->usage,
                                          (u_char *) ctx->result.key_id,
                                          ngx_time());

@@ -158,7 +158,9 @@ ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
     size = usage->slots_n * sizeof(ngx_http_apikey_usage_slot_t);
 
     usage->slots = ngx_pmemalign(cycle->pool, size,
-                                 ngx_min(size, NGX_HTTP_APIKEY_USAGE_HUGE_PAGE));
+                                 size >= NGX_HTTP_APIKEY_USAGE_HUGE_PAGE
+                                 ? NGX_HTTP_APIKEY_USAGE_HUGE_PAGE
+                                 : NGX_CPU_CACHE_LINE);
     if (usage->slots == NULL) {
         return NGX_ERROR;
     }

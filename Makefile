@@ -93,7 +93,7 @@ integration: all
 # `test` and `run` install missing packages first, so each is the one command a fresh
 # machine needs. The build itself is a sub-make, run once the packages are there.
 test: deps
-	$(MAKE) all $(UNIT)
+	$(MAKE) all $(UNIT) bench-bins
 	./$(UNIT)
 	bash scripts/prove.sh -I t/lib t/
 

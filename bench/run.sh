@@ -27,6 +27,7 @@
 #   BENCH_IMPORT_BATCH=1000000    keys per import request
 #   BENCH_ONLY_CONTROL=1    skip everything but the control plane through apikeyd
 #   BENCH_KEEP=1            keep the work directory (snapshot, logs, raw results)
+#   BENCH_OUT=build/bench   where last-report.md and last-raw.txt are written
 #   BENCH_APIKEYD=build/apikeyd   the apikeyd binary to measure (another build: an A/B)
 #   NGINX=/usr/sbin/nginx
 set -euo pipefail
@@ -51,6 +52,7 @@ CREATES_PER_CLIENT=${BENCH_CREATES_PER_CLIENT:-250}
 CP_KEYS=${BENCH_CP_KEYS:-$KEYS}
 IMPORT_BATCH=${BENCH_IMPORT_BATCH:-1000000}
 ONLY_CONTROL=${BENCH_ONLY_CONTROL:-0}
+OUT=${BENCH_OUT:-$ROOT/build/bench}
 REVOKES=${BENCH_REVOKES:-200}
 WARMUPS=${BENCH_WARMUPS:-2}
 C1_PAIRS=${BENCH_C1_PAIRS:-3}
@@ -153,7 +155,9 @@ perl -MJSON::PP -e '
     for my $b (@{$j->{benchmarks}}) {
         die "microbenchmark error in $b->{run_name}: $b->{error_message}\n" if $b->{error_occurred};
         my $unit = {ns => 1, us => 1e3, ms => 1e6}->{$b->{time_unit}} // 1;
-        $med{$b->{run_name}} = $b->{real_time} * $unit if $b->{aggregate_name} eq "median";
+        # One repetition has no aggregates (BENCH_MICRO_REPS=1): its run is the median.
+        my $agg = $b->{aggregate_name} // ($b->{run_type} eq "iteration" ? "median" : "");
+        $med{$b->{run_name}} = $b->{real_time} * $unit if $agg eq "median";
         $cv{$b->{run_name}} = $b->{real_time} if $b->{aggregate_name} eq "cv";
     }
     printf "micro %s %.1f %.3f\n", $_, $med{$_}, $cv{$_} // 0 for sort keys %med;
@@ -430,10 +434,11 @@ wait "$APIKEYD_PID" || true
 APIKEYD_PID=""
 
 echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW"
-cp "$RAW" "$ROOT/build/bench/last-raw.txt"
+mkdir -p "$OUT"
+cp "$RAW" "$OUT/last-raw.txt"
 {
     echo "# make bench, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "# $NCPU CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p')), nginx $("$NGINX" -v 2>&1 | sed 's/.*\///')," \
         "wrk -d${DUR}s -c$CONNS, $PAIRS pairs, $KEYS keys, sample $SAMPLE"
     perl "$ROOT/bench/report.pl" "$RAW"
-} | tee "$ROOT/build/bench/last-report.md"
+} | tee "$OUT/last-report.md"

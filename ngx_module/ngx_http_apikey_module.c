@@ -330,14 +330,13 @@ static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
 
 /*
  * As soon as the request's header is read: the key presented is checked and
- * hashed, and the place of its snapshot entry starts to load. The access
- * handler starts loading the entry itself (one of a million, a cache and TLB
- * miss) before it evaluates the location's values. Each load overlaps the
- * work nginx does before the next step needs it, finding the location and
- * the rewrites for the first, instead of stalling the lookup
- * (docs/BENCHMARKS.md). In a server with a location with "apikey", a request
- * for another location pays for a hash only if it presents a well-formed
- * key; in other servers nothing is done.
+ * hashed, and its snapshot entry starts to load. That entry is one of a
+ * million, a cache and TLB miss; started here, it overlaps the work nginx
+ * does until the access phase (finding the location, rewrites) instead of
+ * stalling the lookup (docs/BENCHMARKS.md). In a server with a location with
+ * "apikey", a request for another location pays for a hash only if it
+ * presents a key of a key's length and scheme; in other servers nothing is
+ * done.
  */
 
 static ngx_int_t
@@ -413,11 +412,6 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     }
 
     if (!ctx->decided) {
-
-        if (ctx->presented_set) {
-            /* its place loaded since the post-read phase */
-            apikey_prefetch_key(amcf->reader, &ctx->presented);
-        }
 
         /* merge guarantees a workspace wherever "apikey" is on */
 

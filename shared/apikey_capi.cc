@@ -69,18 +69,10 @@ int apikey_reader_file_is_complete(apikey_reader_t *reader) noexcept {
 
 void apikey_present_key(apikey_reader_t *reader, const char *authorization, size_t len,
                         apikey_presented_key_t *key) noexcept {
-    const apikey::PresentedKey presented = apikey::present_key({authorization, len});
+    const apikey::PresentedKey presented =
+        apikey::present_key({authorization, len}, reader != nullptr ? reader->reader.get() : nullptr);
     key->code = static_cast<int>(presented.code);
     std::memcpy(key->hash, presented.hash.data(), APIKEY_HASH_BYTES);
-    if (reader != nullptr && presented.code == apikey::Code::ok)
-        reader->reader->prefetch_bucket_place(presented.hash);
-}
-
-void apikey_prefetch_key(apikey_reader_t *reader, const apikey_presented_key_t *key) noexcept {
-    if (reader == nullptr || key->code != static_cast<int>(apikey::Code::ok)) return;
-    apikey::Digest hash;
-    std::memcpy(hash.data(), key->hash, APIKEY_HASH_BYTES);
-    reader->reader->prefetch_key(hash);
 }
 
 void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *request,

@@ -50,18 +50,12 @@ typedef struct {
     unsigned char hash[APIKEY_HASH_BYTES];
 } apikey_presented_key_t;
 
-/* Makes `key` from the Authorization header's value, and starts loading where the key's
- * entry lies in the snapshot (`reader` may be NULL: no prefetch). Called as soon as the
- * header is read (nginx: the post-read phase). */
+/* Makes `key` from the Authorization header's value, and starts loading the key's entry
+ * of the snapshot into the cache (`reader` may be NULL: no prefetch). Called as soon as
+ * the header is read (nginx: the post-read phase), the entry's memory access, a cache
+ * and TLB miss, then overlaps nginx's work until the access phase looks the key up. */
 void apikey_present_key(apikey_reader_t *reader, const char *authorization, size_t len,
                         apikey_presented_key_t *key) APIKEY_NOEXCEPT;
-
-/* Starts loading the entry of a presented `key` (nothing for a refused one; `reader` may
- * be NULL). Called some work after apikey_present_key, whose load it reads, and some
- * work before apikey_authenticate (nginx: at the start of the access phase handler): the
- * entry, a cache and TLB miss, then overlaps that work. */
-void apikey_prefetch_key(apikey_reader_t *reader,
-                         const apikey_presented_key_t *key) APIKEY_NOEXCEPT;
 
 typedef struct {
     apikey_str_t authorization; /* data NULL: the request has no Authorization header */

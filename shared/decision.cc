@@ -81,14 +81,26 @@ Code decide_key(const snapshot::KeyRecord &key, const std::optional<Uuid> &locat
     return Code::ok;
 }
 
-PresentedKey present_key(std::string_view authorization) noexcept {
+PresentedKey present_key(std::string_view authorization,
+                         const snapshot::Reader *prefetch) noexcept {
     PresentedKey key;
     const BearerToken bearer = parse_authorization(authorization);
     if (bearer.status != AuthHeader::bearer) return key;
-    // Shape and checksum first: garbage never costs a hash or a lookup.
+    // Length and scheme first: other garbage never costs a hash or a lookup.
     key.code = Code::malformed_key;
+    if (!looks_like_key(bearer.token)) return key;
+    Digest hash;
+    if (!sha256(bearer.token, hash)) {
+        key.code = Code::snapshot_unavailable;
+        return key;
+    }
+    // The hash before the checksum: the bucket's place (a cache miss the entry's
+    // address depends on) loads while the checksum is computed.
+    if (prefetch != nullptr) prefetch->prefetch_bucket_place(hash);
     if (!is_well_formed_key(bearer.token)) return key;
-    key.code = sha256(bearer.token, key.hash) ? Code::ok : Code::snapshot_unavailable;
+    key.code = Code::ok;
+    key.hash = hash;
+    if (prefetch != nullptr) prefetch->prefetch_key(hash);
     return key;
 }
 

@@ -61,13 +61,16 @@ struct AuthResult {
     snapshot::KeyRecord key;
 };
 
-// The first half of a key check, which needs no snapshot: the Authorization header's
-// value parsed, the key's shape and checksum checked, the key hashed.
+// The first half of a key check, which needs no snapshot view: the Authorization
+// header's value parsed, the key's shape and checksum checked, the key hashed. Given
+// `prefetch`, it also starts loading the key's entry into the cache (the module does
+// this as soon as the header is read, docs/BENCHMARKS.md).
 struct PresentedKey {
     Code code = Code::invalid_authorization;  // ok: `hash` is set
     Digest hash{};
 };
-PresentedKey present_key(std::string_view authorization) noexcept;
+PresentedKey present_key(std::string_view authorization,
+                         const snapshot::Reader *prefetch = nullptr) noexcept;
 
 // The second half: the hash looked up, decide_key.
 AuthResult authenticate(const snapshot::Reader::View &view, const PresentedKey &key,

@@ -98,9 +98,12 @@ std::string generate_key() {
     return key;
 }
 
+bool looks_like_key(std::string_view token) noexcept {
+    return token.size() == kKeyLength && token.substr(0, kKeyScheme.size()) == kKeyScheme;
+}
+
 bool is_well_formed_key(std::string_view token) noexcept {
-    if (token.size() != kKeyLength || token.substr(0, kKeyScheme.size()) != kKeyScheme)
-        return false;
+    if (!looks_like_key(token)) return false;
     const auto *p = reinterpret_cast<const unsigned char *>(token.data());
     std::uint8_t bad = 0;
     for (std::size_t i = kKeyScheme.size(); i < kKeyLength; ++i) bad |= kBase62Value[p[i]];

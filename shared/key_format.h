@@ -20,6 +20,10 @@ inline constexpr std::size_t kKeyPrefixLength = 12;
 // A new key from OpenSSL's CSPRNG. Throws std::runtime_error if RAND_bytes fails.
 std::string generate_key();
 
+// A key's length and scheme: the cheap half of the shape check, what makes a token
+// worth hashing. Safe on any bytes.
+bool looks_like_key(std::string_view token) noexcept;
+
 // Shape and checksum check; no allocation, safe on any bytes.
 bool is_well_formed_key(std::string_view token) noexcept;
 

@@ -68,13 +68,12 @@ public:
     View view() noexcept;
 
     // Hints that a view's find_key(hash) follows, without a transaction, in two steps
-    // that the caller puts as far apart as it can: each starts a cache miss the next
-    // depends on, and a miss only overlaps the work issued after it.
+    // with as much work between them as the caller has (present_key: the checksum):
     // prefetch_bucket_place starts loading where the key's bucket lies (a line of the
-    // per-worker bucket table, evicted between requests); prefetch_key then reads that
-    // place and starts loading the entries where the probe begins. The entry is one of a
-    // million, a cache and TLB miss that overlaps the work done before the lookup. Where
-    // no earlier lookup remembered the bucket's place, prefetch_key does nothing.
+    // per-worker bucket table, evicted between requests); prefetch_key reads that place
+    // and starts loading the entries where the probe begins. The entry is one of a
+    // million, a cache and TLB miss that overlaps the work done before the lookup.
+    // Where no earlier lookup remembered the bucket's place, prefetch_key does nothing.
     void prefetch_bucket_place(const Digest &hash) const noexcept;
     void prefetch_key(const Digest &hash) const noexcept;
 

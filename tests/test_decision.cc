@@ -132,13 +132,7 @@ struct SnapshotFixture {
     Code run(std::optional<std::string> header, std::string_view workspace, bool mutating,
              bool early = false) {
         PresentedKey presented;
-        if (header && early) {
-            presented = present_key(*header);
-            if (presented.code == Code::ok) {
-                reader->prefetch_bucket_place(presented.hash);
-                reader->prefetch_key(presented.hash);
-            }
-        }
+        if (header && early) presented = present_key(*header, reader.get());
         auto view = reader->view();
         Request request;
         if (header) request.authorization = *header;
@@ -424,10 +418,9 @@ BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture
         apikey_result_t result;
         apikey_presented_key_t presented;
         const std::size_t capi_before = g_heap_allocations;
-        if (c.authorization) {  // the module's steps: post-read, then the access phase
+        if (c.authorization) {  // as the module: presented in the post-read phase
             apikey_present_key(capi, req.authorization.data, req.authorization.len, &presented);
             req.presented = &presented;
-            apikey_prefetch_key(capi, &presented);
         }
         apikey_authenticate(capi, &req, &result);
         const std::size_t capi_news = g_heap_allocations - capi_before;

@@ -74,6 +74,21 @@ BOOST_AUTO_TEST_CASE(wrong_shapes_are_rejected) {
     for (const auto &c : cases) BOOST_TEST(!is_well_formed_key(c), "accepted: " << c.substr(0, 60));
 }
 
+// The cheap half decides what is worth hashing: length and scheme only, so a key with a
+// typo passes it (its checksum refuses it) and everything of another length or scheme
+// does not.
+BOOST_AUTO_TEST_CASE(looks_like_key_checks_length_and_scheme_only) {
+    const std::string key = generate_key();
+    std::string typo = key;
+    typo[20] = typo[20] == 'a' ? 'b' : 'a';
+    BOOST_TEST(looks_like_key(key));
+    BOOST_TEST(looks_like_key(typo));
+    BOOST_TEST(looks_like_key("sk_live_" + std::string(kKeyLength - 8, '-')));
+    for (const std::string &c : {std::string(), key.substr(0, kKeyLength - 1), key + "a",
+                                 "sk_test_" + key.substr(8), "SK_LIVE_" + key.substr(8)})
+        BOOST_TEST(!looks_like_key(c), "passed: " << c);
+}
+
 BOOST_AUTO_TEST_CASE(checksum_is_crc32_of_everything_before_it) {
     const std::string key = generate_key();
     char expected[6];

@@ -34,6 +34,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     const std::string input(reinterpret_cast<const char *>(data), size);
     const bool ok = is_well_formed_key(input);
     FUZZ_CHECK(ok == reference_well_formed(input));
+    // The cheap half, which decides what is hashed: never refuses a well-formed key.
+    const bool looks = looks_like_key(input);
+    FUZZ_CHECK(looks == (input.size() == kKeyLength &&
+                         input.compare(0, kKeyScheme.size(), kKeyScheme) == 0));
+    FUZZ_CHECK(!ok || looks);
     const std::string_view prefix = key_prefix(input);
     FUZZ_CHECK(prefix.size() == std::min(input.size(), kKeyPrefixLength));
     FUZZ_CHECK(fuzz::inside(prefix, input));

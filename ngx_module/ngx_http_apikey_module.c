@@ -335,8 +335,8 @@ static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
  * does until the access phase (finding the location, rewrites) instead of
  * stalling the lookup (docs/BENCHMARKS.md). In a server with a location with
  * "apikey", a request for another location pays for a hash only if it
- * presents a key of a key's length and scheme; in other servers nothing is
- * done.
+ * presents a token of a key's length and scheme; in other servers nothing
+ * is done.
  */
 
 static ngx_int_t

@@ -1,7 +1,7 @@
 // One bucket of the snapshot's key table: a small open-addressing hash table stored as a
 // single LMDB value. Finding a key among a million is then a lookup among a few thousand
 // buckets (a per-worker cache of where each lies, see snapshot_reader.h) and one probe
-// that touches one page and two or three cache lines of the map, instead of a descent
+// that touches one page (rarely two) and two to five cache lines of the map, instead of a descent
 // through a B-tree of a million entries whose leaf binary search misses the cache and the
 // TLB at every step (0.7 µs at 1M keys; docs/BENCHMARKS.md).
 //
@@ -10,8 +10,9 @@
 // whole 32-byte SHA-256, then its KeyRecord padded with zeros to kBucketRecordSize; an
 // empty entry is all zeros (a record's first byte, its version, is never 0). A key's probe
 // starts at entry (hash bytes 8..11) scaled to the entry count and goes forward, wrapping
-// (linear probing); at most 3/4 of the entries are used, so a hit reads ~1.5 entries and
-// a miss ~8, contiguous. The bucket number comes from the hash's first bytes
+// (linear probing); at most 3/4 of the entries are used (~0.7 in a 4 KiB-page-filled
+// bucket), so a hit reads ~2.1 entries (86 % within the first three) and a miss ~6,
+// contiguous. The bucket number comes from the hash's first bytes
 // (key_bucket in snapshot_schema.h), so the probe start is independent of it. The whole
 // hash is always compared.
 #pragma once
@@ -37,8 +38,9 @@ enum class BucketLookup { found, absent, corrupt };
 BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
                             std::string_view &record) noexcept;
 
-// Starts loading the entry where find_in_bucket's probe of `hash` begins (both cache
-// lines an entry may span); nothing for a bucket find_in_bucket would call corrupt.
+// Starts loading the first three entries of find_in_bucket's probe of `hash`
+// (every cache line they span, within the bucket); nothing for a bucket find_in_bucket
+// would call corrupt.
 void prefetch_in_bucket(std::string_view bucket, const Digest &hash) noexcept;
 
 // A key and its record as a bucket stores it, zero-padded. As an edit, an empty record

@@ -43,6 +43,10 @@ $(BUILD)/%.o: %.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
+# The core's symbols stay inside the module: its calls between files go direct instead of
+# through the PLT, and a file's own functions may be inlined (no interposition).
+$(CORE_OBJS): CXXFLAGS += -fvisibility=hidden
+
 $(CORE_LIB): $(CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^

@@ -1,5 +1,6 @@
 // libFuzzer target: the Authorization header value (shared/authorization) and the key
-// shape check run on the token it yields (what the module does on every request).
+// shape check run on the token it yields (what the module does on every request), and
+// the usual header's shortcut past the parser (usual_bearer_token).
 #include "authorization.h"
 #include "fuzz_check.h"
 #include "key_format.h"
@@ -30,6 +31,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         (void)apikey::is_well_formed_key(t.token);
     } else {
         FUZZ_CHECK(t.token.empty());
+    }
+    // The usual header's shortcut: where it yields a well-formed key, the parser yields
+    // that same token.
+    const std::string_view usual =
+        apikey::usual_bearer_token(header, apikey::kKeyLength, apikey::kKeyScheme);
+    if (!usual.empty()) {
+        FUZZ_CHECK(fuzz::inside(usual, header) && usual.size() == apikey::kKeyLength);
+        if (apikey::is_well_formed_key(usual))
+            FUZZ_CHECK(t.status == apikey::AuthHeader::bearer && t.token == usual);
     }
     return 0;
 }

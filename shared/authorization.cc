@@ -55,4 +55,12 @@ BearerToken parse_authorization(std::string_view value) noexcept {
     return {AuthHeader::bearer, value.substr(start, end - start)};
 }
 
+std::string_view usual_bearer_token(std::string_view value, std::size_t size,
+                                    std::string_view prefix) noexcept {
+    if (value.size() != 7 + size || prefix.size() > size || !is_bearer(value.data()) ||
+        value[6] != ' ' || value.substr(7, prefix.size()) != prefix)
+        return {};
+    return value.substr(7);
+}
+
 }  // namespace apikey

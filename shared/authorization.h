@@ -15,4 +15,13 @@ struct BearerToken {
 
 BearerToken parse_authorization(std::string_view value) noexcept;
 
+// The usual header's token without the parser's scan of its characters: when `value` is
+// "Bearer" (any case), one space and `size` bytes that begin with `prefix`, those bytes;
+// else empty. Bytes after the prefix are not looked at. Whenever they are all token
+// characters, parse_authorization(value) is this same token: a caller that accepts only
+// such tokens (and checks them anyway) may skip the parser, and must ask it about any
+// token it refuses.
+std::string_view usual_bearer_token(std::string_view value, std::size_t size,
+                                    std::string_view prefix) noexcept;
+
 }  // namespace apikey

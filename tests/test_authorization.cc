@@ -45,4 +45,26 @@ BOOST_AUTO_TEST_CASE(table) {
     BOOST_TEST(t.token.size() == big.size());
 }
 
+BOOST_AUTO_TEST_CASE(usual_bearer_token_by_length) {
+    struct Usual {
+        const char *value;
+        const char *token;  // "" : not the usual shape
+    };
+    const Usual cases[] = {
+        {"Bearer sk_abc", "sk_abc"},
+        {"bEARER sk_abc", "sk_abc"},
+        {"Bearer sk_a,c", "sk_a,c"},  // not looked at past the prefix: the caller checks
+        {"Bearer sk_abcd", ""},      // longer
+        {"Bearer sk_ab", ""},        // shorter
+        {"Bearer  sk_ab", ""},       // two spaces: the parser's case
+        {"Bearer\tsk_abc", ""},
+        {"Basic! sk_abc", ""},
+        {"Bearer xk_abc", ""},
+        {"", ""},
+    };
+    for (const auto &c : cases)
+        BOOST_TEST(usual_bearer_token(c.value, 6, "sk_") == c.token, "value: " << c.value);
+    BOOST_TEST(usual_bearer_token("Bearer ab", 2, "abc").empty());  // prefix longer than size
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,4 +1,5 @@
 #include "apikey_capi.h"
+#include "authorization.h"
 #include "decision.h"
 #include "key_format.h"
 #include "sha256.h"
@@ -176,6 +177,46 @@ BOOST_FIXTURE_TEST_CASE(authenticate_end_to_end, SnapshotFixture) {
                                                 << ": got " << code_name(got));
         }
     }
+}
+
+// present_key splits "Bearer <key>" by its length and leaves the character checks to the
+// checksum; its code must be what the parser and the key checks give, for every header of
+// that length and every other: each byte of a usual header replaced (by bytes the parser
+// and the checksum treat differently), dropped and doubled.
+BOOST_AUTO_TEST_CASE(present_key_agrees_with_the_parser) {
+    const auto reference = [](std::string_view header) {
+        const BearerToken bearer = parse_authorization(header);
+        if (bearer.status != AuthHeader::bearer) return Code::invalid_authorization;
+        return is_well_formed_key(bearer.token) ? Code::ok : Code::malformed_key;
+    };
+    const std::string usual = "Bearer " + generate_key();
+    std::vector<std::string> headers{usual, "BeArEr " + usual.substr(7)};
+    const char replacements[] = {'\0', '\t', ' ', ',', '=', '"', '+', '/', '-', '.', '~', '_',
+                                 'a', 'Z', '0', '\x7F', '\x80', '\xFF'};
+    for (std::size_t i = 0; i < usual.size(); ++i) {
+        for (char c : replacements) {
+            std::string h = usual;
+            h[i] = c;
+            headers.push_back(h);
+        }
+        headers.push_back(usual.substr(0, i) + usual.substr(i + 1));
+        headers.push_back(usual.substr(0, i + 1) + usual.substr(i));
+    }
+    int ok = 0, malformed = 0, invalid = 0;
+    for (const auto &h : headers) {
+        const PresentedKey key = present_key(h);
+        const Code expected = reference(h);
+        BOOST_TEST((key.code == expected), h << ": got " << code_name(key.code) << ", expected "
+                                               << code_name(expected));
+        if (expected == Code::ok) BOOST_TEST((key.hash == sha256(parse_authorization(h).token)));
+        ok += expected == Code::ok;
+        malformed += expected == Code::malformed_key;
+        invalid += expected == Code::invalid_authorization;
+    }
+    // Every outcome is among the headers of the usual length.
+    BOOST_TEST(ok > 0);
+    BOOST_TEST(malformed > 0);
+    BOOST_TEST(invalid > 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(authenticate_reports_the_key_found, SnapshotFixture) {

@@ -28,10 +28,10 @@ bool same_hash(const char *stored, const Digest &hash) noexcept {
 
 bool is_empty(const char *entry) noexcept { return entry[32] == 0; }
 
-// A hit is the probe's first entry in 44 % of cases, within the first two in 71 %, the
-// first three in 86 % (linear probing at the buckets' ~0.7 load). Prefetching only the
-// first entry left the lookup waiting on memory for the rest: 0.08 µs a request against
-// 0.03 with three (docs/BENCHMARKS.md).
+// A hit is the probe's first entry in 65 % of lookups, within the first two in 80 %, the
+// first three in 87 % (1M keys; linear probing at the buckets' ~0.7 load). Prefetching
+// only the first entry left the lookup waiting on memory for the rest: 0.08 µs a request
+// against 0.03 with three (docs/BENCHMARKS.md).
 constexpr std::size_t kPrefetchEntries = 3;
 
 // How many entries `bucket` holds; 0 for one whose size is not a whole number of them.

@@ -11,7 +11,7 @@
 // empty entry is all zeros (a record's first byte, its version, is never 0). A key's probe
 // starts at entry (hash bytes 8..11) scaled to the entry count and goes forward, wrapping
 // (linear probing); at most 3/4 of the entries are used (~0.7 in a 4 KiB-page-filled
-// bucket), so a hit reads ~2.1 entries (86 % within the first three) and a miss ~6,
+// bucket), so a hit reads ~2.1 entries (87 % within the first three) and a miss ~6,
 // contiguous. The bucket number comes from the hash's first bytes
 // (key_bucket in snapshot_schema.h), so the probe start is independent of it. The whole
 // hash is always compared.

@@ -62,10 +62,12 @@ BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
 void prefetch_in_bucket(std::string_view bucket, const Digest &hash) noexcept {
     const std::size_t count = entry_count(bucket);
     if (count == 0) return;
+    const char *data = bucket.data();
     const std::size_t first = probe_start(hash, count) * kBucketEntrySize;
-    const std::size_t last = std::min(first + kPrefetchEntries * kBucketEntrySize, bucket.size()) - 1;
-    for (std::size_t line = first; line < last; line += 64) __builtin_prefetch(bucket.data() + line);
-    __builtin_prefetch(bucket.data() + last);
+    const std::size_t last =
+        std::min(first + kPrefetchEntries * kBucketEntrySize, bucket.size()) - 1;
+    for (std::size_t line = first; line < last; line += 64) __builtin_prefetch(data + line);
+    __builtin_prefetch(data + last);
 }
 
 bool hash_order(const BucketEntry &a, const BucketEntry &b) noexcept { return a.hash < b.hash; }

@@ -1,9 +1,9 @@
 // One bucket of the snapshot's key table: a small open-addressing hash table stored as a
 // single LMDB value. Finding a key among a million is then a lookup among a few thousand
 // buckets (a per-worker cache of where each lies, see snapshot_reader.h) and one probe
-// that touches one page (rarely two) and two to five cache lines of the map, instead of a descent
-// through a B-tree of a million entries whose leaf binary search misses the cache and the
-// TLB at every step (0.7 µs at 1M keys; docs/BENCHMARKS.md).
+// that touches one page (rarely two) and two to five cache lines of the map, instead of a
+// descent through a B-tree of a million entries whose leaf binary search misses the cache
+// and the TLB at every step (0.7 µs at 1M keys; docs/BENCHMARKS.md).
 //
 // Layout: an array of fixed-size entries, no header (the entry count is the value's size
 // over kBucketEntrySize; a size that is not a multiple is damage). An entry is the key's
@@ -38,9 +38,9 @@ enum class BucketLookup { found, absent, corrupt };
 BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
                             std::string_view &record) noexcept;
 
-// Starts loading the first three entries of find_in_bucket's probe of `hash`
-// (every cache line they span, within the bucket); nothing for a bucket find_in_bucket
-// would call corrupt.
+// Starts loading the first three entries of find_in_bucket's probe of `hash` (every cache
+// line they span, within the bucket); nothing for a bucket find_in_bucket would call
+// corrupt.
 void prefetch_in_bucket(std::string_view bucket, const Digest &hash) noexcept;
 
 // A key and its record as a bucket stores it, zero-padded. As an edit, an empty record

@@ -213,7 +213,7 @@ BOOST_AUTO_TEST_CASE(present_key_agrees_with_the_parser) {
         malformed += expected == Code::malformed_key;
         invalid += expected == Code::invalid_authorization;
     }
-    // Every outcome is among the headers of the usual length.
+    // All three outcomes occur: the cases reach every branch.
     BOOST_TEST(ok > 0);
     BOOST_TEST(malformed > 0);
     BOOST_TEST(invalid > 0);

@@ -94,9 +94,10 @@ PresentedKey present_key(std::string_view authorization,
         if (bearer.status != AuthHeader::bearer) return key;
         token = bearer.token;
     }
-    // Length and scheme first: other garbage never costs a hash or a lookup.
+    // Length and scheme first (a usual header's token has them): other garbage never
+    // costs a hash or a lookup.
     key.code = Code::malformed_key;
-    if (!looks_like_key(token)) return key;
+    if (!usual && !looks_like_key(token)) return key;
     Digest hash;
     if (!sha256(token, hash)) {
         key.code = Code::snapshot_unavailable;

@@ -113,6 +113,16 @@ rejected($t->api(GET => $SALES, headers => [Authorization => "Bearer $rw->{key},
              'malformed_key', 'other scheme prefix -> 401 malformed_key');
     rejected($t->api(GET => $SALES, key => 'hunter2'), 401, 'malformed_key',
              'random short token -> 401 malformed_key');
+    # "Bearer <key>" of exactly a key's length and scheme, one character not a key's: the
+    # header parser, not the checksum, says what is wrong.
+    my $comma = $rw->{key};
+    substr($comma, 20, 1) = ',';
+    rejected($t->api(GET => $SALES, key => $comma), 401, 'invalid_authorization',
+             'a comma inside a key-sized token -> 401 invalid_authorization', $comma);
+    my $padded = $rw->{key};
+    substr($padded, -1, 1) = '=';
+    rejected($t->api(GET => $SALES, key => $padded), 401, 'malformed_key',
+             'a key-sized token ending in "=" padding -> 401 malformed_key', $padded);
 }
 
 {

@@ -61,6 +61,29 @@ std::uint64_t recent_hash(std::string_view key) noexcept {
     return (h ^ word) * kMul;
 }
 
+// A bucket's place in 8 bytes: its address (user-space addresses are below 2^48) and,
+// above it, its entry count. A bucket that does not fit is not packed and stays unknown
+// (every lookup of it asks LMDB): a size that is not a whole number of entries, damage
+// find_in_bucket must see as it is, or more than 65,535 entries (a single bucket of
+// 5.7 MB; a billion keys give 2^20 buckets of ~1,400).
+constexpr unsigned kPlaceCountShift = 48;
+
+bool pack_place(std::string_view bucket, std::uint64_t &place) noexcept {
+    const auto address = reinterpret_cast<std::uintptr_t>(bucket.data());
+    const std::uint64_t entries = bucket.size() / kBucketEntrySize;
+    if (address >> kPlaceCountShift != 0 || bucket.size() % kBucketEntrySize != 0 ||
+        entries >> (64 - kPlaceCountShift) != 0)
+        return false;
+    place = address | entries << kPlaceCountShift;
+    return true;
+}
+
+std::string_view unpack_place(std::uint64_t place) noexcept {
+    constexpr std::uint64_t kAddressMask = (std::uint64_t{1} << kPlaceCountShift) - 1;
+    return {reinterpret_cast<const char *>(place & kAddressMask),
+            (place >> kPlaceCountShift) * kBucketEntrySize};
+}
+
 bool read_u64(MDB_txn *txn, MDB_dbi dbi, std::string_view key, std::uint64_t &out) noexcept {
     MDB_val k = to_val(key), v{};
     return mdb_get(txn, dbi, &k, &v) == MDB_SUCCESS && decode_u64(from_val(v), out);
@@ -195,10 +218,10 @@ bool Reader::read_meta() noexcept {
     generation_ = generation;
     bucket_bits_ = static_cast<unsigned>(bits);
     if (bucket_bits_ != buckets_bits_) {
-        // Zeroed pages from the kernel, touched only where a bucket is looked up. On
-        // failure lookups go to LMDB every time.
-        buckets_.reset(static_cast<BucketRef *>(std::calloc(std::size_t{1} << bucket_bits_,
-                                                            sizeof(BucketRef))));
+        // Zeroed pages from the kernel, touched only where a bucket is looked up: the
+        // places, then their epochs. On failure lookups go to LMDB every time.
+        buckets_.reset(static_cast<std::uint64_t *>(
+            std::calloc(std::size_t{2} << bucket_bits_, sizeof(std::uint64_t))));
         buckets_bits_ = buckets_ ? bucket_bits_ : 0;
     }
     meta_txn_id_ = mdb_txn_id(txn_);
@@ -206,16 +229,22 @@ bool Reader::read_meta() noexcept {
     return true;
 }
 
-void Reader::FreeBuckets::operator()(BucketRef *p) const noexcept { std::free(p); }
+void Reader::FreeBuckets::operator()(std::uint64_t *p) const noexcept { std::free(p); }
 
-Reader::BucketRef *Reader::bucket_ref(std::uint32_t number) const noexcept {
+std::uint64_t *Reader::bucket_place(std::uint32_t number) const noexcept {
     return buckets_ != nullptr && buckets_bits_ == bucket_bits_ ? &buckets_[number] : nullptr;
 }
 
+std::uint64_t *Reader::bucket_epoch(std::uint32_t number) const noexcept {
+    std::uint64_t *place = bucket_place(number);
+    return place != nullptr ? place + (std::size_t{1} << buckets_bits_) : nullptr;
+}
+
 int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
-    BucketRef *ref = bucket_ref(number);
-    if (ref != nullptr && ref->epoch == epoch_) {
-        out = std::string_view(ref->data, ref->size);
+    std::uint64_t *place = bucket_place(number);
+    std::uint64_t *epoch = bucket_epoch(number);
+    if (place != nullptr && *epoch == epoch_) {
+        out = unpack_place(*place);
         return MDB_SUCCESS;
     }
     MDB_val k{sizeof(number), &number}, v{};
@@ -223,7 +252,7 @@ int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
     if (rc == MDB_NOTFOUND) v = MDB_val{0, nullptr};
     else if (rc != MDB_SUCCESS) return rc;
     out = from_val(v);
-    if (ref != nullptr) *ref = BucketRef{epoch_, out.data(), out.size()};
+    if (place != nullptr && pack_place(out, *place)) *epoch = epoch_;
     return MDB_SUCCESS;
 }
 
@@ -267,11 +296,11 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 
 void Reader::prefetch_bucket_place(const Digest &hash) const noexcept {
     if (bucket_bits_ == 0) return;
-    const BucketRef *ref = bucket_ref(key_bucket(hash.data(), bucket_bits_));
-    if (ref == nullptr) return;
-    // 24 bytes: some places straddle two cache lines.
-    __builtin_prefetch(ref);
-    __builtin_prefetch(reinterpret_cast<const char *>(ref + 1) - 1);
+    const std::uint32_t number = key_bucket(hash.data(), bucket_bits_);
+    const std::uint64_t *place = bucket_place(number);
+    if (place == nullptr) return;
+    __builtin_prefetch(place);
+    __builtin_prefetch(bucket_epoch(number));  // the lookup's check, later
 }
 
 void Reader::prefetch_key(const Digest &hash) const noexcept {
@@ -279,9 +308,8 @@ void Reader::prefetch_key(const Digest &hash) const noexcept {
     // A place remembered in an older version (any epoch) is still right for every bucket
     // the publishes since did not rewrite (a create rewrites one of thousands), and a
     // wrong or unmapped one costs a wasted prefetch: prefetches never fault.
-    const BucketRef *ref = bucket_ref(key_bucket(hash.data(), bucket_bits_));
-    if (ref != nullptr && ref->data != nullptr)
-        prefetch_in_bucket(std::string_view(ref->data, ref->size), hash);
+    const std::uint64_t *place = bucket_place(key_bucket(hash.data(), bucket_bits_));
+    if (place != nullptr && *place != 0) prefetch_in_bucket(unpack_place(*place), hash);
 }
 
 Lookup Reader::View::find_key(const Digest &hash, KeyRecord &out) const noexcept {

@@ -100,22 +100,23 @@ private:
     // snapshot version and kept while the transaction id stays: pages of the newest
     // commit are never reused by the writer, so a pointer taken in an earlier transaction
     // of the same id (reset and renewed since) still points at the same bytes. `epoch_`
-    // moves whenever the id moves or the map is remapped; an entry of another epoch is
-    // unknown. 2^bits entries, calloc'ed when the bucket count changes (a rebuild);
-    // without them every lookup does its mdb_get.
-    struct BucketRef {
-        std::uint64_t epoch;
-        const char *data;
-        std::size_t size;
-    };
+    // moves whenever the id moves or the map is remapped; a place of another epoch is
+    // unknown (to the lookup; the prefetch still uses it).
+    //
+    // The places and their epochs are two arrays of 2^bits, one calloc'ed block sized
+    // when the bucket count changes (a rebuild); without it every lookup does its mdb_get.
+    // A place is 8 bytes, so that the prefetch reads 32 KB at 4,096 buckets rather than
+    // 96 KB of {epoch, pointer, size} records, which did not stay in cache between
+    // requests (docs/BENCHMARKS.md).
     struct FreeBuckets {
-        void operator()(BucketRef *p) const noexcept;
+        void operator()(std::uint64_t *p) const noexcept;
     };
-    std::unique_ptr<BucketRef[], FreeBuckets> buckets_;
+    std::unique_ptr<std::uint64_t[], FreeBuckets> buckets_;
     unsigned buckets_bits_ = 0;  // what buckets_ was sized for
-    // The entry of bucket `number` (of whatever epoch), nullptr when buckets_ is not
-    // sized for the current bucket count.
-    BucketRef *bucket_ref(std::uint32_t number) const noexcept;
+    // The place and the epoch of bucket `number`, nullptr when buckets_ is not sized for
+    // the current bucket count.
+    std::uint64_t *bucket_place(std::uint32_t number) const noexcept;
+    std::uint64_t *bucket_epoch(std::uint32_t number) const noexcept;
     std::uint64_t epoch_ = 1;
 
     // The last lookups of the workspace and entity tables (a handful of keys serve most

@@ -579,10 +579,15 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
     std::string error;
     auto reader = Reader::open(dir.sub("snap"), error);
     BOOST_REQUIRE(reader);
-    auto view = reader->view();
-    BOOST_REQUIRE(view.ok());
-    KeyRecord found;
-    BOOST_TEST((view.find_key(hash, found) == Lookup::corrupt));
+    // Every time: the reader's memory of where buckets lie must not turn damage into an
+    // absent key (a place holds whole entries only).
+    for (int views = 0; views < 2; ++views) {
+        auto view = reader->view();
+        BOOST_REQUIRE(view.ok());
+        KeyRecord found;
+        BOOST_TEST((view.find_key(hash, found) == Lookup::corrupt));
+        BOOST_TEST((view.find_key(hash, found) == Lookup::corrupt));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(files_are_private_without_a_group) {

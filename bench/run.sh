@@ -14,7 +14,8 @@
 #   BENCH_DURATION=4        seconds per wrk run
 #   BENCH_WARMUPS=2         warm-up rounds per worker setting (the first is reported as
 #                           "cold": fresh workers fault the snapshot's pages in)
-#   BENCH_C1_PAIRS=3        pairs of the one-connection latency scenario
+#   BENCH_C1_PAIRS=5        pairs of the one-connection latency scenario (a median of
+#                           5: one run's p99 is moved by a single scheduling stall)
 #   BENCH_CONNECTIONS=32    wrk connections for the throughput scenarios
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
@@ -55,7 +56,7 @@ ONLY_CONTROL=${BENCH_ONLY_CONTROL:-0}
 OUT=${BENCH_OUT:-$ROOT/build/bench}
 REVOKES=${BENCH_REVOKES:-200}
 WARMUPS=${BENCH_WARMUPS:-2}
-C1_PAIRS=${BENCH_C1_PAIRS:-3}
+C1_PAIRS=${BENCH_C1_PAIRS:-5}
 URL_PATH=/api/v1/acme-corp/sales/Customer
 NCPU=$(nproc)
 

@@ -32,7 +32,8 @@ sub minmax { my @s = sort { $a <=> $b } @_; ($s[0], $s[-1]) }
 sub pct { my ($p, @v) = @_; my @s = sort { $a <=> $b } @v; return undef unless @s;
           my $i = int($p / 100 * @s + 0.999999) - 1; $s[$i < 0 ? 0 : $i] }
 sub us { my $v = shift; defined $v ? sprintf('%.0f µs', $v) : '-' }
-# Worker settings as run.sh names them: N, or Np (N workers pinned one per core) after N.
+# Worker settings as run.sh names them: N, then Np (N workers pinned one per core) and Ns
+# (N workers and wrk on as many CPUs) after N.
 sub by_workers { my ($x, $y) = @_; my ($xn, $yn) = map { /^(\d+)/ ? $1 : 0 } $x, $y;
                  $xn <=> $yn || $x cmp $y }
 
@@ -183,6 +184,10 @@ for my $wp (1, 2) {
 # two cores, shown beside the one above, which stays the target's figure.
 row("throughput module/bare, valid keys, 2 workers pinned one per core (2p; beside the row above)",
     '≥ 0.95', $fig{"ratio/2p"}, '%.3f', sub { $_[0] >= 0.95 }) if defined $fig{"ratio/2p"};
+# And the machine's whole cost a request without the scheduling: one worker and wrk on
+# one CPU, never idle.
+row("throughput module/bare, valid keys, 1 worker and wrk on one CPU (1s; beside the rows above)",
+    '≥ 0.95', $fig{"ratio/1s"}, '%.3f', sub { $_[0] >= 0.95 }) if defined $fig{"ratio/1s"};
 for my $wp (1, 2) {
     row("throughput module/bare, rate limiting + usage reports, $wp worker(s)", '≥ 0.95',
         $fig{"ratio_rl/$wp"}, '%.3f', sub { $_[0] >= 0.95 });

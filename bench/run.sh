@@ -19,8 +19,10 @@
 #   BENCH_CONNECTIONS=32    wrk connections for the throughput scenarios
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
-#   BENCH_WORKERS="1 2 2p"  worker_processes settings to run: N, or Np for N workers
-#                           pinned one per core (worker_cpu_affinity auto; valid keys only)
+#   BENCH_WORKERS="1 2 2p 1s"  worker_processes settings to run: N; Np for N workers
+#                           pinned one per core (worker_cpu_affinity auto); 1s for one
+#                           worker and wrk's one thread on the same CPU (valid keys only
+#                           for Np and 1s)
 #   BENCH_REVOKES=200       revokes for the revoke -> 401 figures
 #   BENCH_CREATES_PER_CLIENT=250  key creates per client (8 clients) through apikeyd
 #   BENCH_CP_KEYS=$BENCH_KEYS     keys imported into apikeyd's store (bulk import) before
@@ -41,7 +43,7 @@ DUR=${BENCH_DURATION:-4}
 CONNS=${BENCH_CONNECTIONS:-32}
 START_REPS=${BENCH_START_REPS:-5}
 MICRO_REPS=${BENCH_MICRO_REPS:-5}
-WORKER_SETTINGS=${BENCH_WORKERS:-"1 2 2p"}
+WORKER_SETTINGS=${BENCH_WORKERS:-"1 2 2p 1s"}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODULE=$ROOT/build/ngx_http_apikey_module.so
 GEN=$ROOT/build/bench/gen_snapshot
@@ -137,11 +139,13 @@ pages_free=$(echo "$envinfo" | awk '/Free pages:/ {print $3}')
 echo "size keys=$KEYS data_bytes=$data_bytes page_size=$page_size pages_used=$pages_used pages_free=$pages_free gen_keys_per_s=$gen_rate" >>"$RAW"
 
 # ---- decision microbenchmark --------------------------------------------------------
-PIN_LOAD=()  # the load generator's CPU (and the microbenchmark's)
-PIN_NGX=""   # worker_cpu_affinity for worker_processes 1
+PIN_LOAD=()    # the load generator's CPU (and the microbenchmark's)
+PIN_NGX=""     # worker_cpu_affinity for worker_processes 1
+PIN_SHARED=()  # the load generator on the worker's CPU (the 1s setting)
 if [ "$NCPU" -ge 2 ]; then
     PIN_LOAD=(taskset -c 0)
     PIN_NGX="worker_cpu_affinity 10;"  # binary mask: CPU 1
+    PIN_SHARED=(taskset -c 1)
 fi
 log "decision microbenchmark ($MICRO_REPS repetitions)"
 "${PIN_LOAD[@]}" "$MICRO" --snapshot "$SNAP" --valid "$VALID" --unknown "$UNKNOWN" \
@@ -256,11 +260,12 @@ worker_cpu_ns() {  # DIR -> CPU time of all its workers so far (ns, /proc/PID/sc
     echo "$total"
 }
 
-# run_wrk DIR PORT KEYFILE THREADS CONNS DURATION PIN(0|1)
+# run_wrk DIR PORT KEYFILE THREADS CONNS DURATION PIN (0: anywhere, 1: PIN_LOAD, s: PIN_SHARED)
 #   -> "rps p50_us p99_us non2xx errors requests worker_cpu_ns_per_request"
 run_wrk() {
     local dir=$1 port=$2 keys=$3 threads=$4 conns=$5 dur=$6 pin=$7 out pincmd=() c0 c1
     [ "$pin" = 1 ] && pincmd=("${PIN_LOAD[@]}")
+    [ "$pin" = s ] && pincmd=("${PIN_SHARED[@]}")
     c0=$(worker_cpu_ns "$dir")
     out=$("${pincmd[@]}" wrk -t"$threads" -c"$conns" -d"${dur}s" --latency \
         -s "$ROOT/bench/keys.lua" "http://127.0.0.1:$port$URL_PATH" -- "$keys")
@@ -307,15 +312,22 @@ USAGE_PORT=$(cat "$WORK/usage.port")
 declare -A PORT
 VARIANTS=(bare module full)
 for wp in $WORKER_SETTINGS; do
-    workers=${wp%p}; affinity=""; threads=2; pin=0; variants=("${VARIANTS[@]}")
+    workers=${wp%[ps]}; affinity=""; threads=2; pin=0; variants=("${VARIANTS[@]}")
     if [ "$wp" = 1 ] && [ -n "$PIN_NGX" ]; then affinity=$PIN_NGX; threads=1; pin=1; fi
-    # Np: each worker on a core of its own, wrk's threads left to the scheduler. The same
-    # module costs a different share of the machine depending on where the scheduler puts
-    # wrk beside the workers; this arrangement is reported beside the default one, for
-    # valid keys only (no cold run, no unknown keys, no rate limiting).
-    per_core=0
+    # The same module costs a different share of the machine depending on where the
+    # scheduler puts wrk beside the workers. Two more arrangements of the same cores are
+    # reported beside the default ones, for valid keys only (no cold run, no unknown keys,
+    # no rate limiting). Np: each worker on a core of its own, wrk's threads left to the
+    # scheduler. 1s: one worker and wrk's one thread on the same CPU, which is then never
+    # idle and never wakes a thread on another: the ratio is that of everything the
+    # machine spends a request (wrk, kernel, worker), without the scheduling.
+    valid_only=0
     if [ "$wp" != "$workers" ]; then
-        per_core=1; affinity="worker_cpu_affinity auto;"; variants=(bare module)
+        valid_only=1; variants=(bare module)
+        case $wp in
+        *p) affinity="worker_cpu_affinity auto;" ;;
+        1s) affinity=$PIN_NGX; threads=1; pin=s ;;
+        esac
     fi
     for v in "${variants[@]}"; do
         PORT[$v]=$(free_port)
@@ -337,13 +349,13 @@ for wp in $WORKER_SETTINGS; do
     for i in $(seq "$WARMUPS"); do
         for v in "${variants[@]}"; do
             r=$(run_wrk "$WORK/$v-$wp" "${PORT[$v]}" "$VALID" "$threads" "$CONNS" "$DUR" "$pin")
-            [ "$i" = 1 ] && [ "$v" != full ] && [ "$per_core" = 0 ] &&
+            [ "$i" = 1 ] && [ "$v" != full ] && [ "$valid_only" = 0 ] &&
                 echo "wrk cold $wp 1 $v $r" >>"$RAW"
         done
     done
 
     scenario valid "$wp" "$VALID" "$threads" "$CONNS" "$pin" module
-    if [ "$per_core" = 0 ]; then
+    if [ "$valid_only" = 0 ]; then
         scenario unknown "$wp" "$UNKNOWN" "$threads" "$CONNS" "$pin" module
         scenario valid_rl "$wp" "$VALID" "$threads" "$CONNS" "$pin" full
     fi

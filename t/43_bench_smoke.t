@@ -1,11 +1,12 @@
 # make bench (issue 5's one command for its figures), run small: bench/run.sh on a
 # 20,000-key snapshot with one 1 s pair per scenario goes through every step - the
 # decision microbenchmark; wrk against bare nginx and nginx + module with 1, 2 and 2p
-# (pinned) workers, valid, unknown and rate-limited keys; start time; memory; revokes
-# into the snapshot; and through a real apikeyd the bulk import, key creates and revokes
-# to the first 401 in nginx. Checked: it finishes, and its report has every table and
-# row with the answers each scenario must get. Not the figures: those mean something
-# only from a full run (docs/BENCHMARKS.md).
+# (pinned) workers and 1s (one worker and wrk on one CPU), valid, unknown and
+# rate-limited keys; start time; memory; revokes into the snapshot; and through a real
+# apikeyd the bulk import, key creates and revokes to the first 401 in nginx. Checked:
+# it finishes, and its report has every table and row with the answers each scenario
+# must get. Not the figures: those mean something only from a full run
+# (docs/BENCHMARKS.md).
 use strict;
 use warnings;
 use Test::More;
@@ -38,9 +39,10 @@ my $report = -s "$out/last-report.md" ? ApiKeyTest::_slurp("$out/last-report.md"
 my %row;
 for (split /\n/, $report) {
     my @c = map { s/^\s+|\s+$//gr } split /\|/;
-    $row{"$c[1]/$c[2]"} = \@c if @c > 11 && $c[2] =~ /^\d+p?$/;
+    $row{"$c[1]/$c[2]"} = \@c if @c > 11 && $c[2] =~ /^\d+[ps]?$/;
 }
-for my $k ('valid keys/1', 'valid keys/2', 'valid keys/2p', 'valid keys, 1 connection/1',
+for my $k ('valid keys/1', 'valid keys/2', 'valid keys/2p', 'valid keys/1s',
+           'valid keys, 1 connection/1',
            'valid keys, rate limiting + usage reports on/1',
            'valid keys, rate limiting + usage reports on/2') {
     ok $row{$k}, "wrk row: $k" and is $row{$k}[-1], 0, "... every module answer a 2xx";
@@ -49,6 +51,7 @@ for my $k ('unknown keys (401)/1', 'unknown keys (401)/2') {
     ok $row{$k} && $row{$k}[-1] > 0, "wrk row: $k, the module answers them 401";
 }
 ok !$row{'unknown keys (401)/2p'}, 'the pinned setting runs valid keys only';
+ok !$row{'unknown keys (401)/1s'}, 'so does the shared-CPU setting';
 
 like $report, qr/^\| authenticate\/valid \| \d+ ns \|/m, 'the decision microbenchmark';
 like $report, qr/^\| module \| 1 \| [\d.]+ ms \|/m, 'nginx start time with the snapshot';
@@ -60,5 +63,7 @@ like $report, qr/^\| 5 \| \d+ µs \/ \d+ µs \| \d+ µs \/ \d+ µs \/ \d+ µs \|
     "revokes through apikeyd: each one's first request after the 200 is refused";
 like $report, qr/^\| throughput module\/bare, valid keys, 2 worker\(s\) \(median ratio\) \| ≥ 0\.95 \| [\d.]+ \|/m,
     'the target table';
+like $report, qr/^\| throughput module\/bare, valid keys, 1 worker and wrk on one CPU \(1s; [^|]*\| ≥ 0\.95 \| [\d.]+ \|/m,
+    '... with the shared-CPU figure beside it';
 
 done_testing;

@@ -32,8 +32,8 @@ sub minmax { my @s = sort { $a <=> $b } @_; ($s[0], $s[-1]) }
 sub pct { my ($p, @v) = @_; my @s = sort { $a <=> $b } @v; return undef unless @s;
           my $i = int($p / 100 * @s + 0.999999) - 1; $s[$i < 0 ? 0 : $i] }
 sub us { my $v = shift; defined $v ? sprintf('%.0f µs', $v) : '-' }
-# Worker settings as run.sh names them: N, then Np (N workers pinned one per core) and Ns
-# (N workers and wrk on as many CPUs) after N.
+# Worker settings as run.sh names them: N, then after it Np (N workers pinned one per
+# core) and 1s (one worker and wrk on one CPU).
 sub by_workers { my ($x, $y) = @_; my ($xn, $yn) = map { /^(\d+)/ ? $1 : 0 } $x, $y;
                  $xn <=> $yn || $x cmp $y }
 

@@ -590,6 +590,51 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
     }
 }
 
+// The reader remembers a bucket's place with its entry count in 16 bits; a bigger
+// bucket (65,536 entries and more: 5.8 MB) is looked up in LMDB every time, and its keys
+// are found all the same.
+BOOST_AUTO_TEST_CASE(a_bucket_too_large_to_remember_is_found_every_time) {
+    test::TempDir dir;
+    Writer writer(test::writer_options(dir.sub("snap")));
+    writer.publish(1, [&](Batch &) {});
+    const Digest hash = sha256("k");
+    const KeyRecord record = sample_record();
+    {
+        // 65,536 empty entries and the key in the one its probe starts at, written
+        // behind the writer's back (the writer never makes a bucket this big).
+        constexpr std::size_t kEntries = std::size_t{1} << 16;
+        std::uint32_t start_bits;
+        std::memcpy(&start_bits, hash.data() + 8, 4);
+        const std::size_t start = (std::uint64_t{start_bits} * kEntries) >> 32;
+        std::string bucket(kEntries * kBucketEntrySize, '\0');
+        const BucketEntry entry = BucketEntry::make(hash, encode(record));
+        std::memcpy(&bucket[start * kBucketEntrySize], entry.hash.data(), entry.hash.size());
+        std::memcpy(&bucket[start * kBucketEntrySize + entry.hash.size()], entry.record.data(),
+                    entry.record.size());
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
+        const std::uint32_t number = key_bucket(hash.data(), key_bucket_bits_for(0));
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&number), 4),
+                  bucket);
+        txn.commit();
+    }
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE(reader);
+    for (int views = 0; views < 2; ++views) {
+        auto view = reader->view();
+        BOOST_REQUIRE(view.ok());
+        reader->prefetch_bucket_place(hash);
+        reader->prefetch_key(hash);
+        for (int lookups = 0; lookups < 2; ++lookups) {
+            KeyRecord found;
+            BOOST_REQUIRE((view.find_key(hash, found) == Lookup::found));
+            check_equal(record, found);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(files_are_private_without_a_group) {
     test::TempDir dir;
     Writer writer(test::writer_options(dir.sub("snap")));

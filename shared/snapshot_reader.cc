@@ -65,7 +65,7 @@ std::uint64_t recent_hash(std::string_view key) noexcept {
 // above it, its entry count. A bucket that does not fit is not packed and stays unknown
 // (every lookup of it asks LMDB): a size that is not a whole number of entries, damage
 // find_in_bucket must see as it is, or more than 65,535 entries (a single bucket of
-// 5.7 MB; a billion keys give 2^20 buckets of ~1,400).
+// 5.8 MB; a billion keys give 2^20 buckets of ~1,400).
 constexpr unsigned kPlaceCountShift = 48;
 
 bool pack_place(std::string_view bucket, std::uint64_t &place) noexcept {

@@ -69,6 +69,17 @@ double cached_share(const std::string &path) {
            static_cast<double>(pages);
 }
 
+// Writes `bytes` as the key table's bucket of `hash` behind the writer's back, in a
+// snapshot published empty (the bucket count of no keys).
+void put_bucket(const std::string &snapshot, const Digest &hash, std::string_view bytes) {
+    lmdb::Env env(snapshot, lmdb::EnvOptions{std::size_t{1} << 32});
+    lmdb::Txn txn(env, 0);
+    const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
+    const std::uint32_t number = key_bucket(hash.data(), key_bucket_bits_for(0));
+    lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&number), 4), bytes);
+    txn.commit();
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(snapshot_codec)
@@ -566,16 +577,7 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
     Writer writer(test::writer_options(dir.sub("snap")));
     writer.publish(1, [&](Batch &) {});
     const Digest hash = sha256("k");
-    {
-        // Write garbage under a key hash behind the writer's back.
-        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
-        lmdb::Txn txn(env, 0);
-        const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
-        const std::uint32_t bucket = key_bucket(hash.data(), key_bucket_bits_for(0));
-        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&bucket), 4),
-                  "garbage");
-        txn.commit();
-    }
+    put_bucket(dir.sub("snap"), hash, "garbage");
     std::string error;
     auto reader = Reader::open(dir.sub("snap"), error);
     BOOST_REQUIRE(reader);
@@ -600,8 +602,8 @@ BOOST_AUTO_TEST_CASE(a_bucket_too_large_to_remember_is_found_every_time) {
     const Digest hash = sha256("k");
     const KeyRecord record = sample_record();
     {
-        // 65,536 empty entries and the key in the one its probe starts at, written
-        // behind the writer's back (the writer never makes a bucket this big).
+        // 65,536 empty entries and the key in the one its probe starts at (the writer
+        // never makes a bucket this big).
         constexpr std::size_t kEntries = std::size_t{1} << 16;
         std::uint32_t start_bits;
         std::memcpy(&start_bits, hash.data() + 8, 4);
@@ -611,13 +613,7 @@ BOOST_AUTO_TEST_CASE(a_bucket_too_large_to_remember_is_found_every_time) {
         std::memcpy(&bucket[start * kBucketEntrySize], entry.hash.data(), entry.hash.size());
         std::memcpy(&bucket[start * kBucketEntrySize + entry.hash.size()], entry.record.data(),
                     entry.record.size());
-        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
-        lmdb::Txn txn(env, 0);
-        const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
-        const std::uint32_t number = key_bucket(hash.data(), key_bucket_bits_for(0));
-        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&number), 4),
-                  bucket);
-        txn.commit();
+        put_bucket(dir.sub("snap"), hash, bucket);
     }
     std::string error;
     auto reader = Reader::open(dir.sub("snap"), error);

@@ -69,15 +69,24 @@ double cached_share(const std::string &path) {
            static_cast<double>(pages);
 }
 
-// Writes `bytes` as the key table's bucket of `hash` behind the writer's back, in a
-// snapshot published empty (the bucket count of no keys).
-void put_bucket(const std::string &snapshot, const Digest &hash, std::string_view bytes) {
-    lmdb::Env env(snapshot, lmdb::EnvOptions{std::size_t{1} << 32});
-    lmdb::Txn txn(env, 0);
-    const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
-    const std::uint32_t number = key_bucket(hash.data(), key_bucket_bits_for(0));
-    lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&number), 4), bytes);
-    txn.commit();
+// A reader of a snapshot published empty in `dir`, whose key table's bucket of `hash`
+// was then set to `bytes` behind the writer's back.
+std::unique_ptr<Reader> open_with_bucket(test::TempDir &dir, const Digest &hash,
+                                         std::string_view bytes) {
+    Writer(test::writer_options(dir.sub("snap"))).publish(1, [&](Batch &) {});
+    {
+        lmdb::Env env(dir.sub("snap"), lmdb::EnvOptions{std::size_t{1} << 32});
+        lmdb::Txn txn(env, 0);
+        const MDB_dbi keys = lmdb::open_dbi(txn, kKeysDb, 0);
+        const std::uint32_t number = key_bucket(hash.data(), key_bucket_bits_for(0));
+        lmdb::put(txn, keys, std::string_view(reinterpret_cast<const char *>(&number), 4),
+                  bytes);
+        txn.commit();
+    }
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    return reader;
 }
 
 }  // namespace
@@ -574,13 +583,8 @@ BOOST_AUTO_TEST_CASE(a_view_is_a_consistent_snapshot) {
 
 BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
     test::TempDir dir;
-    Writer writer(test::writer_options(dir.sub("snap")));
-    writer.publish(1, [&](Batch &) {});
     const Digest hash = sha256("k");
-    put_bucket(dir.sub("snap"), hash, "garbage");
-    std::string error;
-    auto reader = Reader::open(dir.sub("snap"), error);
-    BOOST_REQUIRE(reader);
+    const auto reader = open_with_bucket(dir, hash, "garbage");
     // Every time: the reader's memory of where buckets lie must not turn damage into an
     // absent key (a place holds whole entries only).
     for (int views = 0; views < 2; ++views) {
@@ -596,28 +600,21 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_not_admitted) {
 // bucket (65,536 entries and more: 5.8 MB) is looked up in LMDB every time, and its keys
 // are found all the same.
 BOOST_AUTO_TEST_CASE(a_bucket_too_large_to_remember_is_found_every_time) {
-    test::TempDir dir;
-    Writer writer(test::writer_options(dir.sub("snap")));
-    writer.publish(1, [&](Batch &) {});
     const Digest hash = sha256("k");
     const KeyRecord record = sample_record();
-    {
-        // 65,536 empty entries and the key in the one its probe starts at (the writer
-        // never makes a bucket this big).
-        constexpr std::size_t kEntries = std::size_t{1} << 16;
-        std::uint32_t start_bits;
-        std::memcpy(&start_bits, hash.data() + 8, 4);
-        const std::size_t start = (std::uint64_t{start_bits} * kEntries) >> 32;
-        std::string bucket(kEntries * kBucketEntrySize, '\0');
-        const BucketEntry entry = BucketEntry::make(hash, encode(record));
-        std::memcpy(&bucket[start * kBucketEntrySize], entry.hash.data(), entry.hash.size());
-        std::memcpy(&bucket[start * kBucketEntrySize + entry.hash.size()], entry.record.data(),
-                    entry.record.size());
-        put_bucket(dir.sub("snap"), hash, bucket);
-    }
-    std::string error;
-    auto reader = Reader::open(dir.sub("snap"), error);
-    BOOST_REQUIRE(reader);
+    // 65,536 empty entries and the key in the one its probe starts at (the writer never
+    // makes a bucket this big).
+    constexpr std::size_t kEntries = std::size_t{1} << 16;
+    std::uint32_t start_bits;
+    std::memcpy(&start_bits, hash.data() + 8, 4);
+    const std::size_t start = (std::uint64_t{start_bits} * kEntries) >> 32;
+    std::string bucket(kEntries * kBucketEntrySize, '\0');
+    const BucketEntry entry = BucketEntry::make(hash, encode(record));
+    std::memcpy(&bucket[start * kBucketEntrySize], entry.hash.data(), entry.hash.size());
+    std::memcpy(&bucket[start * kBucketEntrySize + entry.hash.size()], entry.record.data(),
+                entry.record.size());
+    test::TempDir dir;
+    const auto reader = open_with_bucket(dir, hash, bucket);
     for (int views = 0; views < 2; ++views) {
         auto view = reader->view();
         BOOST_REQUIRE(view.ok());

@@ -61,6 +61,10 @@ WARMUPS=${BENCH_WARMUPS:-2}
 C1_PAIRS=${BENCH_C1_PAIRS:-5}
 URL_PATH=/api/v1/acme-corp/sales/Customer
 NCPU=$(nproc)
+for wp in $WORKER_SETTINGS; do
+    [[ $wp =~ ^[1-9][0-9]*p?$|^1s$ ]] ||
+        { echo "bench: BENCH_WORKERS: '$wp' is not N, Np or 1s" >&2; exit 1; }
+done
 
 for f in "$MODULE" "$GEN" "$MICRO" "$PROBE" "$CONTROL" "$APIKEYD"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "bench: $f missing: run 'make bench'" >&2; exit 1; }

@@ -235,15 +235,9 @@ std::uint64_t *Reader::bucket_place(std::uint32_t number) const noexcept {
     return buckets_ != nullptr && buckets_bits_ == bucket_bits_ ? &buckets_[number] : nullptr;
 }
 
-std::uint64_t *Reader::bucket_epoch(std::uint32_t number) const noexcept {
-    std::uint64_t *place = bucket_place(number);
-    return place != nullptr ? place + (std::size_t{1} << buckets_bits_) : nullptr;
-}
-
 int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
     std::uint64_t *place = bucket_place(number);
-    std::uint64_t *epoch = bucket_epoch(number);
-    if (place != nullptr && *epoch == epoch_) {
+    if (place != nullptr && *epoch_of(place) == epoch_) {
         out = unpack_place(*place);
         return MDB_SUCCESS;
     }
@@ -252,7 +246,7 @@ int Reader::bucket(std::uint32_t number, std::string_view &out) noexcept {
     if (rc == MDB_NOTFOUND) v = MDB_val{0, nullptr};
     else if (rc != MDB_SUCCESS) return rc;
     out = from_val(v);
-    if (place != nullptr && pack_place(out, *place)) *epoch = epoch_;
+    if (place != nullptr && pack_place(out, *place)) *epoch_of(place) = epoch_;
     return MDB_SUCCESS;
 }
 
@@ -296,11 +290,10 @@ std::int64_t Reader::View::published_at_ms() const noexcept {
 
 void Reader::prefetch_bucket_place(const Digest &hash) const noexcept {
     if (bucket_bits_ == 0) return;
-    const std::uint32_t number = key_bucket(hash.data(), bucket_bits_);
-    const std::uint64_t *place = bucket_place(number);
+    std::uint64_t *place = bucket_place(key_bucket(hash.data(), bucket_bits_));
     if (place == nullptr) return;
     __builtin_prefetch(place);
-    __builtin_prefetch(bucket_epoch(number));  // the lookup's check, later
+    __builtin_prefetch(epoch_of(place));  // the lookup's check, later
 }
 
 void Reader::prefetch_key(const Digest &hash) const noexcept {

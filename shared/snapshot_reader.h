@@ -113,10 +113,12 @@ private:
     };
     std::unique_ptr<std::uint64_t[], FreeBuckets> buckets_;
     unsigned buckets_bits_ = 0;  // what buckets_ was sized for
-    // The place and the epoch of bucket `number`, nullptr when buckets_ is not sized for
-    // the current bucket count.
+    // The place of bucket `number`, nullptr when buckets_ is not sized for the current
+    // bucket count; the epoch of a place bucket_place returned.
     std::uint64_t *bucket_place(std::uint32_t number) const noexcept;
-    std::uint64_t *bucket_epoch(std::uint32_t number) const noexcept;
+    std::uint64_t *epoch_of(std::uint64_t *place) const noexcept {
+        return place + (std::size_t{1} << buckets_bits_);
+    }
     std::uint64_t epoch_ = 1;
 
     // The last lookups of the workspace and entity tables (a handful of keys serve most

@@ -1031,7 +1031,7 @@ ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
 
     ngx_http_apikey_rate_limit_check(alcf->rate_zone,
                                      (u_char *) ctx->result.key_id,
-                                     APIKEY_UUID_BYTES, ctx->rate_limit,
+                                     ctx->rate_limit,
                                      ctx->rate_window, &ctx->rate,
                                      r->connection->log);
     ctx->rate_applied = 1;

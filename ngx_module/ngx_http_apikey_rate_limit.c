@@ -10,16 +10,22 @@
  * changed in the snapshot applies to the next request: T is computed from
  * the current record, never stored.
  *
- * State lives in a shared zone keyed by key id, in an rbtree with an LRU
- * queue, under the slab pool's mutex, as ngx_http_limit_req_module does. The
- * zone survives "nginx -s reload" (its init adopts the old zone's state).
+ * The states live in a shared zone as a set-associative table: a key's
+ * state can only sit in one set of NGX_HTTP_APIKEY_RATE_WAYS slots, chosen
+ * by its id, so a request reads and writes one 256-byte block whatever the
+ * number of keys being limited. (A tree of states, as limit_req keeps, costs
+ * a cache miss per level once many keys are limited at once, and its nodes,
+ * rebalanced by every worker, are lines the other workers have to fetch
+ * back.) A state whose TAT has passed has fully recovered and means nothing:
+ * its slot is free, so nothing ever has to be swept. A key whose set holds
+ * no free slot takes the place of the set's least recently used state,
+ * whose key starts again with a full budget: the graceful degradation of a
+ * zone too small, warned about.
  *
- * Every worker writes this zone, so the lock is held for the sweep, the
- * lookup and the update only (the answer's numbers are computed after), and
- * a state found moves to the head of the LRU queue only if it has not moved
- * for a second: a move writes the node, both its neighbours and the queue
- * head, cache lines another worker then has to fetch back. The queue is thus
- * in LRU order to within a second, all that eviction needs.
+ * One lock (the zone's slab mutex) guards the table; it is held for the
+ * scan and the update of one set only, whose lines are prefetched before
+ * it is taken. The zone survives "nginx -s reload" with the same size (its
+ * init adopts the old zone's table).
  */
 
 #include "ngx_http_apikey_rate_limit.h"
@@ -30,48 +36,39 @@ extern ngx_module_t  ngx_http_apikey_module;
 
 
 typedef struct {
-    u_char                        color;
-    u_char                        len;
-    u_short                       padding;
-    uint32_t                      moved;     /* seconds, monotonic: last
-                                                move to the queue head */
-    ngx_queue_t                   queue;
-    uint64_t                      tat;       /* microseconds, monotonic */
-    u_char                        data[1];   /* the key id */
-} ngx_http_apikey_rate_node_t;
+    u_char                        id[APIKEY_UUID_BYTES];  /* zero: unused */
+    uint64_t                      tat;       /* microseconds, monotonic;
+                                                past: recovered, free */
+    uint32_t                      used;      /* seconds, monotonic: last
+                                                request, for eviction */
+    uint32_t                      padding;
+} ngx_http_apikey_rate_state_t;
+
+
+/* the slots a key's state may take: 8 of 32 bytes, four cache lines */
+#define NGX_HTTP_APIKEY_RATE_WAYS  8
+#define NGX_HTTP_APIKEY_RATE_SET                                              \
+    (NGX_HTTP_APIKEY_RATE_WAYS * sizeof(ngx_http_apikey_rate_state_t))
 
 
 typedef struct {
-    ngx_rbtree_t                  rbtree;
-    ngx_rbtree_node_t             sentinel;
-    ngx_queue_t                   queue;     /* most recently used first */
+    ngx_uint_t                    sets;
+    ngx_http_apikey_rate_state_t *states;    /* sets * WAYS, set-aligned */
 } ngx_http_apikey_rate_shctx_t;
 
 
 typedef struct {
     ngx_http_apikey_rate_shctx_t *sh;
     ngx_slab_pool_t              *shpool;
-    time_t                        full_logged;   /* per worker */
     time_t                        evict_logged;  /* per worker */
 } ngx_http_apikey_rate_ctx_t;
 
 
 #define NGX_HTTP_APIKEY_USEC  1000000
 
-/* a state moves to the LRU head at most once in this many seconds */
-#define NGX_HTTP_APIKEY_RATE_REQUEUE  1
-
 
 static ngx_int_t ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static void ngx_http_apikey_rate_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_apikey_rate_node_t *ngx_http_apikey_rate_lookup(
-    ngx_http_apikey_rate_ctx_t *ctx, ngx_uint_t hash, u_char *id, size_t len);
-static ngx_uint_t ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx,
-    uint64_t now, ngx_uint_t force);
-static void ngx_http_apikey_rate_log(time_t *logged, ngx_uint_t level,
-    ngx_log_t *log, ngx_shm_zone_t *zone, const char *what);
 
 
 char *
@@ -159,13 +156,14 @@ ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_apikey_rate_ctx_t  *octx = data;
 
-    size_t                       len;
+    u_char                      *p;
+    size_t                       size;
     ngx_http_apikey_rate_ctx_t  *ctx;
 
     ctx = shm_zone->data;
 
     if (octx) {
-        /* reload: keep every key's state */
+        /* reload, the same size: keep every key's state */
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
         return NGX_OK;
@@ -178,49 +176,74 @@ ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_apikey_rate_shctx_t));
-    if (ctx->sh == NULL) {
+    /*
+     * Every free page of the zone in one block: the context in its first
+     * set's place, then the sets (page-aligned, so no set straddles a line
+     * or a page). Zeroed: an unused slot is all zeros, a recovered state.
+     */
+    size = ctx->shpool->pfree << ngx_pagesize_shift;
+
+    p = ngx_slab_alloc(ctx->shpool, size);
+    if (p == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_memzero(p, size);
+
+    ctx->sh = (ngx_http_apikey_rate_shctx_t *) p;
+    ctx->sh->states = (ngx_http_apikey_rate_state_t *)
+                          (p + NGX_HTTP_APIKEY_RATE_SET);
+    ctx->sh->sets = size / NGX_HTTP_APIKEY_RATE_SET - 1;
 
     ctx->shpool->data = ctx->sh;
 
-    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
-                    ngx_http_apikey_rate_insert);
-    ngx_queue_init(&ctx->sh->queue);
-
-    len = sizeof(" in apikey rate limit zone \"\"") + shm_zone->shm.name.len;
-
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(ctx->shpool->log_ctx, " in apikey rate limit zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full zone is handled (and logged) here, by evicting */
-    ctx->shpool->log_nomem = 0;
+    /* what the zone holds, for sizing it (and for t/36, which fills a set) */
+    ngx_log_error(NGX_LOG_NOTICE, shm_zone->shm.log, 0,
+                  "apikey: rate limit zone \"%V\" holds %ui states "
+                  "in %ui sets of %ui", &shm_zone->shm.name,
+                  ctx->sh->sets * NGX_HTTP_APIKEY_RATE_WAYS, ctx->sh->sets,
+                  (ngx_uint_t) NGX_HTTP_APIKEY_RATE_WAYS);
 
     return NGX_OK;
 }
 
 
+/*
+ * Which slot a key without a state in its set takes: a free one (recovered:
+ * forgetting it changes nothing), else the least recently used state, and
+ * of those the nearest to recovering.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
+    ngx_http_apikey_rate_state_t *victim, uint64_t now)
+{
+    if (victim->tat <= now) {
+        return 0;
+    }
+
+    if (s->tat <= now) {
+        return 1;
+    }
+
+    return s->used < victim->used
+           || (s->used == victim->used && s->tat < victim->tat);
+}
+
+
 void
-ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
+ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
     ngx_log_t *log)
 {
-    size_t                        size;
-    uint64_t                      now, window_us, interval, tat, wait;
-    uint32_t                      hash, sec;
-    ngx_uint_t                    allowed, evicted_limited;
-    ngx_rbtree_node_t            *node;
-    ngx_http_apikey_rate_ctx_t   *ctx;
-    ngx_http_apikey_rate_node_t  *rn;
+    u_char                        *line;
+    uint64_t                       now, window_us, interval, tat, wait;
+    uint32_t                       sec;
+    ngx_uint_t                     i, allowed, evicted_limited;
+    ngx_http_apikey_rate_ctx_t    *ctx;
+    ngx_http_apikey_rate_state_t  *set, *state, *victim;
 
     ctx = zone->data;
-    evicted_limited = 0;
 
     now = (uint64_t) ngx_current_msec * 1000;
     sec = (uint32_t) (now / NGX_HTTP_APIKEY_USEC);
@@ -231,69 +254,59 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
         interval = 1;
     }
 
-    hash = apikey_id_hash(id);
+    /* the id's first 4 bytes are random: scaled to the number of sets */
+    set = ctx->sh->states
+          + (((uint64_t) apikey_id_hash(id) * ctx->sh->sets) >> 32)
+            * NGX_HTTP_APIKEY_RATE_WAYS;
+
+    /* the set's lines are fetched before the lock is taken, not under it */
+    for (line = (u_char *) set;
+         line < (u_char *) (set + NGX_HTTP_APIKEY_RATE_WAYS);
+         line += 64)
+    {
+        __builtin_prefetch(line, 1);
+    }
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    /* drop a state or two that has fully recovered: it means nothing now */
-    ngx_http_apikey_rate_expire(ctx, now, 0);
+    state = NULL;
+    victim = set;
 
-    rn = ngx_http_apikey_rate_lookup(ctx, hash, id, len);
+    for (i = 0; i < NGX_HTTP_APIKEY_RATE_WAYS; i++) {
 
-    if (rn) {
-        if (sec - rn->moved >= NGX_HTTP_APIKEY_RATE_REQUEUE) {
-            rn->moved = sec;
-            ngx_queue_remove(&rn->queue);
-            ngx_queue_insert_head(&ctx->sh->queue, &rn->queue);
+        if (ngx_memcmp(set[i].id, id, APIKEY_UUID_BYTES) == 0) {
+            state = &set[i];
+            break;
         }
 
-        tat = ngx_max(rn->tat, now);
-
-    } else {
-        size = offsetof(ngx_rbtree_node_t, color)
-               + offsetof(ngx_http_apikey_rate_node_t, data)
-               + len;
-
-        node = ngx_slab_alloc_locked(ctx->shpool, size);
-
-        if (node == NULL) {
-            /* evicting a state still limiting is warned about below */
-            evicted_limited = ngx_http_apikey_rate_expire(ctx, now, 1);
-            node = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (ngx_http_apikey_rate_evicts_before(&set[i], victim, now)) {
+            victim = &set[i];
         }
-
-        if (node == NULL) {
-            ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-            ngx_http_apikey_rate_log(&ctx->full_logged, NGX_LOG_ERR, log, zone,
-                                     "cannot hold another key even after "
-                                     "evicting; requests of new keys pass "
-                                     "unlimited");
-
-            rate->allowed = 1;
-            rate->remaining = limit - 1;
-            rate->reset = 0;
-            rate->retry_after = 0;
-            return;
-        }
-
-        node->key = hash;
-        rn = (ngx_http_apikey_rate_node_t *) &node->color;
-        rn->len = (u_char) len;
-        rn->moved = sec;
-        ngx_memcpy(rn->data, id, len);
-        ngx_rbtree_insert(&ctx->sh->rbtree, node);
-        ngx_queue_insert_head(&ctx->sh->queue, &rn->queue);
-
-        tat = now;
-        rn->tat = now;
     }
+
+    evicted_limited = 0;
+
+    if (state == NULL) {
+        /* a state still limiting is evicted only when the set is full */
+        evicted_limited = (victim->tat > now);
+
+        state = victim;
+        ngx_memcpy(state->id, id, APIKEY_UUID_BYTES);
+        state->tat = now;
+        state->used = sec;
+    }
+
+    tat = ngx_max(state->tat, now);
 
     allowed = (tat + interval - now <= window_us);
 
     if (allowed) {
         tat += interval;
-        rn->tat = tat;
+        state->tat = tat;
+    }
+
+    if (state->used != sec) {
+        state->used = sec;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -316,160 +329,20 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id, size_t len,
     rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_USEC - 1)
                             / NGX_HTTP_APIKEY_USEC);
 
-    if (evicted_limited) {
+    if (evicted_limited && ngx_time() - ctx->evict_logged >= 60) {
         /*
          * Evicting a key that is still limited restarts its budget: with a
          * zone too small for the keys in use (found under load: 400 keys
          * cycling through a 32k zone were all admitted, 3/60s
-         * notwithstanding) limits stop applying without a word. Say so, so
-         * the zone gets sized.
+         * notwithstanding) limits stop applying without a word. Say so, once
+         * a minute per worker, so the zone gets sized.
          */
-        ngx_http_apikey_rate_log(&ctx->evict_logged, NGX_LOG_WARN, log, zone,
-                                 "is full: evicted the state of a key still "
-                                 "being limited, its budget restarts; make "
-                                 "the zone larger");
+        ctx->evict_logged = ngx_time();
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "apikey: rate limit zone \"%V\" is full: evicted the "
+                      "state of a key still being limited, its budget "
+                      "restarts; make the zone larger (logged once a minute)",
+                      &zone->shm.name);
     }
-}
-
-
-/* "apikey: rate limit zone "name" <what> (logged once a minute)": per worker */
-
-static void
-ngx_http_apikey_rate_log(time_t *logged, ngx_uint_t level, ngx_log_t *log,
-    ngx_shm_zone_t *zone, const char *what)
-{
-    if (ngx_time() - *logged < 60) {
-        return;
-    }
-
-    *logged = ngx_time();
-
-    ngx_log_error(level, log, 0,
-                  "apikey: rate limit zone \"%V\" %s (logged once a minute)",
-                  &zone->shm.name, what);
-}
-
-
-static ngx_http_apikey_rate_node_t *
-ngx_http_apikey_rate_lookup(ngx_http_apikey_rate_ctx_t *ctx, ngx_uint_t hash,
-    u_char *id, size_t len)
-{
-    ngx_int_t                     rc;
-    ngx_rbtree_node_t            *node, *sentinel;
-    ngx_http_apikey_rate_node_t  *rn;
-
-    node = ctx->sh->rbtree.root;
-    sentinel = ctx->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        rn = (ngx_http_apikey_rate_node_t *) &node->color;
-
-        rc = ngx_memn2cmp(id, rn->data, len, (size_t) rn->len);
-
-        if (rc == 0) {
-            return rn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
-/*
- * Removes states from the least recently used end: up to two that have
- * fully recovered (their TAT is past, so forgetting them changes nothing),
- * or, when `force`d by a full zone, the oldest ones whatever their state
- * (their keys start again with a full budget: the graceful degradation).
- * Returns how many of those were still limiting (TAT ahead of now).
- */
-
-static ngx_uint_t
-ngx_http_apikey_rate_expire(ngx_http_apikey_rate_ctx_t *ctx, uint64_t now,
-    ngx_uint_t force)
-{
-    ngx_uint_t                    n, limited;
-    ngx_queue_t                  *q;
-    ngx_rbtree_node_t            *node;
-    ngx_http_apikey_rate_node_t  *rn;
-
-    limited = 0;
-
-    for (n = 0; n < 3; n++) {
-
-        if (ngx_queue_empty(&ctx->sh->queue)) {
-            return limited;
-        }
-
-        q = ngx_queue_last(&ctx->sh->queue);
-        rn = ngx_queue_data(q, ngx_http_apikey_rate_node_t, queue);
-
-        if (!force && rn->tat > now) {
-            return limited;
-        }
-
-        if (rn->tat > now) {
-            limited++;
-        }
-
-        ngx_queue_remove(q);
-
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) rn - offsetof(ngx_rbtree_node_t, color));
-
-        ngx_rbtree_delete(&ctx->sh->rbtree, node);
-        ngx_slab_free_locked(ctx->shpool, node);
-    }
-
-    return limited;
-}
-
-
-static void
-ngx_http_apikey_rate_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t            **p;
-    ngx_http_apikey_rate_node_t   *rn, *rnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            rn = (ngx_http_apikey_rate_node_t *) &node->color;
-            rnt = (ngx_http_apikey_rate_node_t *) &temp->color;
-
-            p = (ngx_memn2cmp(rn->data, rnt->data, rn->len, rnt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }

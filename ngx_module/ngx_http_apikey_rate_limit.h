@@ -1,6 +1,6 @@
 /*
  * Per-key rate limiting shared by all workers: GCRA state keyed by key id in a
- * shared memory zone (rbtree + LRU in a slab, as ngx_http_limit_req_module).
+ * shared memory zone (a set-associative table, 32 bytes a state).
  */
 
 #ifndef NGX_HTTP_APIKEY_RATE_LIMIT_H
@@ -28,12 +28,11 @@ ngx_shm_zone_t *ngx_http_apikey_rate_limit_zone_ref(ngx_conf_t *cf,
     ngx_str_t *name);
 
 /*
- * Spends one request of `limit` per `window` seconds for the key `id`
- * (`len` bytes: a key id, APIKEY_UUID_BYTES, hashed by apikey_id_hash()). Never fails the request: if the zone cannot hold the key
- * even after evicting, the request is allowed and the failure logged.
+ * Spends one request of `limit` per `window` seconds for the key `id` (a key
+ * id, APIKEY_UUID_BYTES raw bytes). Never fails: a full zone evicts a state.
  */
 void ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
-    size_t len, ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
+    ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
     ngx_log_t *log);
 
 #endif /* NGX_HTTP_APIKEY_RATE_LIMIT_H */

@@ -1,50 +1,77 @@
-# A full rate-limit zone evicts the least recently used state, and a key in use keeps
-# its state even though a state moves to the head of the LRU queue at most once a
-# second (the move writes shared cache lines, so it is not done on every request):
-# a key used every second stays limited while 240 fresh keys (1/60s: every state
-# limited for a minute, none expires on its own) overflow a 32k zone, and a key not
-# used again is evicted, its budget restarting.
+# A rate-limit zone keeps a key's state in one set of 8 slots, chosen by the key id's
+# first four bytes (little-endian, scaled to the number of sets nginx logs at start).
+# A key finding its set full takes a slot whose state has recovered if there is one;
+# else it evicts the set's least recently used state (the nearest to recovering among
+# equals), whose key starts again with a full budget, and nginx warns. This test
+# imports 1,500 keys, takes ten that share a set, and fills it (default 2/10s, GCRA:
+# a request is given back every 5 s, so one request leaves a state recovered after 5 s
+# and two leave it limiting for 10 s).
 use strict;
 use warnings;
 use Test::More;
 use Time::HiRes qw(sleep);
+use Digest::SHA qw(sha256_hex);
 use ApiKeyTest;
 
-my $FRESH = 240;   # a 32k zone holds fewer states than this
-my $ROUNDS = 4;
+my $CANDIDATES = 1500;   # 32k: about 110 sets, so about 13 keys a set
 my $t = ApiKeyTest->new(
     workers        => 2,
     http_extra     => '    apikey_rate_limit_zone zone=keys:32k;',
-    location_extra => '            apikey_rate_limit zone=keys default=1/60s;',
+    location_extra => '            apikey_rate_limit zone=keys default=2/10s;',
 );
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $PATH = '/api/v1/acme-corp/sales/orders';
+my $J = ApiKeyTest::json();
 sub get { $t->api(GET => $PATH, key => $_[0]{key})->{status} }
+sub limit { my ($k, $what) = @_; is_deeply [ map { get($k) } 1 .. 3 ], [ 200, 200, 429 ], $what }
 
-my $hot = $t->create_key($ws->{id}, permission => 'read_only');
-my $cold = $t->create_key($ws->{id}, permission => 'read_only');
-my @fresh = map { $t->create_key($ws->{id}, permission => 'read_only') } 1 .. $FRESH;
-ok $t->wait_until(sub { get($fresh[-1]) == 200 }, 3), 'keys published';
-shift @fresh;  # its state is in the zone already
+my ($sets) = $t->error_log =~ /rate limit zone "keys" holds \d+ states in (\d+) sets of 8/;
+ok $sets, 'nginx says how many sets the zone has' or BAIL_OUT 'no zone notice';
 
-is get($hot), 200, 'the hot key spends its budget';
-is get($hot), 429, '  and is limited';
-is get($cold), 200, 'the cold key spends its budget';
-is get($cold), 429, '  and is limited';
-
-my $per_round = int(@fresh / $ROUNDS);
-my @hot;
-for my $round (1 .. $ROUNDS) {
-    my %seen;
-    $seen{ get($_) }++ for splice @fresh, 0, $per_round;
-    is_deeply \%seen, { 200 => $per_round }, "round $round: $per_round fresh keys pass";
-    sleep 1.1;  # more than the at-most-once-a-second of a move
-    push @hot, get($hot);
+# the set a key id falls in, as ngx_http_apikey_rate_limit.c computes it
+sub set_of {
+    (my $hex = $_[0]{id}) =~ s/-//g;
+    return int(unpack('V', pack 'H8', $hex) * $sets / 2**32);
 }
-is_deeply \@hot, [ (429) x $ROUNDS ], 'the hot key, used every second, stayed limited';
-is get($cold), 200, 'the cold key was evicted: its budget restarted';
+
+my @raw = map { ApiKeyTest::make_key() } 1 .. $CANDIDATES;
+my $r = $t->admin(POST => "/api/v1/workspaces/$ws->{id}/api-keys/import", undef,
+    raw_body => join('', map { $J->encode({ key_sha256 => sha256_hex($_),
+                                            key_prefix => substr($_, 0, 12),
+                                            name => 'candidate' }) . "\n" } @raw),
+    headers => ['Content-Type' => 'application/x-ndjson']);
+is $r->{status}, 201, "$CANDIDATES keys imported" or BAIL_OUT $r->{body};
+my @keys = map { { id => $_->{id}, key => $raw[ $_->{line} - 1 ] } } @{ $r->{json}{keys} };
+
+my %by_set;
+push @{ $by_set{ set_of($_) } }, $_ for @keys;
+my ($set) = sort { @{ $by_set{$b} } <=> @{ $by_set{$a} } } keys %by_set;
+my ($cold, $brief, $hot, @rest) = @{ $by_set{$set} };
+cmp_ok scalar(@rest), '>=', 7, 'ten keys share a set' or BAIL_OUT 'no set of ten';
+my @fresh = @rest[ 0 .. 4 ];
+my ($next1, $next2) = @rest[ 5 .. 6 ];
+my ($probe) = grep { set_of($_) != $set } @keys;
+ok $t->wait_until(sub { get($probe) == 200 }, 3), 'keys published';
+
+limit($hot, 'hot spends its budget and is limited');
+limit($cold, 'cold spends its budget and is limited (nearer to recovering than hot)');
+sleep 1.1;   # the set's LRU order is kept in whole seconds
+is get($hot), 429, 'hot, used again, is refused';
+is get($brief), 200, 'brief spends half its budget (recovered 5 s later)';
+is_deeply [ map { get($_), get($_) } @fresh ], [ (200) x 10 ], 'five fresh keys spend theirs';
+# the set is full: hot, cold, brief, five fresh keys
+sleep 5.1;   # brief has recovered; the others are still limiting
+is get($next1), 200, 'a new key in the full set';
+unlike $t->error_log, qr/rate limit zone "keys" is full/,
+    '  took the recovered slot: no limited state evicted (cold, the least recently used, stays)';
+is get($next2), 200, 'another new key, every state of the set still limiting';
 like $t->error_log, qr/\[warn\].*rate limit zone "keys" is full: evicted the state of a key still being limited/,
-    'the eviction of limited states is warned about';
+    '  evicted one, with a warning';
+# GCRA gives a request back every 5 s: a state kept answers 200 then 429, a new one 200, 200
+is_deeply [ get($hot), get($hot) ], [ 200, 429 ],
+    'hot, used a second after cold, kept its state (nearer to recovering, it would go first)';
+is_deeply [ get($cold), get($cold) ], [ 200, 200 ],
+    'cold, the least recently used, was evicted: its whole budget is back';
 is join("\n", grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $t->error_log), '', 'no alert';
 
 done_testing;

@@ -72,11 +72,14 @@ typedef struct {
  * Set on merge when a location of the server (or the server, or http{}) has
  * "apikey on". A request's server is known before its location, and no
  * rewrite or redirect leaves the server: the post-read phase presents keys
- * only in servers where some location may decide.
+ * only in servers where some location may decide, and starts loading the
+ * key's rate-limit state where all of them that limit share one zone.
  */
 
 typedef struct {
     ngx_flag_t                 has_apikey;
+    ngx_shm_zone_t            *rate_zone;       /* the one zone, or NULL */
+    ngx_flag_t                 rate_zones;      /* more than one */
 } ngx_http_apikey_srv_conf_t;
 
 
@@ -371,6 +374,11 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
                        h->value.len, &ctx->presented);
     ctx->presented_set = 1;
 
+    if (ctx->presented.code == 0 && ascf->rate_zone) {
+        ngx_http_apikey_rate_limit_prefetch(ascf->rate_zone,
+                                            ctx->presented.hash);
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "apikey: key presented: %s",
                    apikey_code_name(ctx->presented.code));
@@ -436,9 +444,14 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
                                      r->headers_in.authorization->value.data;
             req.authorization.len = r->headers_in.authorization->value.len;
 
-            if (ctx->presented_set) {
-                req.presented = &ctx->presented;
+            if (!ctx->presented_set) {
+                /* no post-read phase (an internal redirect cleared it) */
+                apikey_present_key(amcf->reader, req.authorization.data,
+                                   req.authorization.len, &ctx->presented);
+                ctx->presented_set = 1;
             }
+
+            req.presented = &ctx->presented;
         }
 
         ngx_http_apikey_cors_headers_in(r, ctx, &preflight);
@@ -1030,7 +1043,7 @@ ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
     }
 
     ngx_http_apikey_rate_limit_check(alcf->rate_zone,
-                                     (u_char *) ctx->result.key_id,
+                                     ctx->presented.hash,
                                      ctx->rate_limit,
                                      ctx->rate_window, &ctx->rate,
                                      r->connection->log);
@@ -1720,6 +1733,17 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ascf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_apikey_module);
     ascf->has_apikey = 1;
+
+    if (conf->rate_zone && !ascf->rate_zones) {
+        if (ascf->rate_zone == NULL) {
+            ascf->rate_zone = conf->rate_zone;
+
+        } else if (ascf->rate_zone != conf->rate_zone) {
+            /* which one a request will use is known in its location only */
+            ascf->rate_zone = NULL;
+            ascf->rate_zones = 1;
+        }
+    }
 
     /*
      * All of http{} has been parsed by now, wherever apikey_snapshot

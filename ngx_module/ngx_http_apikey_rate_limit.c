@@ -12,8 +12,11 @@
  *
  * The states live in a shared zone as a set-associative table: a key's
  * state can only sit in one set of NGX_HTTP_APIKEY_RATE_WAYS slots, chosen
- * by its id, so a request reads and writes one 256-byte block whatever the
- * number of keys being limited. (A tree of states, as limit_req keeps, costs
+ * by the key's hash, so a request reads and writes one 256-byte block
+ * whatever the number of keys being limited. The hash is known as soon as
+ * the request's header is read, long before the key's record says its
+ * limit: the set's lines are prefetched then (the post-read phase), and
+ * their miss overlaps the entry's instead of stalling the check. (A tree of states, as limit_req keeps, costs
  * a cache miss per level once many keys are limited at once, and its nodes,
  * rebalanced by every worker, are lines the other workers have to fetch
  * back.) A state whose TAT has passed has fully recovered and means nothing:
@@ -23,20 +26,19 @@
  * zone too small, warned about.
  *
  * One lock (the zone's slab mutex) guards the table; it is held for the
- * scan and the update of one set only, whose lines are prefetched before
- * it is taken. The zone survives "nginx -s reload" with the same size (its
+ * scan and the update of one set only. The zone survives "nginx -s reload" with the same size (its
  * init adopts the old zone's table).
  */
 
 #include "ngx_http_apikey_rate_limit.h"
-#include "apikey_capi.h"
 
 
 extern ngx_module_t  ngx_http_apikey_module;
 
 
 typedef struct {
-    u_char                        id[APIKEY_UUID_BYTES];  /* zero: unused */
+    u_char                        key[16];   /* the key's hash, its first
+                                                16 bytes; zero: unused */
     uint64_t                      tat;       /* microseconds, monotonic;
                                                 past: recovered, free */
     uint32_t                      used;      /* seconds, monotonic: last
@@ -69,6 +71,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_inline ngx_http_apikey_rate_state_t *ngx_http_apikey_rate_set(
+    ngx_http_apikey_rate_shctx_t *sh, u_char *hash);
 
 
 char *
@@ -231,12 +235,45 @@ ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
 }
 
 
+/* the hash's first 4 bytes (SHA-256: uniform), scaled to the number of sets */
+
+static ngx_inline ngx_http_apikey_rate_state_t *
+ngx_http_apikey_rate_set(ngx_http_apikey_rate_shctx_t *sh, u_char *hash)
+{
+    uint32_t  h;
+
+    h = (uint32_t) hash[0] | (uint32_t) hash[1] << 8
+        | (uint32_t) hash[2] << 16 | (uint32_t) hash[3] << 24;
+
+    return sh->states
+           + (((uint64_t) h * sh->sets) >> 32) * NGX_HTTP_APIKEY_RATE_WAYS;
+}
+
+
 void
-ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
+ngx_http_apikey_rate_limit_prefetch(ngx_shm_zone_t *zone, u_char *hash)
+{
+    u_char                        *line;
+    ngx_http_apikey_rate_ctx_t    *ctx;
+    ngx_http_apikey_rate_state_t  *set;
+
+    ctx = zone->data;
+    set = ngx_http_apikey_rate_set(ctx->sh, hash);
+
+    for (line = (u_char *) set;
+         line < (u_char *) (set + NGX_HTTP_APIKEY_RATE_WAYS);
+         line += 64)
+    {
+        __builtin_prefetch(line, 1);
+    }
+}
+
+
+void
+ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
     ngx_log_t *log)
 {
-    u_char                        *line;
     uint64_t                       now, window_us, interval, tat, wait;
     uint32_t                       sec;
     ngx_uint_t                     i, allowed, evicted_limited;
@@ -254,18 +291,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
         interval = 1;
     }
 
-    /* the id's first 4 bytes are random: scaled to the number of sets */
-    set = ctx->sh->states
-          + (((uint64_t) apikey_id_hash(id) * ctx->sh->sets) >> 32)
-            * NGX_HTTP_APIKEY_RATE_WAYS;
-
-    /* the set's lines are fetched before the lock is taken, not under it */
-    for (line = (u_char *) set;
-         line < (u_char *) (set + NGX_HTTP_APIKEY_RATE_WAYS);
-         line += 64)
-    {
-        __builtin_prefetch(line, 1);
-    }
+    set = ngx_http_apikey_rate_set(ctx->sh, hash);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -274,7 +300,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
 
     for (i = 0; i < NGX_HTTP_APIKEY_RATE_WAYS; i++) {
 
-        if (ngx_memcmp(set[i].id, id, APIKEY_UUID_BYTES) == 0) {
+        if (ngx_memcmp(set[i].key, hash, sizeof(set[i].key)) == 0) {
             state = &set[i];
             break;
         }
@@ -291,7 +317,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
         evicted_limited = (victim->tat > now);
 
         state = victim;
-        ngx_memcpy(state->id, id, APIKEY_UUID_BYTES);
+        ngx_memcpy(state->key, hash, sizeof(state->key));
         state->tat = now;
         state->used = sec;
     }

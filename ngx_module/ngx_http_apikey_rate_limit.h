@@ -1,6 +1,6 @@
 /*
- * Per-key rate limiting shared by all workers: GCRA state keyed by key id in a
- * shared memory zone (a set-associative table, 32 bytes a state).
+ * Per-key rate limiting shared by all workers: GCRA state keyed by the key's
+ * hash in a shared memory zone (a set-associative table, 32 bytes a state).
  */
 
 #ifndef NGX_HTTP_APIKEY_RATE_LIMIT_H
@@ -27,11 +27,15 @@ char *ngx_http_apikey_rate_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_shm_zone_t *ngx_http_apikey_rate_limit_zone_ref(ngx_conf_t *cf,
     ngx_str_t *name);
 
+/* Starts loading the lines the key's state may sit in (`hash`: as below). */
+void ngx_http_apikey_rate_limit_prefetch(ngx_shm_zone_t *zone, u_char *hash);
+
 /*
- * Spends one request of `limit` per `window` seconds for the key `id` (a key
- * id, APIKEY_UUID_BYTES raw bytes). Never fails: a full zone evicts a state.
+ * Spends one request of `limit` per `window` seconds for the key whose
+ * SHA-256 is `hash` (APIKEY_HASH_BYTES; its first 16 bytes tell keys apart).
+ * Never fails: a full zone evicts a state.
  */
-void ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *id,
+void ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
     ngx_log_t *log);
 

@@ -1,5 +1,5 @@
-# A rate-limit zone keeps a key's state in one set of 8 slots, chosen by the key id's
-# first four bytes (little-endian, scaled to the number of sets nginx logs at start).
+# A rate-limit zone keeps a key's state in one set of 8 slots, chosen by the first four
+# bytes of the key's SHA-256 (little-endian, scaled to the number of sets nginx logs).
 # A key finding its set full takes a slot whose state has recovered if there is one;
 # else it evicts the set's least recently used state (the nearest to recovering among
 # equals), whose key starts again with a full budget, and nginx warns. This test
@@ -10,7 +10,7 @@ use strict;
 use warnings;
 use Test::More;
 use Time::HiRes qw(sleep);
-use Digest::SHA qw(sha256_hex);
+use Digest::SHA qw(sha256 sha256_hex);
 use ApiKeyTest;
 
 my $CANDIDATES = 1500;   # 32k: about 110 sets, so about 13 keys a set
@@ -28,11 +28,8 @@ sub limit { my ($k, $what) = @_; is_deeply [ map { get($k) } 1 .. 3 ], [ 200, 20
 my ($sets) = $t->error_log =~ /rate limit zone "keys" holds \d+ states in (\d+) sets of 8/;
 ok $sets, 'nginx says how many sets the zone has' or BAIL_OUT 'no zone notice';
 
-# the set a key id falls in, as ngx_http_apikey_rate_limit.c computes it
-sub set_of {
-    (my $hex = $_[0]{id}) =~ s/-//g;
-    return int(unpack('V', pack 'H8', $hex) * $sets / 2**32);
-}
+# the set a key falls in, as ngx_http_apikey_rate_limit.c computes it from its SHA-256
+sub set_of { int(unpack('V', sha256($_[0]{key})) * $sets / 2**32) }
 
 my @raw = map { ApiKeyTest::make_key() } 1 .. $CANDIDATES;
 my $r = $t->admin(POST => "/api/v1/workspaces/$ws->{id}/api-keys/import", undef,

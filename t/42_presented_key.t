@@ -31,6 +31,7 @@ my $t = ApiKeyTest->new(
             apikey           on;
             apikey_workspace acme-corp/sales;
             apikey_entity    orders;
+            apikey_rate_limit zone=keys default=3/60s;
             add_header X-Result "[$apikey_result]" always;
             empty_gif;
         }
@@ -39,6 +40,7 @@ CONF
 # Another server without any location with apikey.
 my ($other_port) = ApiKeyTest::free_ports(1);
 $t->write_nginx_conf(http_extra => <<"CONF");
+    apikey_rate_limit_zone zone=keys:32k;
     server {
         listen 127.0.0.1:$other_port;
         location / {
@@ -73,6 +75,10 @@ is seen('/redirect/x', Authorization => "Bearer $unknown"), '401 [unknown_key] O
 is seen('/redirect/x', Authorization => 'Bearer sk_live_short'), '401 [malformed_key] Origin',
     '... a malformed key refused';
 is seen('/redirect/x'), '401 [missing_credentials] Origin', '... no key refused';
+# the rate limit's state is found by the key's hash, made again there
+my $limited = $t->create_key($ws->{id})->{key};
+is join(' ', map { (split ' ', seen('/redirect/x', Authorization => "Bearer $limited"))[0] } 1 .. 4),
+    '200 200 200 429', '... and its rate limit (3/60s) applied';
 
 # Keys presented so far, by the post-read phase's debug line.
 sub presented { scalar(() = $t->error_log =~ /apikey: key presented: /g) }

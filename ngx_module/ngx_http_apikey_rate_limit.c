@@ -13,21 +13,23 @@
  * The states live in a shared zone as a set-associative table: a key's
  * state can only sit in one set of NGX_HTTP_APIKEY_RATE_WAYS slots, chosen
  * by the key's hash, so a request reads and writes one 256-byte block
- * whatever the number of keys being limited. The hash is known as soon as
- * the request's header is read, long before the key's record says its
- * limit: the set's lines are prefetched then (the post-read phase), and
- * their miss overlaps the entry's instead of stalling the check. (A tree of states, as limit_req keeps, costs
- * a cache miss per level once many keys are limited at once, and its nodes,
- * rebalanced by every worker, are lines the other workers have to fetch
- * back.) A state whose TAT has passed has fully recovered and means nothing:
- * its slot is free, so nothing ever has to be swept. A key whose set holds
- * no free slot takes the place of the set's least recently used state,
- * whose key starts again with a full budget: the graceful degradation of a
- * zone too small, warned about.
+ * whatever the number of keys being limited. (A tree of states, as
+ * limit_req keeps, costs a cache miss per level once many keys are limited
+ * at once, and its nodes, rebalanced by every worker, are lines the other
+ * workers have to fetch back.) The hash is known as soon as the request's
+ * header is read, long before the key's record says its limit: the set's
+ * lines are prefetched then (the post-read phase), and their miss overlaps
+ * the snapshot entry's instead of stalling the check.
+ *
+ * A state whose TAT has passed has fully recovered and means nothing: its
+ * slot is free, so nothing ever has to be swept. A key whose set holds no
+ * free slot takes the place of the set's least recently used state, whose
+ * key starts again with a full budget: the graceful degradation of a zone
+ * too small, warned about.
  *
  * One lock (the zone's slab mutex) guards the table; it is held for the
- * scan and the update of one set only. The zone survives "nginx -s reload" with the same size (its
- * init adopts the old zone's table).
+ * scan and the update of one set only. The zone survives "nginx -s reload"
+ * with the same size (its init adopts the old zone's table).
  */
 
 #include "ngx_http_apikey_rate_limit.h"
@@ -262,7 +264,7 @@ ngx_http_apikey_rate_limit_prefetch(ngx_shm_zone_t *zone, u_char *hash)
 
     for (line = (u_char *) set;
          line < (u_char *) (set + NGX_HTTP_APIKEY_RATE_WAYS);
-         line += 64)
+         line += ngx_cacheline_size)
     {
         __builtin_prefetch(line, 1);
     }

@@ -333,10 +333,11 @@ static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
 
 /*
  * As soon as the request's header is read: the key presented is checked and
- * hashed, and its snapshot entry starts to load. That entry is one of a
- * million, a cache and TLB miss; started here, it overlaps the work nginx
- * does until the access phase (finding the location, rewrites) instead of
- * stalling the lookup (docs/BENCHMARKS.md). In a server with a location with
+ * hashed, and its snapshot entry starts to load, with the slots the hash
+ * places its last use and its rate-limit state in. That entry is one of a
+ * million, a cache and TLB miss, and so are the slots; started here, they
+ * overlap the work nginx does until the access phase (finding the location,
+ * rewrites) instead of stalling it (docs/BENCHMARKS.md). In a server with a location with
  * "apikey", a request for another location pays for a hash only if it
  * presents a token of a key's length and scheme; in other servers nothing
  * is done.
@@ -374,9 +375,14 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
                        h->value.len, &ctx->presented);
     ctx->presented_set = 1;
 
-    if (ctx->presented.code == 0 && ascf->rate_zone) {
-        ngx_http_apikey_rate_limit_prefetch(ascf->rate_zone,
-                                            ctx->presented.hash);
+    if (ctx->presented.code == 0) {
+        /* where the key's last use and rate-limit state go start loading too */
+        ngx_http_apikey_usage_prefetch(&amcf->usage, ctx->presented.hash);
+
+        if (ascf->rate_zone) {
+            ngx_http_apikey_rate_limit_prefetch(ascf->rate_zone,
+                                                ctx->presented.hash);
+        }
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -481,12 +487,6 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
                && ctx->result.http_status != NGX_HTTP_UNAUTHORIZED
                && ctx->result.http_status != NGX_HTTP_SERVICE_UNAVAILABLE;
 
-        if (used) {
-            /* its last_used_at slot loads while the rate limit is applied */
-            ngx_http_apikey_usage_prefetch(&amcf->usage,
-                                           (u_char *) ctx->result.key_id);
-        }
-
         /* last: refused requests never spend a key's budget */
 
         if (ctx->result.http_status == NGX_HTTP_OK && ctx->result.key_found) {
@@ -496,7 +496,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         ngx_http_apikey_status_count(amcf->counters, ctx->result.code);
 
         if (used) {
-            ngx_http_apikey_usage_record(&amcf->usage,
+            ngx_http_apikey_usage_record(&amcf->usage, ctx->presented.hash,
                                          (u_char *) ctx->result.key_id,
                                          ngx_time());
         }

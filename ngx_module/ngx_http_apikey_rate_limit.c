@@ -33,6 +33,7 @@
  */
 
 #include "ngx_http_apikey_rate_limit.h"
+#include "apikey_capi.h"
 
 
 extern ngx_module_t  ngx_http_apikey_module;
@@ -237,18 +238,14 @@ ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
 }
 
 
-/* the hash's first 4 bytes (SHA-256: uniform), scaled to the number of sets */
+/* the key's place (uniform: SHA-256), scaled to the number of sets */
 
 static ngx_inline ngx_http_apikey_rate_state_t *
 ngx_http_apikey_rate_set(ngx_http_apikey_rate_shctx_t *sh, u_char *hash)
 {
-    uint32_t  h;
-
-    h = (uint32_t) hash[0] | (uint32_t) hash[1] << 8
-        | (uint32_t) hash[2] << 16 | (uint32_t) hash[3] << 24;
-
     return sh->states
-           + (((uint64_t) h * sh->sets) >> 32) * NGX_HTTP_APIKEY_RATE_WAYS;
+           + (((uint64_t) apikey_key_place(hash) * sh->sets) >> 32)
+             * NGX_HTTP_APIKEY_RATE_WAYS;
 }
 
 

@@ -220,28 +220,28 @@ ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage)
 }
 
 
-/* Where the probe for `id` starts; it goes on with the following slots. */
+/* Where the probe for a key starts; it goes on with the following slots. */
 
 static ngx_inline ngx_uint_t
-ngx_http_apikey_usage_home(ngx_http_apikey_usage_t *usage, u_char *id)
+ngx_http_apikey_usage_home(ngx_http_apikey_usage_t *usage, u_char *hash)
 {
-    return apikey_id_hash(id) & (usage->slots_n - 1);
+    return apikey_key_place(hash) & (usage->slots_n - 1);
 }
 
 
 void
-ngx_http_apikey_usage_prefetch(ngx_http_apikey_usage_t *usage, u_char *id)
+ngx_http_apikey_usage_prefetch(ngx_http_apikey_usage_t *usage, u_char *hash)
 {
     if (usage->slots != NULL) {
-        __builtin_prefetch(&usage->slots[ngx_http_apikey_usage_home(usage, id)],
-                           1);
+        __builtin_prefetch(
+            &usage->slots[ngx_http_apikey_usage_home(usage, hash)], 1);
     }
 }
 
 
 void
-ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
-    time_t now)
+ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *hash,
+    u_char *id, time_t now)
 {
     ngx_uint_t                     i, n;
     ngx_http_apikey_usage_slot_t  *slot;
@@ -250,7 +250,7 @@ ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
         return;
     }
 
-    i = ngx_http_apikey_usage_home(usage, id);
+    i = ngx_http_apikey_usage_home(usage, hash);
 
     for (n = 0; n < NGX_HTTP_APIKEY_USAGE_PROBES; n++, i++) {
         slot = &usage->slots[i & (usage->slots_n - 1)];

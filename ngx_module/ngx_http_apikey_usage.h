@@ -47,12 +47,17 @@ void ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage);
 
 /*
  * Starts loading the slot where ngx_http_apikey_usage_record() will look for
- * `id`: a cache miss that other work (the rate limit) can then overlap.
+ * the key whose SHA-256 is `hash`: a cache miss that nginx's work until the
+ * access phase then overlaps.
  */
-void ngx_http_apikey_usage_prefetch(ngx_http_apikey_usage_t *usage, u_char *id);
+void ngx_http_apikey_usage_prefetch(ngx_http_apikey_usage_t *usage,
+    u_char *hash);
 
-/* Remembers that key `id` (APIKEY_UUID_BYTES raw bytes) was used at `now`. */
-void ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage, u_char *id,
-    time_t now);
+/*
+ * Remembers that the key `id` (APIKEY_UUID_BYTES raw bytes), whose SHA-256 is
+ * `hash` (its place in the table), was used at `now`.
+ */
+void ngx_http_apikey_usage_record(ngx_http_apikey_usage_t *usage,
+    u_char *hash, u_char *id, time_t now);
 
 #endif /* NGX_HTTP_APIKEY_USAGE_H */

@@ -75,11 +75,14 @@ typedef struct {
 #define APIKEY_UUID_LEN 36   /* an id as text */
 #define APIKEY_UUID_BYTES 16 /* an id as the snapshot holds it */
 
-/* A hash of a key id for the module's tables (usage, rate-limit zone): apikeyd makes
- * every key id a random UUID v4, so its first four bytes already are one. */
-static inline uint32_t apikey_id_hash(const unsigned char *id) {
-    return (uint32_t)id[0] | (uint32_t)id[1] << 8 | (uint32_t)id[2] << 16 |
-           (uint32_t)id[3] << 24;
+/* Where the module's tables (the rate-limit zone's sets, the usage table's slots) place
+ * a key: the first 4 bytes of its SHA-256 (APIKEY_HASH_BYTES), known as soon as the key
+ * is presented, before its record is read, so its place can start loading then. A key's
+ * hash and its id never change apart: a table placing keys by hash may tell them apart
+ * by id. */
+static inline uint32_t apikey_key_place(const unsigned char *hash) {
+    return (uint32_t)hash[0] | (uint32_t)hash[1] << 8 | (uint32_t)hash[2] << 16 |
+           (uint32_t)hash[3] << 24;
 }
 #define APIKEY_PREFIX_LEN 12
 #define APIKEY_MAX_MESSAGE 160

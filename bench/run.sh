@@ -198,9 +198,11 @@ write_conf() {
         # minute against about 1 request a second for each of the sample's 100,000 keys):
         # the cost of keeping the state, not of refusing. Each request leaves its key a
         # state for 0.6 s, ~70,000 at once, as a real limit does (until 2026-12-07 the
-        # limit was 100,000,000/1s, whose states vanished within a millisecond).
+        # limit was 100,000,000/1s, whose states vanished within a millisecond). The zone
+        # is the size README's rule gives for that (4 times the states: ~9 MB) and
+        # conf.example ships; a larger one only spreads the states over more pages.
         snap="$snap
-    apikey_rate_limit_zone zone=bench:64m;
+    apikey_rate_limit_zone zone=bench:10m;
     apikey_usage_report 127.0.0.1:$USAGE_PORT interval=1s keys=131072;"
         check="$check apikey_rate_limit zone=bench default=$RATE_LIMIT;"
     fi

@@ -337,10 +337,10 @@ static ngx_http_output_header_filter_pt  ngx_http_apikey_next_header_filter;
  * places its last use and its rate-limit state in. That entry is one of a
  * million, a cache and TLB miss, and so are the slots; started here, they
  * overlap the work nginx does until the access phase (finding the location,
- * rewrites) instead of stalling it (docs/BENCHMARKS.md). In a server with a location with
- * "apikey", a request for another location pays for a hash only if it
- * presents a token of a key's length and scheme; in other servers nothing
- * is done.
+ * rewrites) instead of stalling it (docs/BENCHMARKS.md). In a server with a
+ * location with "apikey", a request for another location pays for a hash
+ * only if it presents a token of a key's length and scheme; in other servers
+ * nothing is done.
  */
 
 static ngx_int_t

@@ -186,7 +186,9 @@ ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /*
      * Every free page of the zone in one block: the context in its first
      * set's place, then the sets (page-aligned, so no set straddles a line
-     * or a page). Zeroed: an unused slot is all zeros, a recovered state.
+     * or a page). Zeroed: an unused slot is all zeros, a recovered state. A
+     * new zone is zeros already unless nginx was built to fill its pools
+     * with junk; this pass is made once, when nginx creates the zone.
      */
     size = ctx->shpool->pfree << ngx_pagesize_shift;
 

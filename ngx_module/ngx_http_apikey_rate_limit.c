@@ -320,7 +320,6 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
         state = victim;
         ngx_memcpy(state->key, hash, sizeof(state->key));
         state->tat = now;
-        state->used = sec;
     }
 
     tat = ngx_max(state->tat, now);

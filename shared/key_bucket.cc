@@ -12,13 +12,6 @@ namespace {
 // last page cost no space and shorten probes.
 constexpr std::size_t kPageBytes = 4096, kPageHeader = 16;
 
-std::size_t probe_start(const Digest &hash, std::size_t entries) noexcept {
-    std::uint32_t bits;
-    std::memcpy(&bits, hash.data() + 8, 4);
-    // Scaled, not masked: the entry count need not be a power of two.
-    return static_cast<std::size_t>((static_cast<std::uint64_t>(bits) * entries) >> 32);
-}
-
 // Whole-hash comparison, in constant time as every key hash comparison.
 bool same_hash(const char *stored, const Digest &hash) noexcept {
     Digest d;
@@ -40,6 +33,13 @@ std::size_t entry_count(std::string_view bucket) noexcept {
 }
 
 }  // namespace
+
+std::size_t probe_start(const Digest &hash, std::size_t entries) noexcept {
+    std::uint32_t bits;
+    std::memcpy(&bits, hash.data() + 8, 4);
+    // Scaled, not masked: the entry count need not be a power of two.
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(bits) * entries) >> 32);
+}
 
 BucketLookup find_in_bucket(std::string_view bucket, const Digest &hash,
                             std::string_view &record) noexcept {

@@ -32,6 +32,9 @@ inline constexpr std::size_t kBucketEntrySize = 32 + kBucketRecordSize;
 
 enum class BucketLookup { found, absent, corrupt };
 
+// The entry where the probe of `hash` starts in a bucket of `entries` entries (> 0).
+std::size_t probe_start(const Digest &hash, std::size_t entries) noexcept;
+
 // The record of `hash` in `bucket`: a view into it, kBucketRecordSize bytes (the record's
 // decoder ignores the padding). Never reads outside `bucket`; corrupt when its size is
 // not a whole number of entries.

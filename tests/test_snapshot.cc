@@ -605,9 +605,7 @@ BOOST_AUTO_TEST_CASE(a_bucket_too_large_to_remember_is_found_every_time) {
     // 65,536 empty entries and the key in the one its probe starts at (the writer never
     // makes a bucket this big).
     constexpr std::size_t kEntries = std::size_t{1} << 16;
-    std::uint32_t start_bits;
-    std::memcpy(&start_bits, hash.data() + 8, 4);
-    const std::size_t start = (std::uint64_t{start_bits} * kEntries) >> 32;
+    const std::size_t start = probe_start(hash, kEntries);
     std::string bucket(kEntries * kBucketEntrySize, '\0');
     const BucketEntry entry = BucketEntry::make(hash, encode(record));
     std::memcpy(&bucket[start * kBucketEntrySize], entry.hash.data(), entry.hash.size());

@@ -2,6 +2,7 @@
 // (rate_limit) and workspace settings (defaultRateLimit).
 #pragma once
 
+#include "apikey_capi.h"
 #include "snapshot_schema.h"
 
 #include <nlohmann/json.hpp>
@@ -13,8 +14,8 @@ namespace apikeyd {
 
 using apikey::snapshot::RateLimit;
 
-inline constexpr std::int64_t kMaxRateLimit = 1'000'000'000;
-inline constexpr std::int64_t kMaxRateWindowSeconds = 86'400;
+inline constexpr std::int64_t kMaxRateLimit = APIKEY_MAX_RATE_LIMIT;
+inline constexpr std::int64_t kMaxRateWindowSeconds = APIKEY_MAX_RATE_WINDOW;
 
 // null -> nullopt; anything but a valid object -> ApiError 400 naming `field`.
 std::optional<RateLimit> parse_rate_limit(const nlohmann::json &value, std::string_view field);

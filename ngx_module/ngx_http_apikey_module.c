@@ -2043,6 +2043,18 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
+            /* the admin API's bounds, which keep the limiter's arithmetic exact */
+
+            if (limit > APIKEY_MAX_RATE_LIMIT
+                || window > APIKEY_MAX_RATE_WINDOW)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" (a limit is 1 "
+                                   "to %d requests in a window of 1s to 1d)",
+                                   &value[i], APIKEY_MAX_RATE_LIMIT);
+                return NGX_CONF_ERROR;
+            }
+
             alcf->rate_default_limit = (ngx_uint_t) limit;
             alcf->rate_default_window = window;
             continue;

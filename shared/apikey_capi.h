@@ -87,6 +87,13 @@ static inline uint32_t apikey_key_place(const unsigned char *hash) {
 #define APIKEY_PREFIX_LEN 12
 #define APIKEY_MAX_MESSAGE 160
 
+/* A rate limit's bounds, the same for a key's limit set through the admin API and for
+ * nginx's "apikey_rate_limit ... default=": 1 to APIKEY_MAX_RATE_LIMIT requests in a
+ * window of 1 to APIKEY_MAX_RATE_WINDOW seconds (a window in microseconds then fits
+ * 64 bits many times over, and a limit the snapshot's 32 bits). */
+#define APIKEY_MAX_RATE_LIMIT 1000000000
+#define APIKEY_MAX_RATE_WINDOW 86400 /* one day */
+
 enum {
     APIKEY_CORS_NONE = 0,   /* no grant: add no CORS headers */
     APIKEY_CORS_ANY = 1,    /* every origin is allowed: "*" */

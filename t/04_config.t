@@ -52,6 +52,48 @@ for my $bad ('keys=0', 'keys=15', 'keys=abc', 'keys=', 'keys=99999999', 'size=10
         or diag $out;
 }
 
+# Rate limiting: the zone's size and name, the zone a location uses, and a default limit
+# within the admin API's bounds (1 to 1,000,000,000 requests in 1 s to 1 d).
+my $zone = '    apikey_rate_limit_zone zone=keys:1m;';
+my $limit = sub { (http_extra => $zone, location_extra => "apikey_rate_limit $_[0];") };
+for my $good ('zone=keys', 'zone=keys default=100/60s', 'zone=keys default=1000000000/1d',
+              'zone=keys default=1/86400s', 'off') {
+    ($rc, $out) = $t->nginx_t($limit->($good));
+    is $rc, 0, "apikey_rate_limit $good is accepted" or diag $out;
+}
+for my $bad ('zone=keys default=0/1m', 'zone=keys default=100/0s', 'zone=keys default=5/',
+             'zone=keys default=/1s', 'zone=keys default=-1/1s', 'zone=keys default=5/1.5s',
+             'zone=keys default=5', 'zone=keys rate=5/1s', 'zone=') {
+    ($rc, $out) = $t->nginx_t($limit->($bad));
+    isnt $rc, 0, "apikey_rate_limit $bad is refused";
+    my ($param) = $bad =~ /(\S+)$/;
+    like $out, qr/invalid parameter "\Q$param\E" \(expected "zone=name"/,
+        '  naming the parameter and the forms expected' or diag $out;
+}
+for my $bad ('zone=keys default=1000000001/1s', 'zone=keys default=5/86401s',
+             'zone=keys default=5/2d', 'zone=keys default=5/600000y') {
+    ($rc, $out) = $t->nginx_t($limit->($bad));
+    isnt $rc, 0, "apikey_rate_limit $bad is refused";
+    my ($param) = $bad =~ /(\S+)$/;
+    like $out, qr/invalid parameter "\Q$param\E" \(a limit is 1 to 1000000000 requests in a window of 1s to 1d\)/,
+        '  saying the bounds' or diag $out;
+}
+($rc, $out) = $t->nginx_t(location_extra => 'apikey_rate_limit zone=keys;');
+isnt $rc, 0, 'apikey_rate_limit with a zone no apikey_rate_limit_zone declares is refused';
+like $out, qr/uses zone "keys" but no "apikey_rate_limit_zone" declares it/, '  naming the zone'
+    or diag $out;
+($rc, $out) = $t->nginx_t(http_extra => "$zone\n$zone");
+isnt $rc, 0, 'a rate-limit zone declared twice is refused';
+like $out, qr/apikey_rate_limit_zone "keys" is duplicate/, '  naming the zone' or diag $out;
+for my $case (['zone=keys', qr/invalid zone size "zone=keys", expected "zone=name:size"/],
+              ['zone=:1m', qr/invalid zone "zone=:1m"/],
+              ['zone=keys:1x', qr/invalid zone "zone=keys:1x"/],
+              ['zone=keys:12k', qr/zone "zone=keys:12k" is too small/]) {
+    ($rc, $out) = $t->nginx_t(http_extra => "    apikey_rate_limit_zone $case->[0];");
+    isnt $rc, 0, "apikey_rate_limit_zone $case->[0] is refused";
+    like $out, $case->[1], '  saying why' or diag $out;
+}
+
 # A snapshot that does not exist yet is a run-time condition (503), not a config error:
 # nginx must be able to start before apikeyd ever published.
 ok !-e $t->snapshot_path, 'no snapshot exists';

@@ -64,7 +64,11 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u.url = value[1];
     u.no_resolve = 1;
 
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0 || u.no_port) {
+    /* apikeyd's usage_listen is a UDP address: a unix socket would reach nobody */
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0 || u.no_port
+        || u.addrs[0].sockaddr->sa_family == AF_UNIX)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid address \"%V\" in \"%V\" (expected an IP "
                            "address and port, such as 127.0.0.1:8089)",

@@ -45,6 +45,12 @@ is $rc, 0, 'apikey_workspace inherited from the server level is accepted' or dia
 is $rc, 0, 'apikey_usage_report keys=200000 is accepted' or diag $out;
 ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 keys=16;");
 is $rc, 0, '  so is keys=16 (the minimum) without interval=' or diag $out;
+for my $bad ('127.0.0.1:0', '127.0.0.1:99999', '127.0.0.1', 'unix:/tmp/usage.sock', 'off') {
+    ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report $bad;");
+    isnt $rc, 0, "apikey_usage_report $bad is refused";
+    like $out, qr/invalid address "\Q$bad\E" in "apikey_usage_report" \(expected an IP address and port/,
+        '  naming the address' or diag $out;
+}
 for my $bad ('keys=0', 'keys=15', 'keys=abc', 'keys=', 'keys=99999999', 'size=10') {
     ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 $bad;");
     isnt $rc, 0, "apikey_usage_report $bad is refused";

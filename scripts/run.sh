@@ -44,7 +44,9 @@ stop() {
     trap - INT TERM EXIT
     echo
     echo "stopping..."
-    [ -f "$var/logs/nginx.pid" ] && kill -QUIT "$(cat "$var/logs/nginx.pid")" 2>/dev/null || true
+    # Ctrl-C reaches nginx too, which may remove its pid file while this reads it.
+    local nginx_pid
+    nginx_pid=$(cat "$var/logs/nginx.pid" 2>/dev/null) && kill -QUIT "$nginx_pid" 2>/dev/null || true
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "stopped."

@@ -71,6 +71,27 @@ $t->reload_nginx(http_extra => '    apikey_rate_limit_zone zone=keys:64k;');
 my @holds = $t->error_log =~ /rate limit zone "keys" holds (\d+) states/g;
 cmp_ok $holds[-1], '>', 1.9 * $holds[0], 'reloaded with 64k: nginx says the new zone holds twice as many';
 is get($k5)->{status}, 200, '  and the budget starts again in it';
+like get($k5)->{headers}{'ratelimit-policy'} // '', qr/q=5;w=3$/, '  the location still limits';
+
+# Two zones in one server: each location spends its own zone with its own default (the
+# post-read phase, which cannot tell which a request will use, prefetches neither).
+$t->reload_nginx(
+    http_extra   => "    apikey_rate_limit_zone zone=keys:64k;\n"
+                  . "    apikey_rate_limit_zone zone=other:32k;",
+    server_extra => <<'CONF');
+        location /other/ {
+            apikey on; apikey_workspace acme-corp/sales; apikey_entity orders;
+            apikey_rate_limit zone=other default=2/60s;
+            empty_gif;
+        }
+CONF
+my $k6 = $t->create_key($ws->{id}, permission => 'read_only');
+my @other = map { $t->api(GET => '/other/x', key => $k6->{key}) } 1 .. 3;
+is join(' ', map { $_->{status} } @other), '200 200 429', 'a location with zone=other: 2/60s';
+like $other[0]{headers}{'ratelimit-policy'} // '', qr/q=2;w=60$/, '  its policy';
+my $api = get($k6);
+is $api->{status}, 200, '  the same key in the other location of the server: its own zone';
+like $api->{headers}{'ratelimit'} // '', qr/^"apikey";r=4;/, '  with 4 of 5 left there';
 
 unlike $t->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts in the error log';
 

@@ -104,9 +104,21 @@ typedef struct {
  * Made in the post-read phase for a request with an Authorization header (the
  * key presented), completed by the access phase (the decision). The header
  * filter and the variables read only decided ones.
+ *
+ * An internal redirect (try_files, error_page, index, X-Accel-Redirect)
+ * clears every module context, and a location it reaches with "apikey" on
+ * decides again: its workspace, entity and policy may differ. What a client
+ * request spends, though (a unit of its key's rate limit, a count, a recorded
+ * use), it spends once. So the request's first context is also a pool
+ * cleanup's data, which survives redirects (ngx_http_realip_module finds its
+ * own the same way); a later context refers to it as "first" and takes the
+ * key it presented and the rate-limit verdict from it.
  */
 
-typedef struct {
+typedef struct ngx_http_apikey_ctx_s  ngx_http_apikey_ctx_t;
+
+struct ngx_http_apikey_ctx_s {
+    ngx_http_apikey_ctx_t     *first;              /* may be this one */
     apikey_presented_key_t     presented;
     apikey_result_t            result;
     ngx_str_t                  entity;
@@ -119,7 +131,8 @@ typedef struct {
     unsigned                   decided:1;
     unsigned                   entity_set:1;
     unsigned                   rate_applied:1;
-} ngx_http_apikey_ctx_t;
+    unsigned                   spent:1;            /* in "first" only */
+};
 
 
 typedef enum {
@@ -139,6 +152,8 @@ typedef enum {
 
 static ngx_int_t ngx_http_apikey_post_read(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static ngx_http_apikey_ctx_t *ngx_http_apikey_create_ctx(ngx_http_request_t *r);
+static void ngx_http_apikey_first_ctx_cleanup(void *data);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_decided(ngx_http_request_t *r);
 static void ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, ngx_uint_t *preflight);
@@ -363,7 +378,7 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+    ctx = ngx_http_apikey_create_ctx(r);
     if (ctx == NULL) {
         /* the access phase tries again */
         return NGX_DECLINED;
@@ -388,8 +403,6 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "apikey: key presented: %s",
                    apikey_code_name(ctx->presented.code));
-
-    ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
 
     return NGX_DECLINED;
 }
@@ -417,12 +430,10 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
     if (ctx == NULL) {
         /* no Authorization header, or an internal redirect cleared it */
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+        ctx = ngx_http_apikey_create_ctx(r);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
     }
 
     if (!ctx->decided) {
@@ -493,12 +504,18 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
             ngx_http_apikey_apply_rate_limit(r, alcf, ctx);
         }
 
-        ngx_http_apikey_status_count(amcf->counters, ctx->result.code);
+        /* a decision after an internal redirect spends nothing more */
 
-        if (used) {
-            ngx_http_apikey_usage_record(&amcf->usage, ctx->presented.hash,
-                                         (u_char *) ctx->result.key_id,
-                                         ngx_time());
+        if (!ctx->first->spent) {
+            ctx->first->spent = 1;
+
+            ngx_http_apikey_status_count(amcf->counters, ctx->result.code);
+
+            if (used) {
+                ngx_http_apikey_usage_record(&amcf->usage, ctx->presented.hash,
+                                             (u_char *) ctx->result.key_id,
+                                             ngx_time());
+            }
         }
 
         ctx->decided = 1;
@@ -1026,27 +1043,45 @@ static void
 ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx)
 {
+    ngx_http_apikey_ctx_t  *first;
+
     if (alcf->rate_zone == NULL) {
         return;
     }
 
-    if (ctx->result.rate_limit) {
-        ctx->rate_limit = ctx->result.rate_limit;
-        ctx->rate_window = (time_t) ctx->result.rate_window;
+    first = ctx->first;
 
-    } else if (alcf->rate_default_limit) {
-        ctx->rate_limit = alcf->rate_default_limit;
-        ctx->rate_window = alcf->rate_default_window;
+    if (first->rate_applied) {
+        /* spent by the request's decision before an internal redirect */
+        ctx->rate = first->rate;
+        ctx->rate_limit = first->rate_limit;
+        ctx->rate_window = first->rate_window;
 
     } else {
-        return;
+        if (ctx->result.rate_limit) {
+            ctx->rate_limit = ctx->result.rate_limit;
+            ctx->rate_window = (time_t) ctx->result.rate_window;
+
+        } else if (alcf->rate_default_limit) {
+            ctx->rate_limit = alcf->rate_default_limit;
+            ctx->rate_window = alcf->rate_default_window;
+
+        } else {
+            return;
+        }
+
+        ngx_http_apikey_rate_limit_check(alcf->rate_zone,
+                                         ctx->presented.hash,
+                                         ctx->rate_limit,
+                                         ctx->rate_window, &ctx->rate,
+                                         r->connection->log);
+
+        first->rate = ctx->rate;
+        first->rate_limit = ctx->rate_limit;
+        first->rate_window = ctx->rate_window;
+        first->rate_applied = 1;
     }
 
-    ngx_http_apikey_rate_limit_check(alcf->rate_zone,
-                                     ctx->presented.hash,
-                                     ctx->rate_limit,
-                                     ctx->rate_window, &ctx->rate,
-                                     r->connection->log);
     ctx->rate_applied = 1;
 
     if (!ctx->rate.allowed) {
@@ -1131,6 +1166,59 @@ ngx_http_apikey_value(ngx_http_request_t *r, ngx_http_apikey_value_t *val,
     value->data = vv->data;
 
     return NGX_OK;
+}
+
+
+/*
+ * A new context, set as the request's. After an internal redirect the
+ * request's first one is found through its pool cleanup, and this one takes
+ * the key presented from it; else this one is the first.
+ */
+
+static ngx_http_apikey_ctx_t *
+ngx_http_apikey_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_apikey_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    if (r->internal) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_apikey_first_ctx_cleanup) {
+                ctx->first = cln->data;
+                ctx->presented = ctx->first->presented;
+                ctx->presented_set = ctx->first->presented_set;
+                break;
+            }
+        }
+    }
+
+    if (ctx->first == NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_apikey_first_ctx_cleanup;
+        cln->data = ctx;
+        ctx->first = ctx;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+
+    return ctx;
+}
+
+
+/* Marks the request's first context (it holds nothing to release). */
+
+static void
+ngx_http_apikey_first_ctx_cleanup(void *data)
+{
 }
 
 

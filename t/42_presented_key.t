@@ -27,6 +27,18 @@ my $t = ApiKeyTest->new(
             error_page 418 = @keyed;
             return 418;
         }
+        # decides, then try_files sends it to @keyed, which decides again
+        location /twice/ {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    orders;
+            apikey_rate_limit zone=keys default=3/60s;
+            add_header X-Result "[$apikey_result]" always;
+            try_files /nonexistent @keyed;
+        }
+        location = /status {
+            apikey_status;
+        }
         location @keyed {
             apikey           on;
             apikey_workspace acme-corp/sales;
@@ -79,6 +91,26 @@ is seen('/redirect/x'), '401 [missing_credentials] Origin', '... no key refused'
 my $limited = $t->create_key($ws->{id})->{key};
 is join(' ', map { (split ' ', seen('/redirect/x', Authorization => "Bearer $limited"))[0] } 1 .. 4),
     '200 200 200 429', '... and its rate limit (3/60s) applied';
+
+# A request decided in two locations (try_files into another with apikey) spends once:
+# one unit of its key's rate limit, one count. Each decision seen by its RateLimit header.
+sub counted {
+    my $body = $t->api(GET => '/status')->{body};
+    my %n = $body =~ /^apikey_requests_total\{code="(\w+)",status="\d+"\} (\d+)$/mg;
+    return \%n;
+}
+my $twice = $t->create_key($ws->{id})->{key};
+my $before_twice = counted();
+my @seen = map {
+    my $r = $t->api(GET => '/twice/x', key => $twice);
+    join ':', $r->{status}, $r->{headers}{'x-result'} // '-', $r->{headers}{ratelimit} // '-'
+} 1 .. 4;
+is_deeply \@seen, ['200:[ok]:"apikey";r=2;t=20', '200:[ok]:"apikey";r=1;t=40',
+    '200:[ok]:"apikey";r=0;t=60', '429:[rate_limited]:"apikey";r=0;t=60'],
+    'decided again after try_files: the rate limit (3/60s) spent once a request';
+my $after_twice = counted();
+is join(' ', map { $_ . '+' . (($after_twice->{$_} // 0) - ($before_twice->{$_} // 0)) } qw(ok rate_limited)),
+    'ok+3 rate_limited+1', '... and each request counted once, by its first decision';
 
 # Keys presented so far, by the post-read phase's debug line.
 sub presented { scalar(() = $t->error_log =~ /apikey: key presented: /g) }

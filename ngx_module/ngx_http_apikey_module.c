@@ -411,6 +411,7 @@ ngx_http_apikey_post_read(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_apikey_handler(ngx_http_request_t *r)
 {
+    u_char                       *last, *query;
     ngx_str_t                     workspace;
     ngx_uint_t                    preflight, used;
     apikey_request_t              req;
@@ -484,6 +485,20 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         req.entity.len = ctx->entity.len;
         req.args.data = (const char *) r->args.data;
         req.args.len = r->args.len;
+
+        /*
+         * The location matched the path nginx normalised; proxy_pass without
+         * a URI part passes it as sent, unless the URI was changed since
+         * (valid_unparsed_uri). Only a path with "%", "//" or "/." can differ.
+         */
+
+        if (r->valid_unparsed_uri && (r->quoted_uri || r->complex_uri)) {
+            last = r->unparsed_uri.data + r->unparsed_uri.len;
+            query = ngx_strlchr(r->unparsed_uri.data, last, '?');
+
+            req.raw_path.data = (const char *) r->unparsed_uri.data;
+            req.raw_path.len = (query ? query : last) - r->unparsed_uri.data;
+        }
         req.mutating = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
         req.preflight = (int) preflight;
         req.now = (int64_t) ngx_time();

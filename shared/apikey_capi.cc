@@ -103,6 +103,7 @@ void apikey_authenticate(apikey_reader_t *reader, const apikey_request_t *reques
     req.workspace_path = view_of(request->workspace);
     req.entity = view_of(request->entity);
     req.query = view_of(request->args);
+    req.raw_path = view_of(request->raw_path);
     req.preflight = request->preflight != 0;
     req.facts.mutating = request->mutating != 0;
     req.facts.now = request->now;

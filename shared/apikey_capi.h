@@ -64,6 +64,9 @@ typedef struct {
     apikey_str_t workspace;     /* "org/slug" as the location computed it */
     apikey_str_t entity;        /* may be empty */
     apikey_str_t args;          /* the raw query string */
+    apikey_str_t raw_path;      /* the path as sent, where it may differ from the one
+                                   the location matched (see request_path.h); data
+                                   NULL: no need to look */
     apikey_str_t origin;        /* data NULL: no Origin header */
     int mutating;  /* any method other than GET and HEAD */
     int preflight; /* OPTIONS with Origin and Access-Control-Request-Method */

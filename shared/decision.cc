@@ -2,6 +2,7 @@
 
 #include "authorization.h"
 #include "key_format.h"
+#include "request_path.h"
 #include "sha256.h"
 
 #include <cstring>
@@ -27,6 +28,7 @@ std::string_view code_name(Code code) noexcept {
     case Code::expand_not_allowed: return "expand_not_allowed";
     case Code::filter_not_allowed: return "filter_not_allowed";
     case Code::rate_limited: return "rate_limited";
+    case Code::ambiguous_path: return "ambiguous_path";
     }
     return "internal_error";
 }
@@ -50,6 +52,7 @@ std::string_view code_message(Code code) noexcept {
     case Code::expand_not_allowed: return "A relationship in expand may not be expanded";
     case Code::filter_not_allowed: return "A field in filter may not be filtered on";
     case Code::rate_limited: return "The API key is over its rate limit: retry after Retry-After seconds";
+    case Code::ambiguous_path: return "The path has an encoded slash or a dot segment";
     }
     return "Internal error";
 }
@@ -63,7 +66,8 @@ int http_status(Code code) noexcept {
     case Code::cors_origin_not_allowed: return 403;
     case Code::invalid_query:
     case Code::expand_not_allowed:
-    case Code::filter_not_allowed: return 400;
+    case Code::filter_not_allowed:
+    case Code::ambiguous_path: return 400;
     case Code::snapshot_unavailable: return 503;
     case Code::rate_limited: return 429;
     default: return 401;
@@ -171,6 +175,11 @@ Code code_of(QueryStatus status) noexcept {
 
 Decision decide(const snapshot::Reader::View &view, const Request &request) noexcept {
     Decision d;
+    // Before anything else: which workspace and entity it is for is what is in doubt.
+    if (!request.raw_path.empty() && ambiguous_path(request.raw_path)) {
+        d.code = Code::ambiguous_path;
+        return d;
+    }
     if (!view.ok()) return d;
 
     std::optional<Uuid> workspace_id;

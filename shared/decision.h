@@ -34,9 +34,10 @@ enum class Code : std::uint8_t {
     expand_not_allowed,
     filter_not_allowed,
     rate_limited,  // decided by the module's shared rate-limit zone, after everything else
+    ambiguous_path,  // the path as sent may mean another location to the upstream
 };
 
-inline constexpr Code kLastCode = Code::rate_limited;
+inline constexpr Code kLastCode = Code::ambiguous_path;
 
 // True for the codes that let the request through to the upstream.
 inline bool admitted(Code code) noexcept { return code == Code::ok || code == Code::public_access; }
@@ -103,6 +104,9 @@ struct Request {
     std::string_view workspace_path;                // "org/slug"
     std::string_view entity;
     std::string_view query;                         // raw, after '?'
+    // The path as the client sent it (without the query) where it may differ from the
+    // one the location matched and the upstream gets it as sent; empty: no need to look.
+    std::string_view raw_path;
     std::optional<std::string_view> origin;         // the Origin header
     bool preflight = false;  // OPTIONS with Origin and Access-Control-Request-Method
     RequestFacts facts;
@@ -124,9 +128,9 @@ struct Decision {
     std::string_view hidden_columns;  // in memory from request.alloc, when admitted
 };
 
-// Everything for one request, in order: CORS preflight, authentication (or public
-// access), permission, query policy. Never throws, never allocates but through
-// request.alloc; anything unreadable (or no memory) is a 503.
+// Everything for one request, in order: an ambiguous raw path (request_path.h), CORS
+// preflight, authentication (or public access), permission, query policy. Never throws,
+// never allocates but through request.alloc; anything unreadable (or no memory) is a 503.
 Decision decide(const snapshot::Reader::View &view, const Request &request) noexcept;
 
 // The longest message rejection_message writes.

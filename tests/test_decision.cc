@@ -411,7 +411,9 @@ BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture
         const char *query;
         bool preflight;
         Code expected;
+        const char *raw_path = "";  // as the module passes it: set when it may differ
     };
+    const char *ambiguous = "/api/v1/acme-corp/inventory/Secret/1%2F..%2F..%2F..%2Fsales%2FOrders";
     const Case cases[] = {
         {std::nullopt, "", false, Code::public_access},
         {std::nullopt, "", true, Code::cors_preflight},
@@ -421,6 +423,10 @@ BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture
         {std::nullopt, "filter[ssn]=1", false, Code::filter_not_allowed},
         {std::nullopt, "x=%zz", false, Code::invalid_query},
         {std::string_view("Bearer nope"), "", false, Code::malformed_key},
+        {std::string_view(key), "", false, Code::ambiguous_path, ambiguous},
+        {std::nullopt, "", false, Code::ambiguous_path, ambiguous},
+        {std::nullopt, "", true, Code::ambiguous_path, "/api/v1/acme-corp/sales/./Orders"},
+        {std::string_view(key), "", false, Code::ok, "/api/v1/acme-corp/sales/Orders/a%20b"},
     };
     apikey_reader_t *capi = nullptr;
     {
@@ -435,6 +441,7 @@ BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture
         r.workspace_path = "acme-corp/sales";
         r.entity = "Orders";
         r.query = c.query;
+        r.raw_path = c.raw_path;
         r.origin = "https://app.example.com";
         r.preflight = c.preflight;
         r.facts = RequestFacts{false, kNow};
@@ -451,6 +458,7 @@ BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture
         req.workspace = {"acme-corp/sales", 15};
         req.entity = {"Orders", 6};
         req.args = {c.query, std::strlen(c.query)};
+        if (*c.raw_path != '\0') req.raw_path = {c.raw_path, std::strlen(c.raw_path)};
         req.origin = {"https://app.example.com", 23};
         req.preflight = c.preflight;
         req.now = kNow;

@@ -152,6 +152,7 @@ typedef enum {
 
 static ngx_int_t ngx_http_apikey_post_read(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_subrequest_handler(ngx_http_request_t *r);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_create_ctx(ngx_http_request_t *r);
 static void ngx_http_apikey_first_ctx_cleanup(void *data);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_decided(ngx_http_request_t *r);
@@ -414,6 +415,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     u_char                       *last, *query;
     ngx_str_t                     workspace;
     ngx_uint_t                    preflight, used;
+    ngx_http_request_t           *mr;
     apikey_request_t              req;
     ngx_http_apikey_ctx_t        *ctx;
     ngx_http_apikey_loc_conf_t   *alcf;
@@ -490,16 +492,19 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
          * The location matched the path nginx normalised; proxy_pass without
          * a URI part passes it as sent, unless the URI was changed since
          * (valid_unparsed_uri). Only a path with "%", "//" or "/." can differ.
+         * A subrequest is checked for its client's request.
          */
 
-        if (r->valid_unparsed_uri && (r->quoted_uri || r->complex_uri)) {
-            last = r->unparsed_uri.data + r->unparsed_uri.len;
-            query = ngx_strlchr(r->unparsed_uri.data, last, '?');
+        mr = r->main;
 
-            req.raw_path.data = (const char *) r->unparsed_uri.data;
-            req.raw_path.len = (query ? query : last) - r->unparsed_uri.data;
+        if (mr->valid_unparsed_uri && (mr->quoted_uri || mr->complex_uri)) {
+            last = mr->unparsed_uri.data + mr->unparsed_uri.len;
+            query = ngx_strlchr(mr->unparsed_uri.data, last, '?');
+
+            req.raw_path.data = (const char *) mr->unparsed_uri.data;
+            req.raw_path.len = (query ? query : last) - mr->unparsed_uri.data;
         }
-        req.mutating = (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
+        req.mutating = (r->main->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
         req.preflight = (int) preflight;
         req.now = (int64_t) ngx_time();
         req.alloc = ngx_http_apikey_alloc;
@@ -581,6 +586,35 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
      */
 
     return ngx_http_apikey_reject(r, ctx);
+}
+
+
+/*
+ * nginx's access phase skips subrequests (auth_request, SSI includes,
+ * mirror): their main request was checked. But a location with "apikey"
+ * reached by one must decide all the same, or it would admit anything: an
+ * auth_request into it would let every request through. So subrequests are
+ * decided in the preaccess phase, as their client's request (its method, its
+ * path as sent, its key), each location by its own workspace and entity; what
+ * the request spends it spends once (see ngx_http_apikey_ctx_t). A refusal
+ * ends the subrequest with its status and JSON body; auth_request hands 401
+ * (with WWW-Authenticate) and 403 on to the client, and turns others into 500.
+ */
+
+static ngx_int_t
+ngx_http_apikey_subrequest_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    if (r == r->main) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_apikey_handler(r);
+
+    /* NGX_OK would skip the phase's other handlers (limit_req, limit_conn) */
+
+    return (rc == NGX_OK) ? NGX_DECLINED : rc;
 }
 
 
@@ -859,7 +893,7 @@ ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
         }
     }
 
-    *preflight = (r->method == NGX_HTTP_OPTIONS && ctx->origin.data != NULL
+    *preflight = (r->main->method == NGX_HTTP_OPTIONS && ctx->origin.data != NULL
                   && request_method);
 }
 
@@ -1306,9 +1340,16 @@ ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     const char             *s;
     ngx_http_apikey_ctx_t  *ctx;
 
-    /* the decision is made for the main request only (access phase) */
+    /*
+     * A subrequest's own decision if it was made in a location with "apikey",
+     * else its main request's, which admitted it
+     */
 
-    ctx = ngx_http_apikey_decided(r->main);
+    ctx = ngx_http_apikey_decided(r);
+
+    if (ctx == NULL && r != r->main) {
+        ctx = ngx_http_apikey_decided(r->main);
+    }
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -1700,6 +1741,13 @@ ngx_http_apikey_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_apikey_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_apikey_subrequest_handler;
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
 

@@ -1,0 +1,106 @@
+# Subrequests. nginx's access phase skips them (their main request was checked), so the
+# module decides a subrequest that reaches a location with "apikey" in the preaccess
+# phase, as its client's request (method, key): auth_request into such a location admits
+# what the key admits and refuses the rest (401 with WWW-Authenticate, 403; a 429 becomes
+# auth_request's 500), and an SSI include of a protected URL gets the refusal, not the
+# upstream's answer. A subrequest's $apikey_* are its own decision's.
+use strict;
+use warnings;
+use Test::More;
+use ApiKeyTest;
+
+my $t = ApiKeyTest->new(workers => 1, nginx => 0);
+my $backend = $t->backend_port;
+my $html = "$t->{dir}/html";
+mkdir $html or die "mkdir $html: $!";
+mkdir "$html/page" or die "mkdir: $!";
+chmod 0755, $t->{dir}, $html, "$html/page";
+open my $fh, '>', "$html/page/orders.html" or die "$!";
+print $fh "before <!--# include virtual=\"/api/v1/acme-corp/sales/orders\" --> after\n";
+close $fh;
+chmod 0644, "$html/page/orders.html";
+
+$t->write_nginx_conf(http_extra => '    apikey_rate_limit_zone zone=keys:32k;',
+                     server_extra => <<"CONF");
+        # auth_request: the guarded location has no apikey, its subrequest's location has
+        location /guarded/ {
+            auth_request /check;
+            auth_request_set \$checked "[\$apikey_id] [\$apikey_result]";
+            add_header X-Checked \$checked always;
+            proxy_pass http://127.0.0.1:$backend;
+        }
+        location = /check {
+            internal;
+            apikey            on;
+            apikey_workspace  acme-corp/sales;
+            apikey_entity     orders;
+            apikey_rate_limit zone=keys default=3/60s;
+            empty_gif;
+        }
+        # SSI: a page without apikey including the API (whose location has it)
+        location /page/ {
+            root $html;
+            ssi on;
+            ssi_types *;
+        }
+        # SSI in a location with apikey (entity Customer) including another entity
+        location /keyed-page/ {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    Customer;
+            root $html;
+            rewrite ^/keyed-page/(.*) /page/\$1 break;
+            ssi on;
+            ssi_types *;
+        }
+CONF
+$t->start_nginx;
+my $ws = $t->create_workspace('acme-corp', 'sales');
+my $rw = $t->create_key($ws->{id}, permission => 'read_write');
+my $ro = $t->create_key($ws->{id}, permission => 'read_only');
+$t->put_entity_settings($ws->{id}, 'orders', { defaultFields => 'id,total' });
+
+# --- auth_request ----------------------------------------------------------------------
+
+my $r = $t->api(GET => '/guarded/x');
+is $r->{status}, 401, 'auth_request: no key -> 401';
+like $r->{headers}{'www-authenticate'} // '', qr/^Bearer\b/, '... with WWW-Authenticate: Bearer';
+ok !(ref $r->{json} eq 'HASH' && $r->{json}{method}), '... the upstream not reached';
+
+$r = $t->api(GET => '/guarded/x', key => ApiKeyTest::make_key());
+is $r->{status}, 401, 'auth_request: unknown key -> 401';
+
+$r = $t->api(GET => '/guarded/x', key => $rw->{key});
+is $r->{status}, 200, 'auth_request: valid key -> 200';
+is $r->{json}{method}, 'GET', '... passed on to the upstream';
+is $r->{headers}{'x-checked'}, "[$rw->{id}] [ok]", '... $apikey_id and $apikey_result of the check';
+
+$r = $t->api(POST => '/guarded/x', key => $ro->{key}, body => '{}');
+is $r->{status}, 403, 'auth_request: read_only key, POST -> 403 (the client request\'s method)';
+$r = $t->api(POST => '/guarded/x', key => $rw->{key}, body => '{}');
+is $r->{status}, 200, 'auth_request: read_write key, POST -> 200';
+is $r->{json}{method}, 'POST', '... the upstream got the POST';
+
+my $limited = $t->create_key($ws->{id}, permission => 'read_write');
+is join(' ', map { $t->api(GET => '/guarded/x', key => $limited->{key})->{status} } 1 .. 4),
+    '200 200 200 500', 'auth_request: a key over its rate limit (3/60s) is refused (auth_request\'s 500)';
+
+# --- SSI includes -----------------------------------------------------------------------
+
+$r = $t->api(GET => '/page/orders.html');
+is $r->{status}, 200, 'SSI page without a key: 200 (the page has no apikey)';
+like $r->{body}, qr/^before \{"error":\{"code":"missing_credentials"/, '... the include is the refusal';
+unlike $r->{body}, qr/"method"/, '... not the upstream\'s answer';
+
+$r = $t->api(GET => '/page/orders.html', key => $ro->{key});
+like $r->{body}, qr/"key_id":"\Q$ro->{id}\E"/, 'SSI page with a key: the include admitted, the upstream told the key';
+like $r->{body}, qr/"fields":"id,total"/, '... and the included entity\'s policy (its defaultFields)';
+
+$r = $t->api(GET => '/keyed-page/orders.html', key => $ro->{key});
+is $r->{status}, 200, 'SSI page in a location with apikey (entity Customer): 200';
+like $r->{body}, qr/"fields":"id,total"/,
+    '... its include decided for its own entity (orders), not the page\'s';
+
+unlike $t->error_log, qr/\[(?:alert|emerg|crit)\]|exited on signal/, 'no alert or crash in the error log';
+
+done_testing;

@@ -135,6 +135,21 @@ struct ngx_http_apikey_ctx_s {
 };
 
 
+/*
+ * nginx's log handler ends every line logged for a request with its request
+ * line, where a client may have put a key (?api_key=sk_live_...). The
+ * module's own lines go through a copy of the connection's log that names the
+ * client and the server but not the request, and show the request line with
+ * every key cut to its prefix themselves.
+ */
+
+typedef struct {
+    ngx_log_t                  log;
+    ngx_http_log_ctx_t         ctx;
+    ngx_str_t                  request;
+} ngx_http_apikey_log_t;
+
+
 typedef enum {
     NGX_HTTP_APIKEY_VAR_ID = 0,
     NGX_HTTP_APIKEY_VAR_PERMISSION,
@@ -156,6 +171,8 @@ static ngx_int_t ngx_http_apikey_subrequest_handler(ngx_http_request_t *r);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_create_ctx(ngx_http_request_t *r);
 static void ngx_http_apikey_first_ctx_cleanup(void *data);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_decided(ngx_http_request_t *r);
+static ngx_log_t *ngx_http_apikey_request_log(ngx_http_request_t *r,
+    ngx_http_apikey_log_t *safe);
 static void ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, ngx_uint_t *preflight);
 static ngx_int_t ngx_http_apikey_preflight(ngx_http_request_t *r,
@@ -414,6 +431,8 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 {
     u_char                       *last, *query;
     ngx_str_t                     workspace;
+    ngx_log_t                    *log;
+    ngx_http_apikey_log_t         safe;
     ngx_uint_t                    preflight, used;
     ngx_http_request_t           *mr;
     apikey_request_t              req;
@@ -562,18 +581,24 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
             amcf->reopen = 1;
         }
 
-    } else if (ctx->result.key_found) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "apikey: rejected with %i %s, key prefix \"%*s\"",
-                      (ngx_int_t) ctx->result.http_status,
-                      apikey_code_name(ctx->result.code),
-                      (size_t) APIKEY_PREFIX_LEN, ctx->result.key_prefix);
+    } else if (r->connection->log->log_level >= NGX_LOG_INFO) {
+        log = ngx_http_apikey_request_log(r, &safe);
 
-    } else {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "apikey: rejected with %i %s",
-                      (ngx_int_t) ctx->result.http_status,
-                      apikey_code_name(ctx->result.code));
+        if (ctx->result.key_found) {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "apikey: rejected with %i %s, key prefix \"%*s\", "
+                          "request: \"%V\"",
+                          (ngx_int_t) ctx->result.http_status,
+                          apikey_code_name(ctx->result.code),
+                          (size_t) APIKEY_PREFIX_LEN, ctx->result.key_prefix,
+                          &safe.request);
+
+        } else {
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "apikey: rejected with %i %s, request: \"%V\"",
+                          (ngx_int_t) ctx->result.http_status,
+                          apikey_code_name(ctx->result.code), &safe.request);
+        }
     }
 
     /*
@@ -1119,11 +1144,13 @@ ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
             return;
         }
 
+        /* its warning is about the zone: no request in it (nor a key) */
+
         ngx_http_apikey_rate_limit_check(alcf->rate_zone,
                                          ctx->presented.hash,
                                          ctx->rate_limit,
                                          ctx->rate_window, &ctx->rate,
-                                         r->connection->log);
+                                         ngx_cycle->log);
 
         first->rate = ctx->rate;
         first->rate_limit = ctx->rate_limit;
@@ -1291,12 +1318,41 @@ ngx_http_apikey_alloc(void *pool, size_t size)
 }
 
 
+/* The connection's log without the request line, and the line with keys cut. */
+
+static ngx_log_t *
+ngx_http_apikey_request_log(ngx_http_request_t *r, ngx_http_apikey_log_t *safe)
+{
+    u_char  *p;
+
+    safe->log = *r->connection->log;
+    safe->ctx = *(ngx_http_log_ctx_t *) safe->log.data;
+    safe->ctx.request = NULL;
+    safe->ctx.current_request = NULL;
+    safe->log.data = &safe->ctx;
+
+    ngx_str_null(&safe->request);
+
+    p = ngx_pnalloc(r->pool, r->main->request_line.len);
+    if (p != NULL) {
+        ngx_memcpy(p, r->main->request_line.data, r->main->request_line.len);
+        safe->request.len = apikey_cut_keys((char *) p,
+                                            r->main->request_line.len);
+        safe->request.data = p;
+    }
+
+    return &safe->log;
+}
+
+
 static void
 ngx_http_apikey_log_unavailable(ngx_http_request_t *r,
     ngx_http_apikey_main_conf_t *amcf, ngx_http_apikey_ctx_t *ctx)
 {
-    time_t       now;
-    const char  *reason;
+    time_t                  now;
+    const char             *reason;
+    ngx_log_t              *log;
+    ngx_http_apikey_log_t   safe;
 
     reason = ctx->result.error ? ctx->result.error : "unknown error";
 
@@ -1316,18 +1372,26 @@ ngx_http_apikey_log_unavailable(ngx_http_request_t *r,
          && now - amcf->unavailable_logged < NGX_HTTP_APIKEY_LOG_REPEAT)
         || (amcf->reader == NULL && amcf->open_error[0] != '\0'))
     {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "apikey: rejected with 503 snapshot_unavailable");
+        if (r->connection->log->log_level >= NGX_LOG_INFO) {
+            log = ngx_http_apikey_request_log(r, &safe);
+
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "apikey: rejected with 503 snapshot_unavailable, "
+                          "request: \"%V\"", &safe.request);
+        }
+
         return;
     }
 
     amcf->unavailable_reason = reason;
     amcf->unavailable_logged = now;
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    log = ngx_http_apikey_request_log(r, &safe);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
                   "apikey: answering 503 snapshot_unavailable, snapshot "
-                  "\"%V\": %s (logged at most once a minute)",
-                  &amcf->snapshot, reason);
+                  "\"%V\": %s (logged at most once a minute), request: \"%V\"",
+                  &amcf->snapshot, reason, &safe.request);
 }
 
 

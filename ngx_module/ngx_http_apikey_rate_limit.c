@@ -348,8 +348,12 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
 
         rate->allowed = 0;
         rate->remaining = 0;
-        /* whole seconds, never more than the true wait, at least 1 */
-        rate->retry_after = ngx_max((time_t) (wait / NGX_HTTP_APIKEY_USEC), 1);
+        /*
+         * whole seconds, rounded up: a client that waits that long is
+         * admitted (rounded down, it got another 429)
+         */
+        rate->retry_after = ngx_max((time_t) ((wait + NGX_HTTP_APIKEY_USEC - 1)
+                                              / NGX_HTTP_APIKEY_USEC), 1);
     }
 
     rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_USEC - 1)

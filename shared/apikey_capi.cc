@@ -1,6 +1,7 @@
 #include "apikey_capi.h"
 
 #include "decision.h"
+#include "key_format.h"
 #include "snapshot_reader.h"
 
 #include <algorithm>
@@ -176,6 +177,8 @@ int apikey_code_count(void) noexcept { return static_cast<int>(apikey::kLastCode
 int apikey_code_http_status(int code) noexcept { return apikey::http_status(to_code(code)); }
 
 int apikey_code_rate_limited(void) noexcept { return static_cast<int>(apikey::Code::rate_limited); }
+
+size_t apikey_cut_keys(char *text, size_t len) noexcept { return apikey::cut_keys_to_prefix(text, len); }
 
 const char *apikey_code_name(int code) noexcept { return apikey::code_name(to_code(code)).data(); }
 const char *apikey_code_message(int code) noexcept { return apikey::code_message(to_code(code)).data(); }

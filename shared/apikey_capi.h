@@ -153,6 +153,10 @@ int apikey_code_http_status(int code) APIKEY_NOEXCEPT;
 /* The code of a request refused by the rate limiter (429). */
 int apikey_code_rate_limited(void) APIKEY_NOEXCEPT;
 
+/* `text` with every key-shaped run cut to its prefix and "...", in place; the new
+ * length, never more than `len` (key_format.h: cut_keys_to_prefix). */
+size_t apikey_cut_keys(char *text, size_t len) APIKEY_NOEXCEPT;
+
 const char *apikey_code_name(int code) APIKEY_NOEXCEPT;
 const char *apikey_code_message(int code) APIKEY_NOEXCEPT;
 /* Length of apikey_code_name / apikey_code_message without calling strlen. */

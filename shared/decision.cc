@@ -276,7 +276,8 @@ std::size_t rejection_message(Code code, std::string_view offender, char *out) n
     }
     std::memcpy(p, after.data(), after.size());
     p += after.size();
-    return static_cast<std::size_t>(p - out);
+    // A key put in the query (expand=sk_live_...) is not echoed whole.
+    return cut_keys_to_prefix(out, static_cast<std::size_t>(p - out));
 }
 
 }  // namespace apikey

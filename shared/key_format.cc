@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <cstring>
 #include <stdexcept>
 
 namespace apikey {
@@ -119,6 +120,28 @@ bool is_well_formed_key(std::string_view token) noexcept {
 
 std::string_view key_prefix(std::string_view key) noexcept {
     return key.substr(0, kKeyPrefixLength);
+}
+
+std::size_t cut_keys_to_prefix(char *text, std::size_t len) noexcept {
+    constexpr std::string_view kCut = "...";
+    const auto *u = reinterpret_cast<const unsigned char *>(text);
+    std::size_t in = 0, out = 0;
+    while (in < len) {
+        bool key = len - in >= kKeyLength &&
+                   std::string_view(text + in, kKeyScheme.size()) == kKeyScheme;
+        for (std::size_t i = kKeyScheme.size(); key && i < kKeyLength; ++i)
+            key = !(kBase62Value[u[in + i]] & kNotBase62);
+        if (!key) {
+            text[out++] = text[in++];
+            continue;
+        }
+        std::memmove(text + out, text + in, kKeyPrefixLength);  // out <= in
+        out += kKeyPrefixLength;
+        std::memcpy(text + out, kCut.data(), kCut.size());
+        out += kCut.size();
+        in += kKeyLength;
+    }
+    return out;
 }
 
 }  // namespace apikey

@@ -30,6 +30,13 @@ bool is_well_formed_key(std::string_view token) noexcept;
 // The part of a key that is stored and shown: its first kKeyPrefixLength characters.
 std::string_view key_prefix(std::string_view key) noexcept;
 
+// `text` (any bytes) with every key-shaped run ("sk_live_" and 38 base62 characters,
+// checksum or not) cut to its prefix and "...", in place, as the access log's map in
+// conf.example does: for text that is logged or echoed and may hold a key a client put
+// where it does not belong (a query string, a request line). Returns the new length,
+// never more than `len`.
+std::size_t cut_keys_to_prefix(char *text, std::size_t len) noexcept;
+
 std::uint32_t crc32(std::string_view data) noexcept;
 
 // `value` in base62, most significant digit first, left-padded with '0' to `width`.

@@ -9,7 +9,8 @@ use warnings;
 use Test::More;
 use ApiKeyTest;
 
-my $t = ApiKeyTest->new(workers => 1, nginx => 0);
+# info: the module's rejection lines are logged (keys in them cut, checked at the end)
+my $t = ApiKeyTest->new(workers => 1, nginx => 0, error_log_level => 'info');
 my $backend = $t->backend_port;
 my $html = "$t->{dir}/html";
 mkdir $html or die "mkdir $html: $!";
@@ -100,6 +101,18 @@ $r = $t->api(GET => '/keyed-page/orders.html', key => $ro->{key});
 is $r->{status}, 200, 'SSI page in a location with apikey (entity Customer): 200';
 like $r->{body}, qr/"fields":"id,total"/,
     '... its include decided for its own entity (orders), not the page\'s';
+
+# --- the module's log lines: the client's request line, a key in it cut ---------------
+# nginx's log handler would end them with the request line as sent; the secret scan
+# (one more test at the end) finds the key if any file holds it whole.
+
+my $stray = ApiKeyTest::make_key();
+$t->add_secret($stray, 'a key put in the query string');
+is $t->api(GET => "/guarded/x?api_key=$stray")->{status}, 401, 'a key in the query string: 401';
+my $cut = quotemeta(substr($stray, 0, 12) . '...');
+ok $t->wait_until(sub { $t->error_log =~ m{apikey: rejected with 401 missing_credentials, request: "GET /guarded/x\?api_key=$cut HTTP/1\.1", client: } }, 2),
+    '... logged with the request line, the key cut to its prefix'
+    or diag $t->error_log;
 
 unlike $t->error_log, qr/\[(?:alert|emerg|crit)\]|exited on signal/, 'no alert or crash in the error log';
 

@@ -493,6 +493,10 @@ BOOST_AUTO_TEST_CASE(rejection_messages) {
     // Printable ASCII only; quotes and backslashes are left for the JSON writer.
     BOOST_TEST(message(Code::filter_not_allowed, "a\"b\\c\x01\xff") ==
                "The field 'a\"b\\c?" "?' may not be filtered on for this entity");
+    // A key put in the query is not echoed whole.
+    const std::string key = generate_key();
+    BOOST_TEST(message(Code::expand_not_allowed, key) ==
+               "The relationship '" + key.substr(0, 12) + "...' may not be expanded on this entity");
     // The longest offender, with the longest wording, fits.
     const std::string longest(kMaxOffender * 2, '"');
     for (Code c : {Code::invalid_query, Code::expand_not_allowed, Code::filter_not_allowed})

@@ -96,4 +96,33 @@ BOOST_AUTO_TEST_CASE(checksum_is_crc32_of_everything_before_it) {
     BOOST_TEST(key.substr(40) == std::string(expected, 6));
 }
 
+BOOST_AUTO_TEST_CASE(keys_in_text_are_cut_to_their_prefix) {
+    const std::string k = generate_key(), k2 = generate_key();
+    const std::string p = k.substr(0, 12) + "...", p2 = k2.substr(0, 12) + "...";
+    std::string short_key = k.substr(0, 45), bad_char = k;
+    bad_char[30] = '-';
+    struct Case {
+        std::string text, expected;
+    };
+    const Case cases[] = {
+        {"", ""},
+        {"GET /x HTTP/1.1", "GET /x HTTP/1.1"},
+        {k, p},
+        {"GET /x?api_key=" + k + " HTTP/1.1", "GET /x?api_key=" + p + " HTTP/1.1"},
+        {"GET /" + k + "/" + k2 + "?a=" + k + " HTTP/1.1",
+         "GET /" + p + "/" + p2 + "?a=" + p + " HTTP/1.1"},
+        {k + k2, p + p2},
+        {k + "xyz", p + "xyz"},  // as the access log's map: no boundary after the key
+        {short_key, short_key},
+        {bad_char, bad_char},
+        {"sk_live_", "sk_live_"},
+        {"sk-live_" + k.substr(8), "sk-live_" + k.substr(8)},
+    };
+    for (const auto &c : cases) {
+        std::string text = c.text;
+        text.resize(cut_keys_to_prefix(text.data(), text.size()));
+        BOOST_TEST(text == c.expected);
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

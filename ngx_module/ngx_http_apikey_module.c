@@ -1806,13 +1806,6 @@ ngx_http_apikey_init(ngx_conf_t *cf)
 
     *h = ngx_http_apikey_handler;
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_apikey_subrequest_handler;
-
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
 
     if (amcf->snapshot.len) {
@@ -1822,6 +1815,13 @@ ngx_http_apikey_init(ngx_conf_t *cf)
         }
 
         *h = ngx_http_apikey_post_read;
+
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_apikey_subrequest_handler;
     }
 
     if (amcf->snapshot.len

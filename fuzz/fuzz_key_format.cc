@@ -1,6 +1,7 @@
 // libFuzzer target: the key shape and checksum check (shared/key_format). A key that
 // passes re-serialises to the same bytes (scheme + body + base62 CRC32 of the body), and
-// a one-byte change of a well-formed key is never well-formed unless it still matches.
+// a one-byte change of a well-formed key is never well-formed unless it still matches;
+// cut_keys_to_prefix leaves nothing key-shaped in any text.
 #include "fuzz_check.h"
 #include "key_format.h"
 
@@ -42,6 +43,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     const std::string_view prefix = key_prefix(input);
     FUZZ_CHECK(prefix.size() == std::min(input.size(), kKeyPrefixLength));
     FUZZ_CHECK(fuzz::inside(prefix, input));
+
+    // Cutting keys in arbitrary text (a logged request line): never longer, nothing
+    // key-shaped left, and a second cut changes nothing.
+    std::string cut = input;
+    cut.resize(cut_keys_to_prefix(cut.data(), cut.size()));
+    FUZZ_CHECK(cut.size() <= input.size());
+    for (std::size_t at = cut.find(kKeyScheme); at != std::string::npos;
+         at = cut.find(kKeyScheme, at + 1)) {
+        std::size_t run = kKeyScheme.size();
+        while (at + run < cut.size() && base62(cut[at + run])) ++run;
+        FUZZ_CHECK(run < kKeyLength);
+    }
+    std::string again = cut;
+    again.resize(cut_keys_to_prefix(again.data(), again.size()));
+    FUZZ_CHECK(again == cut);
 
     // Any 32 base62 characters made from the input become a key that passes.
     std::string body(kKeyScheme);

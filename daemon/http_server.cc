@@ -80,6 +80,38 @@ bool is_parse_error(const beast::error_code &ec) {
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
+// The path and query of a request target: RFC 9112 has servers accept the absolute form
+// ("http://host/path?q") too; routes only look at the path.
+std::string_view origin_form(std::string_view target) {
+    for (std::string_view scheme : {"http://", "https://"}) {
+        if (target.size() < scheme.size() ||
+            !beast::iequals(beast::string_view(target.data(), scheme.size()),
+                            beast::string_view(scheme.data(), scheme.size())))
+            continue;
+        const auto path = target.find_first_of("/?", scheme.size());
+        return path == std::string_view::npos ? std::string_view("/") : target.substr(path);
+    }
+    return target;
+}
+
+// What RFC 9112 makes a server refuse in a header the parser accepted; empty if none.
+// An HTTP/1.1 request without Host is a 400. A transfer coding other than chunked
+// ("gzip, chunked") is one apikeyd does not implement: 501, rather than reading a
+// gzip body as JSON.
+std::pair<unsigned, std::string> header_problem(const http::request<http::string_body> &req) {
+    if (req.version() >= 11 && req.find(http::field::host) == req.end())
+        return {400, "an HTTP/1.1 request needs a Host header"};
+    const auto codings = req.equal_range(http::field::transfer_encoding);
+    for (auto field = codings.first; field != codings.second; ++field) {
+        std::string_view coding = sv(field->value());
+        while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+        while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+        if (!beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked"))
+            return {501, "the only transfer coding accepted is chunked"};
+    }
+    return {0, {}};
+}
+
 std::string sanitized_method(std::string_view method) {
     if (method.empty()) return "-";
     return std::string(method.substr(0, 20));
@@ -164,10 +196,13 @@ private:
     void on_header(beast::error_code ec) {
         started_ = Clock::now();
         if (ec) return on_read_error(ec);
+        if (const auto [status, message] = header_problem(parser_->get()); status != 0)
+            return send_error(status, status == 501 ? code::not_implemented : code::bad_request,
+                              message);
         tcp_layer().expires_at(request_deadline_);
         if (state_->options.body_limit_for)
             body_limit_ = state_->options.body_limit_for(sv(parser_->get().method_string()),
-                                                         sv(parser_->get().target()));
+                                                         origin_form(sv(parser_->get().target())));
         // Content-Length is checked here, a chunked body by the parser as it arrives.
         if (const auto length = parser_->content_length(); length && *length > body_limit_)
             return on_read_error(http::error::body_limit);
@@ -230,7 +265,7 @@ private:
         }
         Request request;
         request.method = sv(req.method_string());
-        request.target = sv(req.target());
+        request.target = origin_form(sv(req.target()));
         if (const auto it = req.find(http::field::authorization); it != req.end())
             request.authorization = sv(it->value());
         request.body = req.body();

@@ -291,6 +291,45 @@ BOOST_AUTO_TEST_CASE(malformed_http_gets_400_json_and_close) {
     BOOST_TEST(error_code_of(r) == "bad_request");
 }
 
+BOOST_AUTO_TEST_CASE(what_rfc_9112_refuses_or_accepts) {
+    Server server;
+    struct Case {
+        const char *request;
+        const char *status;  // the status line's start
+        const char *code;    // error code, or the target handed over for a 200
+    };
+    const Case cases[] = {
+        {"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", "HTTP/1.1 400", "bad_request"},
+        {"GET /x HTTP/1.0\r\n\r\n", "HTTP/1.0 200", "/x"},
+        {"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+         "5\r\nhello\r\n0\r\n\r\n",
+         "HTTP/1.1 501", "not_implemented"},
+        {"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+         "\r\n5\r\nhello\r\n0\r\n\r\n",
+         "HTTP/1.1 501", "not_implemented"},
+        {"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked \r\nConnection: close\r\n\r\n"
+         "5\r\nhello\r\n0\r\n\r\n",
+         "HTTP/1.1 200", "/x"},
+        {"GET http://127.0.0.1:8088/api/v1/workspaces?limit=1 HTTP/1.1\r\nHost: a\r\n"
+         "Connection: close\r\n\r\n",
+         "HTTP/1.1 200", "/api/v1/workspaces?limit=1"},
+        {"GET HTTPS://host HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "HTTP/1.1 200", "/"},
+    };
+    for (const auto &c : cases) {
+        Client client(server.port());
+        client.send(c.request);
+        const std::string r = client.read_all();
+        BOOST_TEST_INFO(c.request);
+        BOOST_TEST(r.rfind(c.status, 0) == 0u, r);
+        if (std::string_view(c.status).substr(9) == "200") {
+            const auto j = nlohmann::json::parse(body_of(r), nullptr, false);
+            BOOST_TEST((j.is_object() && j["target"] == c.code), r);
+        } else {
+            BOOST_TEST(error_code_of(r) == c.code);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(huge_headers_get_431) {
     Server server;
     Client c(server.port());

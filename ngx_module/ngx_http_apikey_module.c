@@ -1857,7 +1857,6 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char                            *slash;
     ngx_str_t                         *value;
     ngx_http_apikey_value_t          **val;
     ngx_http_complex_value_t          *cv;
@@ -1900,24 +1899,23 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* a constant workspace must already look like "org/slug" */
+    /*
+     * A constant workspace must be one apikeyd can publish: "org/slug" as its
+     * admin API accepts them (shared/names.h, through apikey_capi.h). A value
+     * with variables is known per request only.
+     */
 
     if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, workspace)
-        && cv->lengths == NULL)
+        && cv->lengths == NULL
+        && !apikey_workspace_is_valid((const char *) value[1].data,
+                                      value[1].len))
     {
-        slash = ngx_strlchr(value[1].data, value[1].data + value[1].len, '/');
-
-        if (slash == NULL
-            || slash == value[1].data
-            || slash == value[1].data + value[1].len - 1
-            || ngx_strlchr(slash + 1, value[1].data + value[1].len, '/'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\" in \"%V\" directive, "
-                               "it must be \"org/slug\"",
-                               &value[1], &cmd->name);
-            return NGX_CONF_ERROR;
-        }
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be \"org/slug\", each 1-63 characters "
+                           "of a-z, 0-9 and \"-\", starting and ending with "
+                           "a letter or digit", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -40,6 +40,26 @@ is $rc, 0, 'module loaded but unused: nginx -t passes' or diag $out;
                           server_extra => "apikey_workspace acme-corp/sales;\n");
 is $rc, 0, 'apikey_workspace inherited from the server level is accepted' or diag $out;
 
+# A constant apikey_workspace must be a workspace apikeyd can publish: org and slug as its
+# admin API accepts them (shared/names.h: 1-63 of a-z, 0-9 and "-", starting and ending
+# with a letter or digit). A value with variables is known per request only.
+my $on = "apikey on;\napikey_entity \$entity;\n";
+for my $good ('acme-corp/sales', 'a/b', '0/9', ('o' x 63) . '/' . ('s' x 63),
+              '$org/$ws', '$org/sales', 'ACME/$ws') {
+    ($rc, $out) = $t->nginx_t(location_apikey => "${on}apikey_workspace $good;\n");
+    is $rc, 0, "apikey_workspace $good is accepted" or diag $out;
+}
+for my $bad ('ACME/Sales', 'acme-corp/Sales', 'acme-corp', 'acme-corp/', '/sales',
+             'acme-corp/sales/x', '-acme/sales', 'acme/sales-', 'acme_corp/sales',
+             'acme.corp/sales', ('o' x 64) . '/sales', 'acme/' . ('s' x 64)) {
+    ($rc, $out) = $t->nginx_t(location_apikey => "${on}apikey_workspace $bad;\n");
+    isnt $rc, 0, "apikey_workspace $bad is refused";
+    like $out, qr/invalid value "\Q$bad\E" in "apikey_workspace" directive, it must be "org\/slug", each 1-63 characters/,
+        '  naming the value and the rule' or diag $out;
+}
+($rc, $out) = $t->nginx_t(location_apikey => "apikey on;\n", server_extra => "apikey_workspace ACME/Sales;\n");
+isnt $rc, 0, 'apikey_workspace ACME/Sales at the server level is refused too';
+
 # apikey_usage_report keys=N: the per-worker table of key uses, validated here.
 ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 interval=1s keys=200000;");
 is $rc, 0, 'apikey_usage_report keys=200000 is accepted' or diag $out;

@@ -1918,6 +1918,20 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* so must a constant entity: a name its admin API accepts */
+
+    if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, entity)
+        && cv->lengths == NULL
+        && !apikey_entity_is_valid((const char *) value[1].data, value[1].len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be an entity name: 1-64 characters of "
+                           "A-Z, a-z, 0-9 and \"_\", not starting with a "
+                           "digit", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 

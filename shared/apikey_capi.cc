@@ -175,6 +175,10 @@ int apikey_workspace_is_valid(const char *text, size_t len) noexcept {
     return apikey::is_valid_workspace_path({text, len}) ? 1 : 0;
 }
 
+int apikey_entity_is_valid(const char *text, size_t len) noexcept {
+    return apikey::is_identifier({text, len}) ? 1 : 0;
+}
+
 int apikey_code_count(void) noexcept { return static_cast<int>(apikey::kLastCode) + 1; }
 
 int apikey_code_http_status(int code) noexcept { return apikey::http_status(to_code(code)); }

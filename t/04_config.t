@@ -60,6 +60,20 @@ for my $bad ('ACME/Sales', 'acme-corp/Sales', 'acme-corp', 'acme-corp/', '/sales
 ($rc, $out) = $t->nginx_t(location_apikey => "apikey on;\n", server_extra => "apikey_workspace ACME/Sales;\n");
 isnt $rc, 0, 'apikey_workspace ACME/Sales at the server level is refused too';
 
+# So must a constant apikey_entity: a name the settings API accepts
+# ([A-Za-z_][A-Za-z0-9_]{0,63}, case-sensitive).
+my $ws_on = "apikey on;\napikey_workspace \$org/\$ws;\n";
+for my $good ('orders', 'Order_Items2', '_x', 'a', 'x' x 64, '$entity', 'bad-$entity') {
+    ($rc, $out) = $t->nginx_t(location_apikey => "${ws_on}apikey_entity $good;\n");
+    is $rc, 0, "apikey_entity $good is accepted" or diag $out;
+}
+for my $bad ('bad-name', '9orders', 'order.items', 'orders/1', "caf\xc3\xa9", 'x' x 65) {
+    ($rc, $out) = $t->nginx_t(location_apikey => "${ws_on}apikey_entity $bad;\n");
+    isnt $rc, 0, "apikey_entity $bad is refused";
+    like $out, qr/invalid value "\Q$bad\E" in "apikey_entity" directive, it must be an entity name/,
+        '  naming the value and the rule' or diag $out;
+}
+
 # apikey_usage_report keys=N: the per-worker table of key uses, validated here.
 ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 interval=1s keys=200000;");
 is $rc, 0, 'apikey_usage_report keys=200000 is accepted' or diag $out;

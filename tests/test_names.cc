@@ -12,6 +12,7 @@ using namespace apikey;
 namespace {
 
 bool workspace_ok(const std::string &s) { return apikey_workspace_is_valid(s.data(), s.size()) == 1; }
+bool entity_ok(const std::string &s) { return apikey_entity_is_valid(s.data(), s.size()) == 1; }
 
 }  // namespace
 
@@ -33,6 +34,16 @@ BOOST_AUTO_TEST_CASE(slugs_and_workspace_paths) {
         BOOST_TEST(!workspace_ok(bad), bad);
     BOOST_TEST(!workspace_ok(std::string(64, 'o') + "/sales"));
     BOOST_TEST(!workspace_ok(std::string("acme\0/sales", 11)));
+}
+
+BOOST_AUTO_TEST_CASE(entity_names) {
+    for (const char *good : {"a", "A", "_", "orders", "Order_Items2", "_x9"})
+        BOOST_TEST(entity_ok(good), good);
+    BOOST_TEST(entity_ok(std::string(kMaxIdentifierLength, 'x')));
+    for (const char *bad : {"", "9a", "bad-name", "a.b", "a b", "caf\xc3\xa9", "a/b", "a%20"})
+        BOOST_TEST(!entity_ok(bad), bad);
+    BOOST_TEST(!entity_ok(std::string(kMaxIdentifierLength + 1, 'x')));
+    BOOST_TEST(!entity_ok(std::string("a\0b", 3)));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1777,8 +1777,10 @@ ngx_http_apikey_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_apikey_main_conf_t *amcf = conf;
 
-    u_char     *p;
-    ngx_str_t  *value, path;
+    u_char          *p;
+    ngx_err_t        err;
+    ngx_str_t       *value, path;
+    ngx_file_info_t  fi;
 
     if (amcf->snapshot.len) {
         return "is duplicate";
@@ -1811,6 +1813,30 @@ ngx_http_apikey_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     (void) ngx_cpystrn(amcf->snapshot.data, path.data, path.len + 1);
+
+    /*
+     * A path that exists and is no directory (or lies below a file) can never
+     * hold a snapshot; a missing one is a cold start, before apikeyd's first
+     * publish (503 until then). Other errors (EACCES for a user running
+     * nginx -t who may not look) are left to the workers to report.
+     */
+
+    if (ngx_file_info(amcf->snapshot.data, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOTDIR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
+                               "invalid value \"%V\" in \"%V\" directive",
+                               &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (!ngx_is_dir(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it is not a directory", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
 
     amcf->data_file.len = path.len + sizeof("/data.mdb") - 1;
     amcf->data_file.data = ngx_pnalloc(cf->pool, amcf->data_file.len + 1);

@@ -134,6 +134,20 @@ for my $case (['zone=keys', qr/invalid zone size "zone=keys", expected "zone=nam
     like $out, $case->[1], '  saying why' or diag $out;
 }
 
+# apikey_snapshot is a directory (apikeyd's snapshot_path): a path that exists and is not
+# one, or lies below a file, can never hold a snapshot. An existing directory is fine, and
+# so is a missing one (a cold start, below).
+for my $bad ('/etc/passwd', '/etc/passwd/', '/etc/passwd/snapshot', '/dev/null') {
+    ($rc, $out) = $t->nginx_t(snapshot => 0, http_extra => "    apikey_snapshot $bad;");
+    isnt $rc, 0, "apikey_snapshot $bad is refused";
+    like $out, qr/invalid value "\Q$bad\E" in "apikey_snapshot" directive(, it is not a directory| \(\d+: Not a directory\))/,
+        '  naming the value' or diag $out;
+}
+for my $good ($t->dir, $t->dir . '/', 'tmp', $t->dir . '/no/such/dir') {
+    ($rc, $out) = $t->nginx_t(snapshot => 0, http_extra => "    apikey_snapshot $good;");
+    is $rc, 0, "apikey_snapshot $good is accepted" or diag $out;
+}
+
 # A snapshot that does not exist yet is a run-time condition (503), not a config error:
 # nginx must be able to start before apikeyd ever published.
 ok !-e $t->snapshot_path, 'no snapshot exists';

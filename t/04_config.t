@@ -74,6 +74,13 @@ for my $bad ('bad-name', '9orders', 'order.items', 'orders/1', "caf\xc3\xa9", 'x
         '  naming the value and the rule' or diag $out;
 }
 
+# apikey_status: once per location.
+($rc, $out) = $t->nginx_t(server_extra => "location = /apikey-status { apikey_status; }\n");
+is $rc, 0, 'apikey_status in a location is accepted' or diag $out;
+($rc, $out) = $t->nginx_t(server_extra => "location = /apikey-status { apikey_status; apikey_status; }\n");
+isnt $rc, 0, 'apikey_status twice in one location is refused';
+like $out, qr/"apikey_status" directive is duplicate/, '  as a duplicate' or diag $out;
+
 # apikey_usage_report keys=N: the per-worker table of key uses, validated here.
 ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 interval=1s keys=200000;");
 is $rc, 0, 'apikey_usage_report keys=200000 is accepted' or diag $out;

@@ -98,6 +98,17 @@ for my $bad ('keys=0', 'keys=15', 'keys=abc', 'keys=', 'keys=99999999', 'size=10
     like $out, qr/invalid parameter "\Q$bad\E" in "apikey_usage_report"/, '  naming the parameter'
         or diag $out;
 }
+for my $case (['interval=1s interval=2s', 'interval=2s'], ['keys=16 keys=32', 'keys=32'],
+              ['interval=1s keys=16', undef]) {
+    ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 $case->[0];");
+    if (!defined $case->[1]) {
+        is $rc, 0, "apikey_usage_report $case->[0] is accepted" or diag $out;
+        next;
+    }
+    isnt $rc, 0, "apikey_usage_report $case->[0] is refused (a parameter given twice)";
+    like $out, qr/duplicate parameter "\Q$case->[1]\E" in "apikey_usage_report"/,
+        '  naming the parameter' or diag $out;
+}
 
 # Rate limiting: the zone's size and name, the zone a location uses, and a default limit
 # within the admin API's bounds (1 to 1,000,000,000 requests in 1 s to 1 d).

@@ -2027,7 +2027,7 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     time_t      window;
     ngx_int_t   limit;
     ngx_str_t  *value, name, s;
-    ngx_uint_t  i;
+    ngx_uint_t  i, zone_set, default_set;
 
     if (alcf->rate_set) {
         return "is duplicate";
@@ -2045,9 +2045,16 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
+    zone_set = 0;
+    default_set = 0;
+
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            if (zone_set++) {
+                goto duplicate;
+            }
+
             name.data = value[i].data + 5;
             name.len = value[i].len - 5;
 
@@ -2064,6 +2071,10 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "default=", 8) == 0) {
+            if (default_set++) {
+                goto duplicate;
+            }
+
             s.data = value[i].data + 8;
             slash = (u_char *) ngx_strchr(s.data, '/');
 
@@ -2113,6 +2124,13 @@ invalid:
                        "invalid parameter \"%V\" (expected \"zone=name\", "
                        "\"default=requests/window\" such as default=100/60s, "
                        "or \"off\")", &value[i]);
+    return NGX_CONF_ERROR;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "duplicate parameter \"%V\" in \"%V\"",
+                       &value[i], &cmd->name);
     return NGX_CONF_ERROR;
 }
 

@@ -136,6 +136,12 @@ for my $bad ('zone=keys default=1000000001/1s', 'zone=keys default=5/86401s',
     like $out, qr/invalid parameter "\Q$param\E" \(a limit is 1 to 1000000000 requests in a window of 1s to 1d\)/,
         '  saying the bounds' or diag $out;
 }
+for my $case (['zone=keys zone=keys', 'zone=keys'], ['default=1/1s default=2/1s', 'default=2/1s']) {
+    ($rc, $out) = $t->nginx_t($limit->($case->[0]));
+    isnt $rc, 0, "apikey_rate_limit $case->[0] is refused (a parameter given twice)";
+    like $out, qr/duplicate parameter "\Q$case->[1]\E" in "apikey_rate_limit"/, '  naming the parameter'
+        or diag $out;
+}
 ($rc, $out) = $t->nginx_t(location_extra => 'apikey_rate_limit zone=keys;');
 isnt $rc, 0, 'apikey_rate_limit with a zone no apikey_rate_limit_zone declares is refused';
 like $out, qr/uses zone "keys" but no "apikey_rate_limit_zone" declares it/, '  naming the zone'

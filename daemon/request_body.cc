@@ -98,12 +98,4 @@ std::string checked_name(const std::string &value, std::string_view field, std::
     return value;
 }
 
-bool is_valid_slug(std::string_view text) {
-    if (text.empty() || text.size() > 63) return false;
-    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-    for (const char c : text)
-        if (!alnum(c) && c != '-') return false;
-    return alnum(text.front()) && alnum(text.back());
-}
-
 }  // namespace apikeyd

@@ -4,6 +4,7 @@
 // invalid_field) and a message that names the field but never echoes a value.
 #pragma once
 
+#include "names.h"
 #include "response.h"
 
 #include <nlohmann/json.hpp>
@@ -65,8 +66,8 @@ std::string quoted_field(std::string_view field);
 std::string checked_name(const std::string &value, std::string_view field,
                          std::size_t max_chars = 200);
 
-// org and slug: 1..63 of [a-z0-9-], first and last a letter or digit (DNS-label like),
-// so "org/slug" is unambiguous and safe in URLs, logs and nginx captures.
-bool is_valid_slug(std::string_view text);
+// org and slug: shared/names.h (nginx's `nginx -t` checks a constant apikey_workspace
+// with the same rule).
+using apikey::is_valid_slug;
 
 }  // namespace apikeyd

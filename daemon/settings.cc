@@ -16,7 +16,6 @@ using ordered_json = nlohmann::ordered_json;
 
 constexpr std::string_view kDepthWhy = "must be an integer from 0 to 10, or null";
 
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 std::string lower(std::string_view s) {
@@ -221,13 +220,6 @@ std::string EntitySettings::hidden_columns() const {
         out += name;
     }
     return out;
-}
-
-bool is_identifier(std::string_view text) noexcept {
-    if (text.empty() || text.size() > kMaxIdentifierLength || !is_alpha(text.front())) return false;
-    for (const char c : text)
-        if (!is_alpha(c) && !is_digit(c)) return false;
-    return true;
 }
 
 bool is_relationship_path(std::string_view text) noexcept {

@@ -15,6 +15,7 @@
 // filterableFields stays "" (a whitelist that allows nothing).
 #pragma once
 
+#include "names.h"
 #include "snapshot_schema.h"
 
 #include <nlohmann/json.hpp>
@@ -38,7 +39,7 @@ inline constexpr std::size_t kMaxListItems = 256;    // per list setting
 inline constexpr std::size_t kMaxPathLength = 255;   // one relationship path
 inline constexpr std::size_t kMaxPathSegments = 10;  // names in one relationship path
 inline constexpr std::size_t kMaxColumns = 1000;     // keeps hidden_columns < 64 KiB
-inline constexpr std::size_t kMaxIdentifierLength = 64;
+using apikey::kMaxIdentifierLength;
 
 struct WorkspaceSettings {
     std::optional<int> max_expand_depth;
@@ -100,8 +101,9 @@ EntitySettings parse_entity_settings(std::string_view body);
 WorkspaceSettings workspace_settings_from_json(const nlohmann::json &object);
 EntitySettings entity_settings_from_json(const nlohmann::json &object);
 
-// Entity and column names: [A-Za-z_][A-Za-z0-9_]{0,63}.
-bool is_identifier(std::string_view text) noexcept;
+// Entity and column names: [A-Za-z_][A-Za-z0-9_]{0,63} (shared/names.h; nginx -t checks
+// a constant apikey_entity with the same rule).
+using apikey::is_identifier;
 // Dot-separated identifiers, at most kMaxPathSegments of them.
 bool is_relationship_path(std::string_view text) noexcept;
 // "scheme://host[:port]" with scheme http or https, a DNS name or IP literal, port

@@ -1992,8 +1992,10 @@ ngx_http_apikey_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_apikey_main_conf_t *amcf = conf;
 
-    u_char     *p;
-    ngx_str_t  *value, path;
+    u_char          *p;
+    ngx_err_t        err;
+    ngx_str_t       *value, path;
+    ngx_file_info_t  fi;
 
     if (amcf->snapshot.len) {
         return "is duplicate";
@@ -2026,6 +2028,30 @@ ngx_http_apikey_snapshot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     (void) ngx_cpystrn(amcf->snapshot.data, path.data, path.len + 1);
+
+    /*
+     * A path that exists and is no directory (or lies below a file) can never
+     * hold a snapshot; a missing one is a cold start, before apikeyd's first
+     * publish (503 until then). Other errors (EACCES for a user running
+     * nginx -t who may not look) are left to the workers to report.
+     */
+
+    if (ngx_file_info(amcf->snapshot.data, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOTDIR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
+                               "invalid value \"%V\" in \"%V\" directive",
+                               &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (!ngx_is_dir(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it is not a directory", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
 
     amcf->data_file.len = path.len + sizeof("/data.mdb") - 1;
     amcf->data_file.data = ngx_pnalloc(cf->pool, amcf->data_file.len + 1);
@@ -2072,7 +2098,6 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char                            *slash;
     ngx_str_t                         *value;
     ngx_http_apikey_value_t          **val;
     ngx_http_complex_value_t          *cv;
@@ -2115,24 +2140,37 @@ ngx_http_apikey_set_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* a constant workspace must already look like "org/slug" */
+    /*
+     * A constant workspace must be one apikeyd can publish: "org/slug" as its
+     * admin API accepts them (shared/names.h, through apikey_capi.h). A value
+     * with variables is known per request only.
+     */
 
     if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, workspace)
-        && cv->lengths == NULL)
+        && cv->lengths == NULL
+        && !apikey_workspace_is_valid((const char *) value[1].data,
+                                      value[1].len))
     {
-        slash = ngx_strlchr(value[1].data, value[1].data + value[1].len, '/');
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be \"org/slug\", each 1-63 characters "
+                           "of a-z, 0-9 and \"-\", starting and ending with "
+                           "a letter or digit", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
 
-        if (slash == NULL
-            || slash == value[1].data
-            || slash == value[1].data + value[1].len - 1
-            || ngx_strlchr(slash + 1, value[1].data + value[1].len, '/'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\" in \"%V\" directive, "
-                               "it must be \"org/slug\"",
-                               &value[1], &cmd->name);
-            return NGX_CONF_ERROR;
-        }
+    /* so must a constant entity: a name its admin API accepts */
+
+    if (cmd->offset == offsetof(ngx_http_apikey_loc_conf_t, entity)
+        && cv->lengths == NULL
+        && !apikey_entity_is_valid((const char *) value[1].data, value[1].len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be an entity name: 1-64 characters of "
+                           "A-Z, a-z, 0-9 and \"_\", not starting with a "
+                           "digit", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -2204,7 +2242,7 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     time_t      window;
     ngx_int_t   limit;
     ngx_str_t  *value, name, s;
-    ngx_uint_t  i;
+    ngx_uint_t  i, zone_set, default_set;
 
     if (alcf->rate_set) {
         return "is duplicate";
@@ -2222,9 +2260,16 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
+    zone_set = 0;
+    default_set = 0;
+
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            if (zone_set++) {
+                goto duplicate;
+            }
+
             name.data = value[i].data + 5;
             name.len = value[i].len - 5;
 
@@ -2241,6 +2286,10 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "default=", 8) == 0) {
+            if (default_set++) {
+                goto duplicate;
+            }
+
             s.data = value[i].data + 8;
             slash = (u_char *) ngx_strchr(s.data, '/');
 
@@ -2290,6 +2339,13 @@ invalid:
                        "invalid parameter \"%V\" (expected \"zone=name\", "
                        "\"default=requests/window\" such as default=100/60s, "
                        "or \"off\")", &value[i]);
+    return NGX_CONF_ERROR;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "duplicate parameter \"%V\" in \"%V\"",
+                       &value[i], &cmd->name);
     return NGX_CONF_ERROR;
 }
 

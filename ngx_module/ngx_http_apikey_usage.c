@@ -50,7 +50,7 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t   *value, s;
     ngx_url_t    u;
     ngx_int_t    interval, keys;
-    ngx_uint_t   i;
+    ngx_uint_t   i, interval_set, keys_set;
 
     usage = (ngx_http_apikey_usage_t *) ((char *) conf + cmd->offset);
 
@@ -78,9 +78,16 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     usage->addr = &u.addrs[0];
 
+    interval_set = 0;
+    keys_set = 0;
+
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            if (interval_set++) {
+                goto duplicate;
+            }
+
             s.data = value[i].data + 9;
             s.len = value[i].len - 9;
             interval = ngx_parse_time(&s, 0);
@@ -98,6 +105,10 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "keys=", 5) == 0) {
+            if (keys_set++) {
+                goto duplicate;
+            }
+
             keys = ngx_atoi(value[i].data + 5, value[i].len - 5);
 
             if (keys == NGX_ERROR || keys < NGX_HTTP_APIKEY_USAGE_MIN_KEYS
@@ -129,6 +140,13 @@ ngx_http_apikey_usage_report(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+
+duplicate:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "duplicate parameter \"%V\" in \"%V\"",
+                       &value[i], &cmd->name);
+    return NGX_CONF_ERROR;
 }
 
 

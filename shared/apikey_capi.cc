@@ -2,6 +2,7 @@
 
 #include "decision.h"
 #include "key_format.h"
+#include "names.h"
 #include "snapshot_reader.h"
 
 #include <algorithm>
@@ -170,6 +171,14 @@ void apikey_format_uuid(const unsigned char *id, char *out) noexcept {
     apikey::Uuid uuid;
     std::memcpy(uuid.bytes.data(), id, APIKEY_UUID_BYTES);
     apikey::format_uuid(uuid, out);
+}
+
+int apikey_workspace_is_valid(const char *text, size_t len) noexcept {
+    return apikey::is_valid_workspace_path({text, len}) ? 1 : 0;
+}
+
+int apikey_entity_is_valid(const char *text, size_t len) noexcept {
+    return apikey::is_identifier({text, len}) ? 1 : 0;
 }
 
 int apikey_code_count(void) noexcept { return static_cast<int>(apikey::kLastCode) + 1; }

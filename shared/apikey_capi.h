@@ -146,6 +146,15 @@ int apikey_reader_generation(apikey_reader_t *reader, uint64_t *generation,
  * APIKEY_UUID_BYTES bytes are at `id`. */
 void apikey_format_uuid(const unsigned char *id, char *out) APIKEY_NOEXCEPT;
 
+/* The admin API's name rules (shared/names.h), for nginx -t to refuse a constant
+ * apikey_workspace / apikey_entity that apikeyd could never have published, since
+ * its admin API refuses them. 1 when `text` is
+ * "org/slug" with an org and a slug apikeyd accepts, 0 else. */
+int apikey_workspace_is_valid(const char *text, size_t len) APIKEY_NOEXCEPT;
+/* 1 when `text` is an entity name apikeyd accepts ([A-Za-z_][A-Za-z0-9_]{0,63}), for a
+ * constant apikey_entity; 0 else. */
+int apikey_entity_is_valid(const char *text, size_t len) APIKEY_NOEXCEPT;
+
 /* Codes are 0 .. apikey_code_count() - 1. */
 int apikey_code_count(void) APIKEY_NOEXCEPT;
 int apikey_code_http_status(int code) APIKEY_NOEXCEPT;

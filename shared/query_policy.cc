@@ -1,6 +1,7 @@
 #include "query_policy.h"
 
 #include "comma_list.h"
+#include "names.h"
 
 #include <algorithm>
 #include <cstring>
@@ -13,7 +14,6 @@ constexpr std::string_view kFields = "fields";
 constexpr std::string_view kFilterOpen = "filter[";
 constexpr std::string_view kPrimaryKey = "id";
 constexpr std::string_view kPrimaryKeyFirst = "id,";
-constexpr std::size_t kMaxIdentifier = 64;
 
 int hex_value(char c) noexcept {
     if (c >= '0' && c <= '9') return c - '0';
@@ -62,16 +62,6 @@ bool decode_param(std::string_view pair, char *scratch, Param &out) noexcept {
     if (v == kBroken) return false;
     out.name = {scratch, n};
     out.value = {scratch + n, v};
-    return true;
-}
-
-bool is_identifier(std::string_view s) noexcept {
-    if (s.empty() || s.size() > kMaxIdentifier) return false;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        const char c = s[i];
-        const bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-        if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
-    }
     return true;
 }
 

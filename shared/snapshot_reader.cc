@@ -107,7 +107,11 @@ std::unique_ptr<Reader> Reader::open(const std::string &dir, std::string &error)
         // 4 KiB read at random. Measured (docs/BENCHMARKS.md "Other findings"): a fresh
         // 2-worker nginx on an uncached 1M-key snapshot took ~30,000 major faults with
         // MDB_NORDAHEAD and ~30 without.
-        rc = mdb_env_open(reader->env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0);
+        // The mode is lock.mdb's, used only when it is missing and this worker may create
+        // it (data.mdb alone restored into a directory the workers can write): with 0 it
+        // was created 0000 and no other process could open the snapshot any more.
+        rc = mdb_env_open(reader->env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS,
+                          static_cast<mdb_mode_t>(kGroupLockFileMode));
         if (rc != MDB_SUCCESS) {
             error = "cannot open snapshot \"" + dir + "\": " + mdb_strerror(rc);
             return nullptr;

@@ -48,6 +48,13 @@ inline constexpr const char *kLegacyKeysDbs[] = {"keys", "key_index"};
 inline constexpr const char *kWorkspacesDb = "workspaces";
 inline constexpr const char *kEntitiesDb = "entities";
 
+// lock.mdb's mode when it is shared with the nginx workers' group (README
+// "Permissions"): LMDB readers record their slot in it, so every worker and apikeyd must
+// be able to write it. apikeyd creates it so (with a snapshot_group; 0600 without); a
+// worker that finds it missing (a restore that copied data.mdb alone, into a directory
+// the workers may write) creates it with this mode too, less its umask.
+inline constexpr unsigned kGroupLockFileMode = 0660;
+
 inline constexpr std::uint8_t kDefaultMaxExpandDepth = 3;
 
 inline constexpr std::string_view kMetaFormat = "format";

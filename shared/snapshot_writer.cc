@@ -126,7 +126,7 @@ Writer::Writer(const WriterOptions &options) {
     lmdb::EnvOptions env_options;
     env_options.map_size = options.map_size;
     // Readers never need to write data.mdb; they do need to write lock.mdb.
-    env_options.mode = options.group ? 0660 : 0600;
+    env_options.mode = options.group ? kGroupLockFileMode : 0600;
     if (!options.sync_meta) env_options.flags |= MDB_NOMETASYNC;
     // A truncated data.mdb would SIGBUS apikeyd on its first read (one cut inside its first
     // page LMDB refuses as MDB_INVALID). The snapshot is only a copy of the store: throw it
@@ -154,7 +154,7 @@ Writer::Writer(const WriterOptions &options) {
         env_ = std::make_unique<lmdb::Env>(options.dir, env_options);
     }
     set_mode(options.dir + "/data.mdb", options.group ? 0640 : 0600, options.group);
-    set_mode(options.dir + "/lock.mdb", options.group ? 0660 : 0600, options.group);
+    set_mode(options.dir + "/lock.mdb", options.group ? kGroupLockFileMode : 0600, options.group);
 
     // Slots of readers that died (a crashed nginx worker) would pin old pages forever.
     env_->reader_check();

@@ -1,6 +1,7 @@
 # Fault injection: a snapshot that is of an unknown format version, truncated (replaced by
 # a short copy, or cut in place under running workers, down to nothing), or missing
-# (deleted after it was in use, with apikeyd down or running). Extends t/05_cold_start.t (nginx before any snapshot):
+# (deleted after it was in use, with apikeyd down or running), or restored without its
+# lock.mdb. Extends t/05_cold_start.t (nginx before any snapshot):
 # here the workers have been serving and the snapshot goes bad under them.
 #
 # In every case the module never admits a key it cannot verify (503 snapshot_unavailable,
@@ -215,6 +216,41 @@ for my $cut ([ 'to its meta pages', 8192 ], [ 'to nothing', 0 ]) {
     is status_of($revoked->{key}), 401, '  the revoked key still refused';
     like $t->daemon_log, qr/data\.mdb was deleted or replaced: creating it anew/, '  apikeyd logged it';
     is $t->admin(GET => '/healthz')->{status}, 200, '  /healthz 200';
+}
+
+# --- restored without lock.mdb, into a directory the workers may write -------------------
+# A snapshot restored from a backup holds only data.mdb (what mdb_copy writes). When the
+# workers may write its directory, the first worker to open it creates lock.mdb. The
+# reader used to create it with mode 0000: after the next reload no worker could open it
+# (Permission denied, every request 503 snapshot_unavailable) until someone chmod-ed it.
+# It is created 0660 (less the workers' umask), as README "Permissions" has it.
+
+{
+    my $restored = $t->dir . '/restored';
+    mkdir $restored or die "mkdir $restored: $!";
+    copy("$snap/data.mdb", "$restored/data.mdb") or die "copy: $!";
+    chmod 0640, "$restored/data.mdb";
+    chmod 0700, $restored;
+    if ($> == 0) {    # the workers run as nobody: the directory is theirs
+        my ($uid, $gid) = ((getpwnam 'nobody')[2], (getgrnam 'nogroup')[2]);
+        chown $uid, $gid, $restored, "$restored/data.mdb" or die "chown: $!";
+    }
+    ok !-e "$restored/lock.mdb", 'restored snapshot: data.mdb only, no lock.mdb';
+    my $from = length $t->error_log;
+    my %conf = (snapshot => 0, http_extra => "    apikey_snapshot $restored;");
+    $t->reload_nginx(%conf);
+    ok -e "$restored/lock.mdb", '  the workers created lock.mdb';
+    $t->reload_nginx(%conf);    # new workers open the lock.mdb the old ones created
+    my %seen;
+    $seen{ status_of($good->{key}) }++ for 1 .. 8;
+    is_deeply \%seen, { 200 => 8 }, '  after a reload the good key is admitted on every worker'
+        or diag explain \%seen, [ grep { /apikey:/ } split /\n/, substr($t->error_log, $from) ];
+    is status_of($revoked->{key}), 401, '  the revoked key still refused';
+    my ($worker) = $t->worker_pids;
+    my ($umask) = ApiKeyTest::_slurp("/proc/$worker/status") =~ /^Umask:\s*([0-7]+)/m;
+    my $mode = (stat "$restored/lock.mdb")[2] & 07777;
+    is sprintf('%04o', $mode), sprintf('%04o', 0660 & ~oct($umask // '022')),
+        "  lock.mdb has mode 0660 less the workers' umask (" . ($umask // '?') . ')';
 }
 
 unlike $t->error_log, qr/exited on signal/, 'no worker crashed during the whole test';

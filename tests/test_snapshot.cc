@@ -209,6 +209,32 @@ BOOST_AUTO_TEST_CASE(reader_refuses_a_missing_or_unpublished_snapshot) {
     BOOST_TEST(!error.empty());
 }
 
+// data.mdb restored alone into a directory the reader may write: the reader creates
+// lock.mdb, with the group mode apikeyd gives it (less the umask), not 0000 (which locked
+// every other process out of the snapshot).
+BOOST_AUTO_TEST_CASE(reader_creates_a_missing_lock_file_with_the_group_mode) {
+    test::TempDir dir;
+    {
+        Writer writer(test::writer_options(dir.sub("snap")));
+        writer.publish(1, [&](Batch &b) {
+            b.put_workspace("acme-corp/sales", WorkspaceRecord{sample_record().workspace_id});
+        });
+    }
+    std::filesystem::create_directory(dir.sub("restored"));
+    std::filesystem::copy_file(dir.sub("snap") + "/data.mdb", dir.sub("restored") + "/data.mdb");
+    const std::string lock = dir.sub("restored") + "/lock.mdb";
+    BOOST_REQUIRE(!std::filesystem::exists(lock));
+
+    const mode_t umask_was = ::umask(022);
+    std::string error;
+    auto reader = Reader::open(dir.sub("restored"), error);
+    ::umask(umask_was);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    struct stat st {};
+    BOOST_REQUIRE(::stat(lock.c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 07777) == (kGroupLockFileMode & ~0022u));
+}
+
 BOOST_AUTO_TEST_CASE(published_changes_are_seen_by_an_open_reader) {
     test::TempDir dir;
     Writer writer(test::writer_options(dir.sub("snap")));

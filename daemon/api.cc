@@ -108,24 +108,48 @@ std::uint64_t feed_number(std::string_view name, std::string_view value) {
     return n;
 }
 
-FeedQuery parse_feed_query(std::string_view query) {
-    FeedQuery out;
-    bool seen_after = false, seen_limit = false;
+// `name=value` pairs of a query string, split on '&' (empty pairs skipped), raw: no
+// percent-decoding, so "%61fter" is not "after".
+using QueryParams = std::vector<std::pair<std::string_view, std::string_view>>;
+
+QueryParams split_query(std::string_view query) {
+    QueryParams out;
     while (!query.empty()) {
         const auto amp = query.find('&');
         const std::string_view param = query.substr(0, amp);
         query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
         if (param.empty()) continue;
         const auto eq = param.find('=');
-        const std::string_view name = param.substr(0, eq);
-        const std::string_view value =
-            eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+        out.emplace_back(param.substr(0, eq),
+                         eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1));
+    }
+    return out;
+}
+
+// 400 unknown_field for a parameter the route does not take; `takes` says what it does
+// ("after and limit", or empty for none). The name is echoed only when it is harmless.
+[[noreturn]] void unknown_parameter(std::string_view name, std::string_view takes) {
+    throw ApiError(400, code::unknown_field,
+                   "unknown query parameter" +
+                       (is_identifier(name) ? " \"" + std::string(name) + "\"" : std::string()) +
+                       (takes.empty() ? std::string("; this route takes no query parameters")
+                                      : "; this route takes " + std::string(takes)));
+}
+
+// For every route but the two that page: a parameter the route would ignore is refused
+// before it does anything, so ?dry_run=true never deletes and ?limit=1 never silently
+// returns everything.
+void refuse_query(std::string_view query) {
+    const QueryParams params = split_query(query);
+    if (!params.empty()) unknown_parameter(params.front().first, {});
+}
+
+FeedQuery parse_feed_query(std::string_view query) {
+    FeedQuery out;
+    bool seen_after = false, seen_limit = false;
+    for (const auto &[name, value] : split_query(query)) {
         bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
-        if (seen == nullptr)
-            throw ApiError(400, code::unknown_field,
-                           "unknown query parameter" +
-                               (is_identifier(name) ? " \"" + std::string(name) + "\"" : std::string()) +
-                               "; this route takes after and limit");
+        if (seen == nullptr) unknown_parameter(name, "after and limit");
         if (*seen) invalid_field(name, "is given more than once");
         *seen = true;
         if (name == "after") out.after = feed_number(name, value);
@@ -207,7 +231,8 @@ Response Api::healthz() {
     return json_response(reason.empty() ? 200 : 503, body);
 }
 
-Response Api::metrics() {
+Response Api::metrics(std::string_view query) {
+    refuse_query(query);
     Gauges g;
     g.store_generation = store_.generation();
     g.snapshot_generation = publisher_.published_generation();
@@ -237,6 +262,8 @@ Response Api::dispatch(const Request &request) noexcept {
         const std::string_view path = path_of(request.target);
         const bool read = request.method == "GET" || request.method == "HEAD";
         // For load balancers and probes: no token, nothing secret in it.
+        // It ignores any query: probes may add one (a cache buster) and it reports the
+        // same whatever is asked.
         if (path == "/healthz") return read ? healthz() : method_not_allowed("GET, HEAD");
         const std::int64_t now = clock_();
         if (const std::int64_t wait = auth_limiter_.blocked_for(request.peer, now); wait > 0) {
@@ -261,7 +288,7 @@ Response Api::dispatch(const Request &request) noexcept {
         }
         actor = token->name;
         Response r = path != "/metrics" ? route(request, actor)
-                     : read             ? metrics()
+                     : read             ? metrics(query_of(request.target))
                                         : method_not_allowed("GET, HEAD");
         r.actor = actor;
         return r;
@@ -323,6 +350,9 @@ Response Api::route(const Request &request, const std::string &actor) {
     if (!get && (write.empty() || !method_listed(write, method)))
         return method_not_allowed(write.empty() ? std::string("GET, HEAD")
                                                 : "GET, HEAD, " + std::string(write));
+
+    // The change feeds parse their own (after, limit); every other route takes none.
+    if (route != Route::changes && route != Route::all_changes) refuse_query(query);
 
     if (route == Route::all_changes) return list_changes(std::nullopt, query);
     if (route == Route::workspaces) return get ? list_workspaces() : create_workspace(request.body, actor);

@@ -15,6 +15,8 @@
 //   GET          /metrics   Prometheus text (admin token, like every route)
 //   GET          /healthz   {"status":"ok"} or 503: the only route without a token
 //
+// A query parameter a route does not take (every one, but the feeds' after and limit) is
+// 400 unknown_field before the route does anything; /healthz ignores its query.
 // HEAD is answered like GET (the server drops the body). Every route, known or not,
 // first requires "Authorization: Bearer <admin token>". Failed attempts are logged with
 // the source address (never what was presented); an address with too many of them gets
@@ -82,7 +84,7 @@ private:
     Response dispatch(const Request &request) noexcept;
     void count(const Request &request, const Response &response) noexcept;
     Response healthz();
-    Response metrics();
+    Response metrics(std::string_view query);
     Response route(const Request &request, const std::string &actor);
     Response list_workspaces();
     Response create_workspace(std::string_view body, const std::string &actor);

@@ -206,6 +206,27 @@ my ($ro, $rw);
     like $r->{headers}{allow} // '', qr/\bDELETE\b/, 'Allow lists DELETE';
 }
 
+# --- query parameters: refused, never ignored ---------------------------------------------
+
+{
+    # A parameter a route would ignore is refused before the route does anything.
+    my $r = $t->admin(DELETE => "/api/v1/workspaces/$inventory->{id}?dry_run=true");
+    error_ok($r, 400, 'unknown_field', 'DELETE ?dry_run=true -> 400 unknown_field');
+    like $r->{json}{error}{message} // '', qr/"dry_run"/, 'the message names the parameter';
+    is $t->admin(GET => "/api/v1/workspaces/$inventory->{id}")->{status}, 200,
+        'and the workspace was not deleted';
+    $r = $t->admin(GET => '/api/v1/workspaces?limit=1');
+    error_ok($r, 400, 'unknown_field', 'GET workspaces ?limit=1 -> 400 (no paging there)');
+    $r = $t->admin(DELETE => "$keys_path/$rw->{id}?dry_run=1");
+    error_ok($r, 400, 'unknown_field', 'revoke ?dry_run=1 -> 400');
+    is $t->admin(GET => "$keys_path/$rw->{id}")->{json}{status}, 'active', 'and the key is still active';
+    $r = $t->admin(POST => "/api/v1/workspaces?dry_run=1", { org => 'acme-corp', slug => 'q', name => 'Q' });
+    error_ok($r, 400, 'unknown_field', 'create ?dry_run=1 -> 400');
+    is $t->admin(GET => '/api/v1/workspaces')->{status}, 200, 'list without a query still works';
+    ok !grep({ $_->{slug} eq 'q' } @{ $t->admin(GET => '/api/v1/workspaces')->{json} // [] }),
+        'and nothing was created';
+}
+
 # --- workspace deletion -------------------------------------------------------------------
 
 {

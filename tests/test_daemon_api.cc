@@ -175,7 +175,7 @@ BOOST_FIXTURE_TEST_CASE(routes_not_found_and_methods_not_allowed, DaemonFixture)
         {"DELETE", "/api/v1/workspaces/" + ws + "/api-keys", 405, "GET, HEAD, POST"},
         {"PUT", "/api/v1/workspaces/" + ws + "/api-keys/" + key, 405, "GET, HEAD, DELETE, PATCH"},
         {"OPTIONS", "/api/v1/workspaces", 405, "GET, HEAD, POST"},
-        {"GET", "/api/v1/workspaces?limit=5", 200, ""},  // a query does not change the route
+        {"GET", "/api/v1/workspaces?limit=5", 400, ""},  // refused, not ignored: below
     };
     for (const auto &c : cases) {
         const Response r = call(c.method, c.target, "{}");
@@ -187,6 +187,67 @@ BOOST_FIXTURE_TEST_CASE(routes_not_found_and_methods_not_allowed, DaemonFixture)
             BOOST_TEST(header(r, "Allow") == c.allow);
         }
     }
+}
+
+// A parameter a route would ignore is refused before it does anything: DELETE
+// ?dry_run=true used to really delete, ?limit=1 on a list used to return everything.
+BOOST_FIXTURE_TEST_CASE(query_parameters_a_route_does_not_take_are_refused_first, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const std::string key = create_key(ws)["id"];
+    const std::string W = "/api/v1/workspaces/" + ws;
+    const std::uint64_t generation = store->generation();
+    const struct {
+        const char *method;
+        std::string target;
+        const char *body;
+        const char *named;  // in the message, "" when the name is not echoed
+    } cases[] = {
+        {"DELETE", W + "?dry_run=true", "", "dry_run"},
+        {"GET", W + "?x=1", "", "x"},
+        {"HEAD", W + "?x", "", "x"},
+        {"GET", "/api/v1/workspaces?limit=1", "", "limit"},
+        {"POST", "/api/v1/workspaces?dry_run=1", R"({"org":"acme","slug":"b","name":"B"})", "dry_run"},
+        {"POST", W + "/api-keys?permission=read_only", R"({"name":"k"})", "permission"},
+        {"POST", W + "/api-keys/import?dry_run=1",
+         R"({"key_sha256":"0000000000000000000000000000000000000000000000000000000000000001","key_prefix":"sk_live_AbC1","name":"i"})",
+         "dry_run"},
+        {"GET", W + "/api-keys/" + key + "?fields=name", "", "fields"},
+        {"DELETE", W + "/api-keys/" + key + "?dry_run=true", "", "dry_run"},
+        {"PATCH", W + "/api-keys/" + key + "?force=1", R"({"name":"n"})", "force"},
+        {"GET", W + "/settings?effective=0", "", "effective"},
+        {"PUT", W + "/settings?merge=1", R"({"maxExpandDepth":5})", "merge"},
+        {"PUT", W + "/entities/orders/settings?merge=1", R"({"publicAccess":"READ_ONLY"})", "merge"},
+        {"GET", W + "/entities/orders/settings?a=1&b=2", "", "a"},
+        {"GET", "/metrics?name[]=x", "", ""},
+        {"GET", W + "?a.b=1", "", ""},  // not a parameter name: not echoed
+        {"GET", W + "?=1", "", ""},
+    };
+    for (const auto &c : cases) {
+        const Response r = call(c.method, c.target, c.body);
+        BOOST_TEST_INFO(c.method << " " << c.target << " -> " << r.body);
+        BOOST_TEST(r.status == 400u);
+        BOOST_TEST(error_code(r) == "unknown_field");
+        const std::string message = json_of(r)["error"]["message"];
+        BOOST_TEST(message.find("this route takes no query parameters") != std::string::npos);
+        if (*c.named) BOOST_TEST(message.find("\"" + std::string(c.named) + "\"") != std::string::npos);
+        if (!*c.named) BOOST_TEST(message.find("\"") == std::string::npos);
+    }
+    // Nothing happened: the workspace and its key are as they were, no generation spent.
+    BOOST_TEST(store->generation() == generation);
+    BOOST_TEST(call("GET", W).status == 200u);
+    const json k = json_of(call("GET", W + "/api-keys/" + key));
+    BOOST_TEST(k["status"] == "active");
+    BOOST_TEST(k["name"] == "k");
+    BOOST_TEST(json_of(call("GET", "/api/v1/workspaces")).size() == 1u);
+    // An empty query (a bare "?", stray "&") holds no parameter; method and route errors
+    // come first.
+    BOOST_TEST(call("GET", W + "?").status == 200u);
+    BOOST_TEST(call("GET", "/api/v1/workspaces?&").status == 200u);
+    BOOST_TEST(call("PUT", W + "?x=1").status == 405u);
+    BOOST_TEST(call("GET", "/api/v1/nope?x=1").status == 404u);
+    BOOST_TEST(call("GET", "/api/v1/workspaces?x=1", {}, std::nullopt).status == 401u);
+    // /healthz, for probes, ignores a query (a cache buster) as before.
+    BOOST_TEST(call("GET", "/healthz?probe=1", {}, std::nullopt).status == 200u);
 }
 
 // Found by fuzz/fuzz_api_create_key: a number JSON allows but a double cannot hold

@@ -159,6 +159,8 @@ my ($ro, $rw);
     error_ok($r, 400, 'invalid_field', 'expires_at in the past -> 400 invalid_field');
     $r = $t->admin(POST => $keys_path, { name => 'x', expires_at => 'next tuesday' });
     error_ok($r, 400, 'invalid_field', 'unparsable expires_at -> 400 invalid_field');
+    $r = $t->admin(POST => $keys_path, { name => 'x', expires_at => '9999-12-31T23:59:59-23:59' });
+    error_ok($r, 400, 'invalid_field', 'expires_at past 9999-12-31T23:59:59Z (by its offset) -> 400');
     $r = $t->admin(POST => $keys_path, { name => 'x', key => ApiKeyTest::make_key() });
     ok $r->{status} == 400, 'a client cannot choose its own raw key (400)' or diag $r->{body};
     $r = $t->admin(POST => $keys_path, { permission => 'read_only' });

@@ -468,6 +468,9 @@ BOOST_FIXTURE_TEST_CASE(key_body_validation, DaemonFixture) {
         {"expires_at unparsable", R"({"name":"x","expires_at":"next tuesday"})", "invalid_field", "expires_at"},
         {"expires_at without zone", R"({"name":"x","expires_at":"2030-01-01T00:00:00"})", "invalid_field", "expires_at"},
         {"expires_at number", R"({"name":"x","expires_at":1900000000})", "invalid_field", "expires_at"},
+        // Past the last instant shown as is (9999-12-31T23:59:59Z): stored, it would show clamped.
+        {"expires_at past 9999 by its offset", R"({"name":"x","expires_at":"9999-12-31T23:59:59-23:59"})", "invalid_field", "expires_at"},
+        {"expires_at past 9999 by a minute", R"({"name":"x","expires_at":"9999-12-31T23:59:59-00:01"})", "invalid_field", "expires_at"},
         {"rate_limit unknown member", R"({"name":"x","rate_limit":{"requests":10}})", "unknown_field", "requests"},
         {"rate_limit not an object", R"({"name":"x","rate_limit":"10/s"})", "invalid_field", "rate_limit"},
         {"rate_limit zero", R"({"name":"x","rate_limit":{"limit":0,"window_seconds":60}})", "invalid_field", "rate_limit.limit"},
@@ -490,6 +493,15 @@ BOOST_FIXTURE_TEST_CASE(key_body_validation, DaemonFixture) {
 
     BOOST_TEST(call("POST", keys, R"({"name":"x","expires_at":null})").status == 201u);
     BOOST_TEST(call("POST", keys, R"({"name":"x","expires_at":"2027-01-15T08:00:01Z"})").status == 201u);
+    // The last instant there is, however written, is stored and shown as that instant.
+    for (const char *last : {"9999-12-31T23:59:59Z", "9999-12-31T23:59:59.999+00:00"}) {
+        const Response r = call("POST", keys, json{{"name", "x"}, {"expires_at", last}}.dump());
+        BOOST_TEST_INFO(last << " -> " << r.body);
+        BOOST_REQUIRE_EQUAL(r.status, 201u);
+        BOOST_TEST(json_of(r)["expires_at"] == "9999-12-31T23:59:59Z");
+        const std::string raw = json_of(r)["key"];
+        BOOST_TEST(*snapshot_key(raw)->expires_at == std::int64_t{253402300799});
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(deleting_a_workspace_revokes_its_keys_everywhere, DaemonFixture) {

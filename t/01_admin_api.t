@@ -163,6 +163,10 @@ my ($ro, $rw);
     error_ok($r, 400, 'invalid_field', 'expires_at past 9999-12-31T23:59:59Z (by its offset) -> 400');
     $r = $t->admin(POST => $keys_path, { name => 'x', key => ApiKeyTest::make_key() });
     ok $r->{status} == 400, 'a client cannot choose its own raw key (400)' or diag $r->{body};
+    $r = $t->admin(POST => $keys_path, undef,
+                   raw_body => '{"name":"dup","permission":"read_only","permission":"read_write"}');
+    error_ok($r, 400, 'invalid_json', 'a member named twice -> 400 invalid_json (not: the last wins)');
+    like $r->{json}{error}{message} // '', qr/"permission" appears more than once/, 'naming it';
     $r = $t->admin(POST => $keys_path, { permission => 'read_only' });
     error_ok($r, 400, 'missing_field', 'key without name -> 400 missing_field');
     $r = $t->admin(POST => "/api/v1/workspaces/$MISSING_UUID/api-keys", { name => 'x' });

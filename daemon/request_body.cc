@@ -118,14 +118,26 @@ std::string JsonObject::required_string(std::string_view field) const {
     return value->get<std::string>();
 }
 
+namespace {
+
+// Space, tab, LF, VT, FF, CR: what trimming removes; a name of nothing else says nothing.
+bool ascii_blank(std::string_view text) {
+    for (const char c : text)
+        if (c != ' ' && (c < '\t' || c > '\r')) return false;
+    return true;
+}
+
+}  // namespace
+
 std::string checked_name(const std::string &value, std::string_view field, std::size_t max_chars) {
+    // "  " is as empty as "" (and gets its error, not the control-character one for "\t").
+    if (ascii_blank(value)) invalid_field(field, "must not be empty");
     std::size_t chars = 0;
     for (const char ch : value) {
         const auto c = static_cast<unsigned char>(ch);
         if ((c & 0xC0) != 0x80) ++chars;  // not a UTF-8 continuation byte
         if (c < 0x20 || c == 0x7F) invalid_field(field, "must not contain control characters");
     }
-    if (chars == 0) invalid_field(field, "must not be empty");
     if (chars > max_chars)
         invalid_field(field, "must be at most " + std::to_string(max_chars) + " characters");
     return value;

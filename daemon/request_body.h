@@ -69,7 +69,8 @@ private:
 // input and only echoed when harmless.
 std::string quoted_field(std::string_view field);
 
-// Names: 1..max_chars characters (UTF-8 code points), no control characters.
+// Names: 1..max_chars characters (UTF-8 code points), no control characters, not only
+// ASCII whitespace (refused as empty, like ""). Stored as given, untrimmed.
 std::string checked_name(const std::string &value, std::string_view field,
                          std::size_t max_chars = 200);
 

@@ -108,6 +108,8 @@ isnt $inventory->{id}, $sales->{id}, 'second workspace gets its own id';
     error_ok($r, 400, 'missing_field', 'missing slug -> 400 missing_field');
     $r = $t->admin(POST => '/api/v1/workspaces', { org => 'acme-corp', slug => 5, name => 'X' });
     error_ok($r, 400, 'invalid_field', 'slug of the wrong type -> 400 invalid_field');
+    $r = $t->admin(POST => '/api/v1/workspaces', { org => 'acme-corp', slug => 'x3', name => " \t " });
+    error_ok($r, 400, 'invalid_field', 'a workspace name of whitespace only -> 400 invalid_field');
     $r = $t->admin(POST => '/api/v1/workspaces', { org => 'acme/corp', slug => 'x2', name => 'X' });
     error_ok($r, 400, 'invalid_field', 'org containing "/" -> 400 invalid_field (would break org/slug)');
 
@@ -167,6 +169,9 @@ my ($ro, $rw);
                    raw_body => '{"name":"dup","permission":"read_only","permission":"read_write"}');
     error_ok($r, 400, 'invalid_json', 'a member named twice -> 400 invalid_json (not: the last wins)');
     like $r->{json}{error}{message} // '', qr/"permission" appears more than once/, 'naming it';
+    $r = $t->admin(POST => $keys_path, { name => '   ' });
+    error_ok($r, 400, 'invalid_field', 'a key name of spaces only -> 400 invalid_field, as ""');
+    is $r->{body}, $t->admin(POST => $keys_path, { name => '' })->{body}, '  the empty name\'s very error';
     $r = $t->admin(POST => $keys_path, { permission => 'read_only' });
     error_ok($r, 400, 'missing_field', 'key without name -> 400 missing_field');
     $r = $t->admin(POST => "/api/v1/workspaces/$MISSING_UUID/api-keys", { name => 'x' });

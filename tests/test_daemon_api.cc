@@ -344,6 +344,46 @@ BOOST_FIXTURE_TEST_CASE(duplicate_member_names_are_invalid_json_on_every_body_ro
                     R"({"columns":{"a":{"apiVisible":false},"b":{"apiVisible":false}}})").status == 200u);
 }
 
+// "  " was accepted as a name where "" was refused: a name of ASCII whitespace only is
+// refused on every route that takes one, with exactly the empty name's error.
+BOOST_FIXTURE_TEST_CASE(blank_names_are_refused_like_empty_ones, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"].get<std::string>();
+    const std::string key = create_key(ws)["id"].get<std::string>();
+    const std::string W = "/api/v1/workspaces/" + ws;
+    const std::uint64_t generation = store->generation();
+    const auto body_with = [](const std::string &target, const json &name) {
+        if (target == "/api/v1/workspaces") return json{{"org", "acme"}, {"slug", "b"}, {"name", name}}.dump();
+        return json{{"name", name}}.dump();
+    };
+    const std::pair<const char *, std::string> routes[] = {
+        {"POST", "/api/v1/workspaces"}, {"POST", W + "/api-keys"}, {"PATCH", W + "/api-keys/" + key}};
+    for (const auto &[method, target] : routes) {
+        const Response empty = call(method, target, body_with(target, ""));
+        BOOST_TEST_INFO(method << " " << target << " \"\" -> " << empty.body);
+        BOOST_REQUIRE_EQUAL(empty.status, 400u);
+        BOOST_TEST(error_code(empty) == "invalid_field");
+        for (const char *blank : {" ", "   ", "\t", " \r\n ", "\v\f"}) {
+            const Response r = call(method, target, body_with(target, blank));
+            BOOST_TEST_INFO(method << " " << target << " " << json(blank).dump() << " -> " << r.body);
+            BOOST_TEST(r.status == 400u);
+            BOOST_TEST(r.body == empty.body);
+        }
+    }
+    // An import line: the same error, listed for its line.
+    const Response r = call("POST", W + "/api-keys/import",
+                            json{{"key_sha256", std::string(64, 'c')}, {"key_prefix", "sk_live_AbC1"}, {"name", "  "}}.dump());
+    BOOST_TEST(r.status == 400u);
+    BOOST_REQUIRE_EQUAL(json_of(r)["errors"].size(), 1u);
+    BOOST_TEST(json_of(r)["errors"][0]["code"] == "invalid_field");
+    BOOST_TEST(json_of(r)["errors"][0]["message"] == "field \"name\" must not be empty");
+    BOOST_TEST(store->generation() == generation);
+    BOOST_TEST(json_of(call("GET", W + "/api-keys/" + key))["name"] == "k");
+
+    // Whitespace around other characters is kept as given; a non-ASCII space is a character.
+    BOOST_TEST(create_key(ws, {{"name", " ci "}})["name"] == " ci ");
+    BOOST_TEST(create_key(ws, {{"name", "\u00a0"}})["name"] == "\u00a0");
+}
+
 BOOST_FIXTURE_TEST_CASE(workspace_body_validation, DaemonFixture) {
     const struct {
         const char *what;

@@ -221,7 +221,7 @@ Response Api::healthz() {
     }
     const std::uint64_t published = publisher_.published_generation();
     if (reason.empty() && (publish_failing_ || published == 0))
-        reason = "the snapshot cannot be published; nginx serves the last one";
+        reason = with_full_hint("the snapshot cannot be published; nginx serves the last one");
     else if (reason.empty() && published != generation)
         reason = "the snapshot is behind the store";
     json body{{"status", reason.empty() ? "ok" : "degraded"},
@@ -717,12 +717,13 @@ bool Api::try_sync() noexcept {
     try {
         publisher_.sync();
         if (publish_failing_) log_info("snapshot publishing works again");
-        publish_failing_ = false;
+        publish_failing_ = snapshot_full_ = false;
         return true;
     } catch (const std::exception &e) {
         if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
         metrics_.count_publish_failure();
         publish_failing_ = true;
+        snapshot_full_ = dynamic_cast<const SnapshotFull *>(&e) != nullptr;
         return false;
     }
 }
@@ -731,8 +732,8 @@ void Api::ensure_published() {
     // In a batch, checked once before it began: a rebuild must read committed state only.
     if (!(batch_ ? batch_->in_sync : try_sync()))
         throw ApiError(503, code::publish_failed,
-                       "the snapshot cannot be published right now, so no change is accepted; "
-                       "see apikeyd's log");
+                       with_full_hint("the snapshot cannot be published right now, so no change "
+                                      "is accepted; see apikeyd's log"));
 }
 
 // Applies `changes` (consecutive generations) in one snapshot transaction; false, logged
@@ -749,8 +750,17 @@ bool Api::apply_changes(const std::vector<const Change *> &changes) noexcept {
                   " failed: " + e.what());
         metrics_.count_publish_failure();
         publish_failing_ = true;
+        snapshot_full_ = dynamic_cast<const SnapshotFull *>(&e) != nullptr;
         return false;
     }
+}
+
+std::string Api::with_full_hint(std::string_view message) const {
+    // The one failure an operator fixes by configuration: say which setting.
+    return std::string(message) +
+           (snapshot_full_ ? " (the snapshot map is full even grown to its ceiling: raise "
+                             "snapshot_map_size_mb and restart apikeyd)"
+                           : "");
 }
 
 void Api::publish(Change &&change) {
@@ -759,7 +769,7 @@ void Api::publish(Change &&change) {
         batch_->changed_by.push_back(batch_->current);
         return;
     }
-    if (!apply_changes({&change})) throw ApiError(503, code::publish_failed, kNotPublished);
+    if (!apply_changes({&change})) throw ApiError(503, code::publish_failed, with_full_hint(kNotPublished));
 }
 
 std::vector<Response> Api::handle_batch(const std::vector<Request> &requests) noexcept {
@@ -792,7 +802,7 @@ std::vector<Response> Api::handle_batch(const std::vector<Request> &requests) no
         for (const Change &c : pending.changes) changes.push_back(&c);
         if (!apply_changes(changes))
             for (const std::size_t i : pending.changed_by)
-                replace_response(out[i], error_response(503, code::publish_failed, kNotPublished));
+                replace_response(out[i], error_response(503, code::publish_failed, with_full_hint(kNotPublished)));
     }
     for (std::size_t i = 0; i < requests.size(); ++i) count(requests[i], out[i]);
     return out;

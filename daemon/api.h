@@ -132,6 +132,9 @@ private:
     std::vector<AdminToken> tokens_;
     Clock clock_;
     bool publish_failing_ = false;  // log state changes once, not every retry
+    bool snapshot_full_ = false;    // the failure is SnapshotFull: messages name the setting
+    // `message`, naming snapshot_map_size_mb when the snapshot is full.
+    std::string with_full_hint(std::string_view message) const;
     Metrics metrics_;
     const UsageCounters *usage_ = nullptr;
     AuthLimiter auth_limiter_;

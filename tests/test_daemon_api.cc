@@ -714,6 +714,93 @@ BOOST_FIXTURE_TEST_CASE(failed_publish_is_a_503_and_is_repaired, DaemonFixture) 
     for (const auto &raw : raw_keys) BOOST_REQUIRE(snapshot_key(raw).has_value());
 }
 
+namespace {
+
+// An import body of `n` new keys.
+std::string import_body(int n) {
+    std::string body;
+    for (int i = 0; i < n; ++i)
+        body += json{{"key_sha256", apikey::to_hex(apikey::sha256(apikey::generate_key()))},
+                     {"key_prefix", "sk_live_AbC1"},
+                     {"name", "imported"}}
+                    .dump() +
+                "\n";
+    return body;
+}
+
+bool names_the_setting(const Response &r) {
+    return json::parse(r.body)["error"]["message"].get<std::string>().find("snapshot_map_size_mb") !=
+           std::string::npos;
+}
+
+}  // namespace
+
+// snapshot_map_size_mb too small for an import: the publish used to fail (503) and every
+// change after it too, forever. The map now grows and the import is published.
+BOOST_FIXTURE_TEST_CASE(a_publish_that_fills_the_snapshot_grows_its_map, DaemonFixture) {
+    close();
+    snapshot_map_size = 256u << 10;
+    snapshot_max_map_size = 64u << 20;
+    open();
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const json before = create_key(ws);
+    Response r = call("POST", "/api/v1/workspaces/" + ws + "/api-keys/import", import_body(5000));
+    BOOST_TEST_INFO(r.body.substr(0, 300));
+    BOOST_REQUIRE_EQUAL(r.status, 201u);
+    BOOST_TEST(snapshot_generation() == store->generation());
+    // Changes go on, revokes included, and nginx's view has them.
+    r = call("DELETE", "/api/v1/workspaces/" + ws + "/api-keys/" + before["id"].get<std::string>());
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST((snapshot_key(before["key"])->status == KeyStatus::revoked));
+    const json after = create_key(ws);
+    BOOST_TEST(snapshot_key(after["key"]).has_value());
+    BOOST_TEST(call("GET", "/healthz", {}, std::nullopt).status == 200u);
+    // A restart with the same small setting keeps the grown file and publishes on.
+    reopen();
+    BOOST_TEST(snapshot_generation() == store->generation());
+    BOOST_TEST(create_key(ws)["status"] == "active");
+}
+
+// Full even at the ceiling: every error and log line names snapshot_map_size_mb, and a
+// start with that setting still too small fails naming it (it used to log only
+// MDB_MAP_FULL).
+BOOST_FIXTURE_TEST_CASE(a_snapshot_full_at_its_ceiling_names_the_setting, DaemonFixture) {
+    close();
+    snapshot_map_size = 256u << 10;
+    snapshot_max_map_size = 512u << 10;
+    open();
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const json key = create_key(ws);
+    Response r = call("POST", "/api/v1/workspaces/" + ws + "/api-keys/import", import_body(5000));
+    BOOST_REQUIRE_EQUAL(r.status, 503u);
+    BOOST_TEST(error_code(r) == "publish_failed");
+    BOOST_TEST(names_the_setting(r));
+    r = call("DELETE", "/api/v1/workspaces/" + ws + "/api-keys/" + key["id"].get<std::string>());
+    BOOST_TEST(r.status == 503u);
+    BOOST_TEST(error_code(r) == "publish_failed");
+    BOOST_TEST(names_the_setting(r));
+    r = call("GET", "/healthz", {}, std::nullopt);
+    BOOST_TEST(r.status == 503u);
+    BOOST_TEST(json_of(r)["reason"].get<std::string>().find("snapshot_map_size_mb") != std::string::npos);
+
+    // A restart with the setting unchanged: the rebuild fails, saying what to raise.
+    close();
+    BOOST_CHECK_EXCEPTION(open(), SnapshotFull, [](const SnapshotFull &e) {
+        return std::string(e.what()).find("raise snapshot_map_size_mb") != std::string::npos;
+    });
+    close();
+    snapshot_map_size = 64u << 20;
+    open();
+    BOOST_TEST(snapshot_generation() == store->generation());
+}
+
+BOOST_AUTO_TEST_CASE(the_snapshot_map_ceiling_is_four_stores_or_the_setting) {
+    BOOST_TEST(snapshot_map_ceiling(std::size_t{4096} << 20, std::size_t{1024} << 20) == std::size_t{4096} << 20);
+    BOOST_TEST(snapshot_map_ceiling(std::size_t{1} << 20, std::size_t{1024} << 20) == std::size_t{4096} << 20);
+    BOOST_TEST(snapshot_map_ceiling(std::size_t{64} << 30, std::size_t{1} << 30) == std::size_t{64} << 30);
+    BOOST_TEST(snapshot_map_ceiling(1, SIZE_MAX / 2) == SIZE_MAX);
+}
+
 BOOST_AUTO_TEST_CASE(loggable_path_hides_anything_but_route_words_and_uuids) {
     const std::string id = "9b88572e-066f-4155-bf10-58199ea397a1";
     BOOST_TEST(loggable_path("/api/v1/workspaces") == "/api/v1/workspaces");

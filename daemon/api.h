@@ -4,7 +4,7 @@
 //
 //   GET  POST    /api/v1/workspaces
 //   GET  DELETE  /api/v1/workspaces/{id}
-//   GET  POST    /api/v1/workspaces/{id}/api-keys
+//   GET  POST    /api/v1/workspaces/{id}/api-keys   GET ?after=C&limit=M: pages (Link: next)
 //   GET  DELETE  /api/v1/workspaces/{id}/api-keys/{keyId}
 //        POST    /api/v1/workspaces/{id}/api-keys/import   NDJSON bulk import (key_import.h)
 //   GET  PUT     /api/v1/workspaces/{id}/settings
@@ -15,7 +15,7 @@
 //   GET          /metrics   Prometheus text (admin token, like every route)
 //   GET          /healthz   {"status":"ok"} or 503: the only route without a token
 //
-// A query parameter a route does not take (every one, but the feeds' after and limit) is
+// A query parameter a route does not take (all but the feeds' and key list's after and limit) is
 // 400 unknown_field before the route does anything; /healthz ignores its query.
 // HEAD is answered like GET (the server drops the body). Every route, known or not,
 // first requires "Authorization: Bearer <admin token>". Failed attempts are logged with
@@ -90,7 +90,7 @@ private:
     Response create_workspace(std::string_view body, const std::string &actor);
     Response get_workspace(const Uuid &id);
     Response delete_workspace(const Uuid &id, const std::string &actor);
-    Response list_keys(const Uuid &workspace_id);
+    Response list_keys(const Uuid &workspace_id, std::string_view query);
     Response create_key(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response import_keys(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response get_key(const Uuid &workspace_id, const Uuid &key_id);

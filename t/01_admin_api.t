@@ -186,6 +186,21 @@ my ($ro, $rw);
     unlike $r->{body}, qr/\Q$ro->{key}\E|\Q$rw->{key}\E/, 'list body contains no raw key';
     my ($listed) = grep { $_->{id} eq $ro->{id} } @list;
     is $listed->{key_prefix}, $ro->{key_prefix}, 'list shows the prefix';
+    ok !defined $r->{headers}{link}, 'one page holds them all: no Link';
+
+    # Paged: ?limit=N keys a page, a Link header to the next one until the last.
+    $r = $t->admin(GET => "$keys_path?limit=2");
+    is scalar @{ $r->{json} // [] }, 2, 'limit=2: two keys, still a plain array';
+    like $r->{headers}{link} // '', qr{^<\Q$keys_path\E\?after=[0-9.]+&limit=2>; rel="next"\z},
+        'and a Link to the next page';
+    is_deeply [ map { $_->{id} } $t->list_keys($sales->{id}, 1) ], [ map { $_->{id} } @list ],
+        'following the links one key at a time lists every key once, in order';
+    $r = $t->admin(GET => "$keys_path?limit=0");
+    error_ok($r, 400, 'invalid_field', 'limit=0 -> 400 invalid_field');
+    $r = $t->admin(GET => "$keys_path?limit=10001");
+    error_ok($r, 400, 'invalid_field', 'limit over 10000 -> 400 invalid_field');
+    $r = $t->admin(GET => "$keys_path?offset=2");
+    error_ok($r, 400, 'unknown_field', 'offset -> 400 unknown_field (the list takes after and limit)');
 
     $r = $t->admin(GET => "$keys_path/$ro->{id}");
     is $r->{status}, 200, 'get key -> 200';

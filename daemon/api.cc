@@ -24,6 +24,10 @@ constexpr std::size_t kFeedDefaultLimit = 100;
 constexpr std::size_t kFeedMaxLimit = 1000;
 // A feed page stops growing past this many bytes of entries (at least one entry).
 constexpr std::size_t kFeedMaxPageBytes = 4u << 20;
+// A key list page: 1,000 keys are about 350 KB of JSON; 10,000 at most (a few MB, tens of
+// ms), so one listing never holds the other admin requests for long.
+constexpr std::size_t kKeysDefaultLimit = 1000;
+constexpr std::size_t kKeysMaxLimit = 10000;
 
 std::string dump(const json &j) {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -92,44 +96,118 @@ struct FeedQuery {
     std::size_t limit = kFeedDefaultLimit;
 };
 
-std::uint64_t feed_number(std::string_view name, std::string_view value) {
-    const std::string why = name == "limit"
-                                ? "must be an integer from 1 to " + std::to_string(kFeedMaxLimit)
-                                : std::string("must be a non-negative integer (a seq)");
-    if (value.empty() || value.size() > 20) invalid_field(name, why);
+// Decimal digits only (no sign, no exponent), at most `max`; nullopt otherwise.
+std::optional<std::uint64_t> decimal(std::string_view value, std::uint64_t max) {
+    if (value.empty() || value.size() > 20) return std::nullopt;
     std::uint64_t n = 0;
     for (const char c : value) {
-        if (c < '0' || c > '9') invalid_field(name, why);
+        if (c < '0' || c > '9') return std::nullopt;
         const auto digit = static_cast<std::uint64_t>(c - '0');
-        if (n > (UINT64_MAX - digit) / 10) invalid_field(name, why);
+        if (n > (max - digit) / 10) return std::nullopt;
         n = n * 10 + digit;
     }
-    if (name == "limit" && (n < 1 || n > kFeedMaxLimit)) invalid_field(name, why);
     return n;
 }
 
-FeedQuery parse_feed_query(std::string_view query) {
-    FeedQuery out;
-    bool seen_after = false, seen_limit = false;
+// ?limit= of a paged route: 1..max.
+std::size_t page_limit(std::string_view value, std::size_t max) {
+    const auto n = decimal(value, UINT64_MAX);
+    if (!n || *n < 1 || *n > max)
+        invalid_field("limit", "must be an integer from 1 to " + std::to_string(max));
+    return static_cast<std::size_t>(*n);
+}
+
+std::uint64_t feed_number(std::string_view name, std::string_view value) {
+    if (name == "limit") return page_limit(value, kFeedMaxLimit);
+    const auto n = decimal(value, UINT64_MAX);
+    if (!n) invalid_field(name, "must be a non-negative integer (a seq)");
+    return *n;
+}
+
+// `name=value` pairs of a query string, split on '&' (empty pairs skipped), raw: no
+// percent-decoding, so "%61fter" is not "after".
+using QueryParams = std::vector<std::pair<std::string_view, std::string_view>>;
+
+QueryParams split_query(std::string_view query) {
+    QueryParams out;
     while (!query.empty()) {
         const auto amp = query.find('&');
         const std::string_view param = query.substr(0, amp);
         query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
         if (param.empty()) continue;
         const auto eq = param.find('=');
-        const std::string_view name = param.substr(0, eq);
-        const std::string_view value =
-            eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+        out.emplace_back(param.substr(0, eq),
+                         eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1));
+    }
+    return out;
+}
+
+// 400 unknown_field for a parameter the route does not take; `takes` says what it does
+// ("after and limit", or empty for none). The name is echoed only when it is harmless.
+[[noreturn]] void unknown_parameter(std::string_view name, std::string_view takes) {
+    throw ApiError(400, code::unknown_field,
+                   "unknown query parameter" +
+                       (is_identifier(name) ? " \"" + std::string(name) + "\"" : std::string()) +
+                       (takes.empty() ? std::string("; this route takes no query parameters")
+                                      : "; this route takes " + std::string(takes)));
+}
+
+// For every route but the two that page: a parameter the route would ignore is refused
+// before it does anything, so ?dry_run=true never deletes and ?limit=1 never silently
+// returns everything.
+void refuse_query(std::string_view query) {
+    const QueryParams params = split_query(query);
+    if (!params.empty()) unknown_parameter(params.front().first, {});
+}
+
+FeedQuery parse_feed_query(std::string_view query) {
+    FeedQuery out;
+    bool seen_after = false, seen_limit = false;
+    for (const auto &[name, value] : split_query(query)) {
         bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
-        if (seen == nullptr)
-            throw ApiError(400, code::unknown_field,
-                           "unknown query parameter" +
-                               (is_identifier(name) ? " \"" + std::string(name) + "\"" : std::string()) +
-                               "; this route takes after and limit");
+        if (seen == nullptr) unknown_parameter(name, "after and limit");
         if (*seen) invalid_field(name, "is given more than once");
         *seen = true;
         if (name == "after") out.after = feed_number(name, value);
         else out.limit = static_cast<std::size_t>(feed_number(name, value));
+    }
+    return out;
+}
+
+// ?after=C&limit=M of the key list. C is the cursor the previous page's Link header gave:
+// the listing position of its last key, "<seq>" or, for an imported key, "<seq>.<index>".
+struct KeyListQuery {
+    std::optional<ListPosition> after;
+    std::size_t limit = kKeysDefaultLimit;
+};
+
+std::string cursor_text(const ListPosition &p) {
+    return std::to_string(p.seq) + (p.index ? "." + std::to_string(*p.index) : std::string());
+}
+
+ListPosition parse_cursor(std::string_view text) {
+    const auto dot = text.find('.');
+    const auto seq = decimal(text.substr(0, dot), UINT64_MAX);
+    const auto index = dot == std::string_view::npos ? std::optional<std::uint64_t>(0)
+                                                     : decimal(text.substr(dot + 1), UINT32_MAX);
+    if (!seq || !index)
+        invalid_field("after", "must be the cursor of a Link: <...>; rel=\"next\" header of "
+                               "the previous page");
+    ListPosition p{*seq, std::nullopt};
+    if (dot != std::string_view::npos) p.index = static_cast<std::uint32_t>(*index);
+    return p;
+}
+
+KeyListQuery parse_key_list_query(std::string_view query) {
+    KeyListQuery out;
+    bool seen_after = false, seen_limit = false;
+    for (const auto &[name, value] : split_query(query)) {
+        bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
+        if (seen == nullptr) unknown_parameter(name, "after and limit");
+        if (*seen) invalid_field(name, "is given more than once");
+        *seen = true;
+        if (name == "after") out.after = parse_cursor(value);
+        else out.limit = page_limit(value, kKeysMaxLimit);
     }
     return out;
 }
@@ -197,7 +275,7 @@ Response Api::healthz() {
     }
     const std::uint64_t published = publisher_.published_generation();
     if (reason.empty() && (publish_failing_ || published == 0))
-        reason = "the snapshot cannot be published; nginx serves the last one";
+        reason = with_full_hint("the snapshot cannot be published; nginx serves the last one");
     else if (reason.empty() && published != generation)
         reason = "the snapshot is behind the store";
     json body{{"status", reason.empty() ? "ok" : "degraded"},
@@ -207,7 +285,8 @@ Response Api::healthz() {
     return json_response(reason.empty() ? 200 : 503, body);
 }
 
-Response Api::metrics() {
+Response Api::metrics(std::string_view query) {
+    refuse_query(query);
     Gauges g;
     g.store_generation = store_.generation();
     g.snapshot_generation = publisher_.published_generation();
@@ -237,6 +316,8 @@ Response Api::dispatch(const Request &request) noexcept {
         const std::string_view path = path_of(request.target);
         const bool read = request.method == "GET" || request.method == "HEAD";
         // For load balancers and probes: no token, nothing secret in it.
+        // It ignores any query: probes may add one (a cache buster) and it reports the
+        // same whatever is asked.
         if (path == "/healthz") return read ? healthz() : method_not_allowed("GET, HEAD");
         const std::int64_t now = clock_();
         if (const std::int64_t wait = auth_limiter_.blocked_for(request.peer, now); wait > 0) {
@@ -261,7 +342,7 @@ Response Api::dispatch(const Request &request) noexcept {
         }
         actor = token->name;
         Response r = path != "/metrics" ? route(request, actor)
-                     : read             ? metrics()
+                     : read             ? metrics(query_of(request.target))
                                         : method_not_allowed("GET, HEAD");
         r.actor = actor;
         return r;
@@ -324,6 +405,12 @@ Response Api::route(const Request &request, const std::string &actor) {
         return method_not_allowed(write.empty() ? std::string("GET, HEAD")
                                                 : "GET, HEAD, " + std::string(write));
 
+    // The change feeds and the key list page (after, limit) and parse their own query;
+    // every other route takes none.
+    const bool pages = route == Route::changes || route == Route::all_changes ||
+                       (route == Route::keys && get);
+    if (!pages) refuse_query(query);
+
     if (route == Route::all_changes) return list_changes(std::nullopt, query);
     if (route == Route::workspaces) return get ? list_workspaces() : create_workspace(request.body, actor);
 
@@ -333,7 +420,7 @@ Response Api::route(const Request &request, const std::string &actor) {
     case Route::workspace:
         return get ? get_workspace(*workspace_id) : delete_workspace(*workspace_id, actor);
     case Route::keys:
-        return get ? list_keys(*workspace_id) : create_key(*workspace_id, request.body, actor);
+        return get ? list_keys(*workspace_id, query) : create_key(*workspace_id, request.body, actor);
     case Route::import: return import_keys(*workspace_id, request.body, actor);
     case Route::settings:
         return get ? get_workspace_settings(*workspace_id)
@@ -415,12 +502,21 @@ Response Api::delete_workspace(const Uuid &id, const std::string &actor) {
 
 // --- keys ------------------------------------------------------------------------------
 
-Response Api::list_keys(const Uuid &workspace_id) {
+// One page, still a plain array (what clients of the unpaged list read); when keys
+// follow, a Link header (RFC 8288) gives the next page's URL, as GitHub's API does.
+Response Api::list_keys(const Uuid &workspace_id, std::string_view query) {
+    const KeyListQuery q = parse_key_list_query(query);
     Store::View view = store_.view();
     if (!view.workspace(workspace_id)) return not_found("workspace");
+    const KeyPage page = view.keys_page(workspace_id, q.after, q.limit);
     json list = json::array();
-    for (const ApiKey &k : view.keys_of(workspace_id)) list.push_back(key_json(k));
-    return json_response(200, list);
+    for (const ApiKey &k : page.keys) list.push_back(key_json(k));
+    Response r = json_response(200, list);
+    if (page.more)
+        r.headers.emplace_back("Link", "<" + workspace_location(workspace_id) +
+                                           "/api-keys?after=" + cursor_text(*page.last) +
+                                           "&limit=" + std::to_string(q.limit) + ">; rel=\"next\"");
+    return r;
 }
 
 Response Api::create_key(const Uuid &workspace_id, std::string_view body,
@@ -687,12 +783,13 @@ bool Api::try_sync() noexcept {
     try {
         publisher_.sync();
         if (publish_failing_) log_info("snapshot publishing works again");
-        publish_failing_ = false;
+        publish_failing_ = snapshot_full_ = false;
         return true;
     } catch (const std::exception &e) {
         if (!publish_failing_) log_error(std::string("snapshot publish failed: ") + e.what());
         metrics_.count_publish_failure();
         publish_failing_ = true;
+        snapshot_full_ = dynamic_cast<const SnapshotFull *>(&e) != nullptr;
         return false;
     }
 }
@@ -701,8 +798,8 @@ void Api::ensure_published() {
     // In a batch, checked once before it began: a rebuild must read committed state only.
     if (!(batch_ ? batch_->in_sync : try_sync()))
         throw ApiError(503, code::publish_failed,
-                       "the snapshot cannot be published right now, so no change is accepted; "
-                       "see apikeyd's log");
+                       with_full_hint("the snapshot cannot be published right now, so no change "
+                                      "is accepted; see apikeyd's log"));
 }
 
 // Applies `changes` (consecutive generations) in one snapshot transaction; false, logged
@@ -719,8 +816,17 @@ bool Api::apply_changes(const std::vector<const Change *> &changes) noexcept {
                   " failed: " + e.what());
         metrics_.count_publish_failure();
         publish_failing_ = true;
+        snapshot_full_ = dynamic_cast<const SnapshotFull *>(&e) != nullptr;
         return false;
     }
+}
+
+std::string Api::with_full_hint(std::string_view message) const {
+    // The one failure an operator fixes by configuration: say which setting.
+    return std::string(message) +
+           (snapshot_full_ ? " (the snapshot map is full even grown to its ceiling: raise "
+                             "snapshot_map_size_mb and restart apikeyd)"
+                           : "");
 }
 
 void Api::publish(Change &&change) {
@@ -729,7 +835,7 @@ void Api::publish(Change &&change) {
         batch_->changed_by.push_back(batch_->current);
         return;
     }
-    if (!apply_changes({&change})) throw ApiError(503, code::publish_failed, kNotPublished);
+    if (!apply_changes({&change})) throw ApiError(503, code::publish_failed, with_full_hint(kNotPublished));
 }
 
 std::vector<Response> Api::handle_batch(const std::vector<Request> &requests) noexcept {
@@ -762,7 +868,7 @@ std::vector<Response> Api::handle_batch(const std::vector<Request> &requests) no
         for (const Change &c : pending.changes) changes.push_back(&c);
         if (!apply_changes(changes))
             for (const std::size_t i : pending.changed_by)
-                replace_response(out[i], error_response(503, code::publish_failed, kNotPublished));
+                replace_response(out[i], error_response(503, code::publish_failed, with_full_hint(kNotPublished)));
     }
     for (std::size_t i = 0; i < requests.size(); ++i) count(requests[i], out[i]);
     return out;

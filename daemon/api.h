@@ -4,7 +4,7 @@
 //
 //   GET  POST    /api/v1/workspaces
 //   GET  DELETE  /api/v1/workspaces/{id}
-//   GET  POST    /api/v1/workspaces/{id}/api-keys
+//   GET  POST    /api/v1/workspaces/{id}/api-keys   GET ?after=C&limit=M: pages (Link: next)
 //   GET  DELETE  /api/v1/workspaces/{id}/api-keys/{keyId}
 //        POST    /api/v1/workspaces/{id}/api-keys/import   NDJSON bulk import (key_import.h)
 //   GET  PUT     /api/v1/workspaces/{id}/settings
@@ -15,6 +15,8 @@
 //   GET          /metrics   Prometheus text (admin token, like every route)
 //   GET          /healthz   {"status":"ok"} or 503: the only route without a token
 //
+// A query parameter a route does not take (all but the feeds' and key list's after and limit) is
+// 400 unknown_field before the route does anything; /healthz ignores its query.
 // HEAD is answered like GET (the server drops the body). Every route, known or not,
 // first requires "Authorization: Bearer <admin token>". Failed attempts are logged with
 // the source address (never what was presented); an address with too many of them gets
@@ -82,13 +84,13 @@ private:
     Response dispatch(const Request &request) noexcept;
     void count(const Request &request, const Response &response) noexcept;
     Response healthz();
-    Response metrics();
+    Response metrics(std::string_view query);
     Response route(const Request &request, const std::string &actor);
     Response list_workspaces();
     Response create_workspace(std::string_view body, const std::string &actor);
     Response get_workspace(const Uuid &id);
     Response delete_workspace(const Uuid &id, const std::string &actor);
-    Response list_keys(const Uuid &workspace_id);
+    Response list_keys(const Uuid &workspace_id, std::string_view query);
     Response create_key(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response import_keys(const Uuid &workspace_id, std::string_view body, const std::string &actor);
     Response get_key(const Uuid &workspace_id, const Uuid &key_id);
@@ -130,6 +132,9 @@ private:
     std::vector<AdminToken> tokens_;
     Clock clock_;
     bool publish_failing_ = false;  // log state changes once, not every retry
+    bool snapshot_full_ = false;    // the failure is SnapshotFull: messages name the setting
+    // `message`, naming snapshot_map_size_mb when the snapshot is full.
+    std::string with_full_hint(std::string_view message) const;
     Metrics metrics_;
     const UsageCounters *usage_ = nullptr;
     AuthLimiter auth_limiter_;

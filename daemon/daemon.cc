@@ -56,6 +56,8 @@ int run_daemon(const Config &config) {
         apikey::snapshot::WriterOptions options;
         options.dir = config.snapshot_path;
         options.map_size = config.snapshot_map_size;
+        // A full map grows (doubling) instead of failing every publish from then on.
+        options.max_map_size = snapshot_map_ceiling(config.snapshot_map_size, config.store_map_size);
         options.group = config.snapshot_group;
         // The store is the durable copy; a snapshot a system crash set back is rebuilt
         // from it below (sync), before nginx is told anything new.

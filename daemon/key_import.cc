@@ -77,6 +77,8 @@ ApiKey parse_item(std::string_view line, std::int64_t now) {
                                                               {"permission"},
                                                               {"expires_at"},
                                                               {"rate_limit"}});
+    } catch (const DuplicateMember &) {
+        throw;  // its message says more than "not a JSON object"
     } catch (const ApiError &e) {
         if (e.code() != code::invalid_json) throw;
         throw ApiError(400, code::invalid_json,

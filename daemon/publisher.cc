@@ -1,6 +1,9 @@
 #include "publisher.h"
 
+#include "log.h"
+
 #include <algorithm>
+#include <cstdint>
 
 namespace apikeyd {
 
@@ -10,7 +13,35 @@ namespace {
 
 snapshot::WorkspaceRecord record_of(const Workspace &w) { return workspace_record(w.id, w.settings); }
 
+std::string mib(std::size_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
 }  // namespace
+
+std::size_t snapshot_map_ceiling(std::size_t snapshot_map_size, std::size_t store_map_size) {
+    const std::size_t four_stores =
+        store_map_size > SIZE_MAX / 4 ? SIZE_MAX : store_map_size * 4;
+    return std::max(snapshot_map_size, four_stores);
+}
+
+void Publisher::publish(std::uint64_t generation,
+                        const std::function<void(snapshot::Batch &)> &edit) {
+    snapshot::Writer &w = writer();
+    const std::size_t before = w.map_size();
+    try {
+        w.publish(generation, edit);
+    } catch (const apikey::lmdb::LmdbError &e) {
+        if (e.code() != MDB_MAP_FULL) throw;
+        throw SnapshotFull("the snapshot is full (MDB_MAP_FULL): its map of " + mib(w.map_size()) +
+                           " is at its ceiling (the larger of snapshot_map_size_mb and 4 x "
+                           "store_map_size_mb, " + mib(w.max_map_size()) +
+                           "); raise snapshot_map_size_mb and restart apikeyd");
+    }
+    if (const std::size_t after = w.map_size(); after != before)
+        log_warn("snapshot map grown from " + mib(before) + " to " + mib(after) +
+                 " to publish generation " + std::to_string(generation) +
+                 " (snapshot_map_size_mb is " + std::to_string(options_.map_size >> 20) +
+                 "; ceiling " + mib(w.max_map_size()) + ")");
+}
 
 Publisher::Publisher(Store &store, const snapshot::WriterOptions &options)
     : store_(store), options_(options), writer_(std::make_unique<snapshot::Writer>(options)) {}
@@ -46,7 +77,7 @@ void Publisher::rebuild() {
     // the state of the generation it is stamped with.
     Store::View view = store_.committed_view();
     const std::uint64_t generation = view.generation();
-    writer().publish(generation, [&](snapshot::Batch &batch) {
+    publish(generation, [&](snapshot::Batch &batch) {
         batch.clear_all();
         std::vector<Workspace> workspaces = view.workspaces();
         for (const Workspace &w : workspaces) batch.put_workspace(w.path(), record_of(w));
@@ -85,7 +116,7 @@ void Publisher::apply(const std::vector<const Change *> &changes) {
     }
     const std::uint64_t last = changes.back()->generation;
     published_ = 0;  // unknown until this publish commits
-    writer().publish(last, [&](snapshot::Batch &batch) {
+    publish(last, [&](snapshot::Batch &batch) {
         // Read from the store as committed: this runs right after the commit, on the same
         // thread, so it holds every change of the batch.
         Store::View view = store_.committed_view();

@@ -7,16 +7,33 @@
 // snapshot deleted or stale after a crash between the two commits, a publish that failed
 // earlier) the snapshot is rebuilt from the store in one transaction. Readers never see a
 // half-applied change, and tables are only emptied, never dropped (readers keep handles).
+// A publish that fills the snapshot map grows it (doubling, up to snapshot_map_ceiling)
+// and runs again; only beyond the ceiling does it fail, naming snapshot_map_size_mb.
 #pragma once
 
 #include "snapshot_writer.h"
 #include "store.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 namespace apikeyd {
+
+// A publish that found the snapshot map full even at its growth ceiling. The message names
+// the map's size and the setting to raise (snapshot_map_size_mb), for the log and the 503.
+class SnapshotFull : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The ceiling the snapshot map may grow to: the larger of snapshot_map_size_mb and four
+// times store_map_size_mb. The snapshot holds far less per key than the store (a hash and
+// a fixed record against JSON records and indexes), so a snapshot of everything the store
+// can hold, and a rebuild's second copy of it, fit well below that.
+std::size_t snapshot_map_ceiling(std::size_t snapshot_map_size, std::size_t store_map_size);
 
 class Publisher {
 public:
@@ -50,6 +67,10 @@ public:
 
 private:
     void rebuild();
+    // writer().publish(), logging a map it had to grow, and SnapshotFull when even the
+    // ceiling is too small.
+    void publish(std::uint64_t generation,
+                 const std::function<void(apikey::snapshot::Batch &)> &edit);
     // One change's delta into an open snapshot transaction.
     void write_delta(apikey::snapshot::Batch &batch, Store::View &view, const Change &change);
     apikey::snapshot::Writer &writer();  // writer_, opened again if a reopen() failed

@@ -1,5 +1,9 @@
 #include "request_body.h"
 
+#include <functional>
+#include <set>
+#include <vector>
+
 namespace apikeyd {
 
 using nlohmann::json;
@@ -35,6 +39,34 @@ bool nesting_within(std::string_view text, std::size_t limit) {
     return true;
 }
 
+// Member names of each object open while parsing, innermost last. JSON leaves duplicate
+// names to the parser (RFC 8259 4) and nlohmann keeps the last one, so a body could pass
+// a check of one value and have the other stored ({"permission":"read_only",
+// "permission":"read_write"}): any duplicate, at any depth, is refused instead.
+class DuplicateMemberCheck {
+public:
+    bool operator()(int /*depth*/, json::parse_event_t event, json &parsed) {
+        switch (event) {
+        case json::parse_event_t::object_start: open_.emplace_back(); break;
+        case json::parse_event_t::object_end:
+            if (!open_.empty()) open_.pop_back();
+            break;
+        case json::parse_event_t::key:
+            if (!open_.empty() && !open_.back().insert(parsed.get<std::string>()).second)
+                throw DuplicateMember(400, code::invalid_json,
+                                      quoted_field(parsed.get<std::string>()) +
+                                          " appears more than once in one object: "
+                                          "duplicate member names are refused");
+            break;
+        default: break;
+        }
+        return true;  // keep everything
+    }
+
+private:
+    std::vector<std::set<std::string>> open_;
+};
+
 }  // namespace
 
 void invalid_field(std::string_view field, std::string_view why) {
@@ -48,8 +80,9 @@ void unknown_field(std::string_view field) {
 JsonObject::JsonObject(std::string_view body, std::initializer_list<FieldSpec> fields) {
     if (!nesting_within(body, kMaxJsonDepth))
         throw ApiError(400, code::invalid_json, "the body is nested too deeply");
+    DuplicateMemberCheck duplicates;
     try {
-        object_ = json::parse(body.begin(), body.end());
+        object_ = json::parse(body.begin(), body.end(), std::ref(duplicates));
     } catch (const json::parse_error &) {
         throw ApiError(400, code::invalid_json, "the body is not valid JSON");
     } catch (const json::out_of_range &) {  // a number no double holds: 1e380
@@ -85,14 +118,26 @@ std::string JsonObject::required_string(std::string_view field) const {
     return value->get<std::string>();
 }
 
+namespace {
+
+// Space, tab, LF, VT, FF, CR: what trimming removes; a name of nothing else says nothing.
+bool ascii_blank(std::string_view text) {
+    for (const char c : text)
+        if (c != ' ' && (c < '\t' || c > '\r')) return false;
+    return true;
+}
+
+}  // namespace
+
 std::string checked_name(const std::string &value, std::string_view field, std::size_t max_chars) {
+    // "  " is as empty as "" (and gets its error, not the control-character one for "\t").
+    if (ascii_blank(value)) invalid_field(field, "must not be empty");
     std::size_t chars = 0;
     for (const char ch : value) {
         const auto c = static_cast<unsigned char>(ch);
         if ((c & 0xC0) != 0x80) ++chars;  // not a UTF-8 continuation byte
         if (c < 0x20 || c == 0x7F) invalid_field(field, "must not contain control characters");
     }
-    if (chars == 0) invalid_field(field, "must not be empty");
     if (chars > max_chars)
         invalid_field(field, "must be at most " + std::to_string(max_chars) + " characters");
     return value;

@@ -1,5 +1,6 @@
-// Strict reading of JSON request bodies: the body must be one JSON object, every field
-// must be known, and each field is type- and value-checked by name. Failures throw
+// Strict reading of JSON request bodies: the body must be one JSON object, no object in it
+// may name a member twice, every field must be known, and each field is type- and
+// value-checked by name. Failures throw
 // ApiError carrying the 400 code (invalid_json / unknown_field / missing_field /
 // invalid_field) and a message that names the field but never echoes a value.
 #pragma once
@@ -28,6 +29,13 @@ public:
 private:
     unsigned status_;
     std::string_view code_;  // one of the code:: constants (static storage)
+};
+
+// A member name given twice in one object of a body (invalid_json): the message says
+// which, where a body's other parse failures say only that it is not JSON.
+class DuplicateMember : public ApiError {
+public:
+    using ApiError::ApiError;
 };
 
 // Nesting deeper than this is refused before parsing (no recursion blow-up).
@@ -62,7 +70,8 @@ private:
 // input and only echoed when harmless.
 std::string quoted_field(std::string_view field);
 
-// Names: 1..max_chars characters (UTF-8 code points), no control characters.
+// Names: 1..max_chars characters (UTF-8 code points), no control characters, not only
+// ASCII whitespace (refused as empty, like ""). Stored as given, untrimmed.
 std::string checked_name(const std::string &value, std::string_view field,
                          std::size_t max_chars = 200);
 

@@ -300,6 +300,54 @@ std::vector<ApiKey> Store::View::keys_of(const Uuid &workspace_id) {
     return out;
 }
 
+namespace {
+
+// workspace_keys' key after the workspace uuid: big-endian seq, then the big-endian index
+// for an imported key.
+std::string position_bytes(const ListPosition &p) {
+    std::string out = big_endian(p.seq);
+    if (p.index)
+        for (int b = 3; b >= 0; --b) out.push_back(static_cast<char>(*p.index >> (8 * b) & 0xFF));
+    return out;
+}
+
+ListPosition position_of(std::string_view suffix) {
+    ListPosition p;
+    p.seq = from_big_endian(suffix);
+    if (suffix.size() == 12) {
+        std::uint32_t index = 0;
+        for (const char c : suffix.substr(8)) index = index << 8 | static_cast<unsigned char>(c);
+        p.index = index;
+    } else if (suffix.size() != 8) {
+        throw CorruptRecord("workspace_keys holds an entry of a bad length");
+    }
+    return p;
+}
+
+}  // namespace
+
+KeyPage Store::View::keys_page(const Uuid &workspace_id, const std::optional<ListPosition> &after,
+                               std::size_t limit) {
+    KeyPage out;
+    const std::string_view prefix = bytes_of(workspace_id);
+    // Entries sort by seq then index (a plain seq before its batch's indexed entries, which
+    // never share it), so the page starts at the first entry past `after`.
+    const std::string from = std::string(prefix) + (after ? position_bytes(*after) : std::string());
+    lmdb::Cursor cursor(*txn_, store_.workspace_keys_);
+    for (bool ok = cursor.seek(from); ok && cursor.key().substr(0, 16) == prefix; ok = cursor.next()) {
+        if (after && cursor.key() <= std::string_view(from)) continue;
+        if (out.keys.size() == limit) {
+            out.more = true;
+            break;
+        }
+        const auto bytes = lmdb::get(*txn_, store_.keys_, cursor.value());
+        if (!bytes) throw CorruptRecord("workspace_keys points at a missing key");
+        out.keys.push_back(decode_key(*bytes));
+        out.last = position_of(cursor.key().substr(16));
+    }
+    return out;
+}
+
 std::optional<ApiKey> Store::View::key(const Uuid &id) {
     const auto bytes = lmdb::get(*txn_, store_.keys_, bytes_of(id));
     if (!bytes) return std::nullopt;

@@ -79,6 +79,21 @@ struct FeedEntry {
     std::string json;
 };
 
+// Where a key stands in its workspace's listing (workspace_keys): the seq that created
+// it, and for an imported key its index in the batch (a batch's keys share one seq). The
+// key list's paging cursor.
+struct ListPosition {
+    std::uint64_t seq = 0;
+    std::optional<std::uint32_t> index;
+};
+
+// One page of a workspace's keys, in listing order.
+struct KeyPage {
+    std::vector<ApiKey> keys;
+    std::optional<ListPosition> last;  // of the page's last key; nullopt when empty
+    bool more = false;                 // keys follow the page
+};
+
 // org/slug already taken by a live workspace.
 class Conflict : public std::runtime_error {
 public:
@@ -134,6 +149,10 @@ public:
         std::vector<Workspace> workspaces();  // creation order
         std::optional<Workspace> workspace(const Uuid &id);
         std::vector<ApiKey> keys_of(const Uuid &workspace_id);  // creation order
+        // At most `limit` of them, from the first after `after` (from the start when
+        // nullopt): one seek and `limit` + 1 reads, whatever the workspace holds.
+        KeyPage keys_page(const Uuid &workspace_id, const std::optional<ListPosition> &after,
+                          std::size_t limit);
         std::optional<ApiKey> key(const Uuid &id);
         // The id of the key with this SHA-256, of any workspace, revoked ones included.
         std::optional<Uuid> key_by_hash(const Digest &key_sha256);

@@ -115,8 +115,13 @@ std::optional<std::int64_t> parse_iso8601(std::string_view s) noexcept {
     }
     if (pos != s.size()) return std::nullopt;
 
-    return days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second -
-           offset;
+    const std::int64_t t =
+        days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
+    // An offset can carry 9999-12-31 past the last instant format_iso8601 shows (and
+    // 0000-01-01 before the first): such a time would be stored as given but shown
+    // clamped, so what is accepted would not come back as it is.
+    if (t < kMinTime || t > kMaxTime) return std::nullopt;
+    return t;
 }
 
 std::int64_t unix_now() noexcept {

@@ -118,7 +118,7 @@ void Batch::clear_all() {
     lmdb::clear(txn_, entities_);
 }
 
-Writer::Writer(const WriterOptions &options) {
+Writer::Writer(const WriterOptions &options) : max_map_size_(options.max_map_size) {
     data_path_ = options.dir + "/data.mdb";
     std::filesystem::create_directories(options.dir);
     set_mode(options.dir, options.group ? 0750 : 0700, options.group);
@@ -186,7 +186,37 @@ std::uint64_t Writer::generation() {
     return generation;
 }
 
+std::size_t Writer::map_size() const {
+    MDB_envinfo info{};
+    lmdb::check(mdb_env_info(env_->get(), &info), "mdb_env_info");
+    return info.me_mapsize;
+}
+
+bool Writer::grow_map() {
+    const std::size_t now = map_size();
+    if (now >= max_map_size_) return false;
+    const std::size_t grown = now > max_map_size_ / 2 ? max_map_size_ : now * 2;
+    // Allowed only with no transaction of this environment open in this process: the
+    // failed publish's has been aborted, and nothing else here holds one. Readers in other
+    // processes (nginx workers) get MDB_MAP_RESIZED on their next transaction and adopt
+    // the new size (snapshot_reader.cc).
+    lmdb::check(mdb_env_set_mapsize(env_->get(), grown), "mdb_env_set_mapsize");
+    return true;
+}
+
 void Writer::publish(std::uint64_t generation, const std::function<void(Batch &)> &edit) {
+    while (true) {
+        try {
+            publish_once(generation, edit);
+            return;
+        } catch (const lmdb::LmdbError &e) {
+            // publish_once's transaction is gone: nothing of the attempt was written.
+            if (e.code() != MDB_MAP_FULL || !grow_map()) throw;
+        }
+    }
+}
+
+void Writer::publish_once(std::uint64_t generation, const std::function<void(Batch &)> &edit) {
     env_->reader_check();
     lmdb::Txn txn(*env_, 0);
     // The bucket count of the key table as it stands; a rebuild (clear_all) picks anew.

@@ -22,6 +22,11 @@ namespace apikey::snapshot {
 struct WriterOptions {
     std::string dir;
     std::size_t map_size = std::size_t{1} << 32;  // address space, not disk: the file is sparse
+    // Ceiling of the map's growth: a publish that finds the map full (MDB_MAP_FULL) is
+    // run again on a map twice as large (mdb_env_set_mapsize between transactions; nginx
+    // workers adopt it on MDB_MAP_RESIZED), up to this size. 0 (or not above map_size):
+    // the map never grows and a full map fails the publish.
+    std::size_t max_map_size = 0;
     // Group the nginx workers run in. The directory and data.mdb become readable by it and
     // lock.mdb writable (LMDB readers take a slot there). Without a group everything is
     // private to apikeyd's user, for an nginx running as that same user.
@@ -89,9 +94,21 @@ public:
     // publish that wrote 2 MB or more of the key table (a full rebuild, a bulk import)
     // then drops data.mdb's pages from the page cache, so that nginx
     // workers read them back in 2 MB folios (snapshot_writer.cc, release_page_cache).
+    // A full map is grown (WriterOptions::max_map_size) and `edit` run again from the
+    // start, so it must only depend on its arguments and what it reads. Throws
+    // lmdb::LmdbError MDB_MAP_FULL when the map is full at its ceiling.
     void publish(std::uint64_t generation, const std::function<void(Batch &)> &edit);
 
+    // The map's size now (it only grows while this writer is open).
+    std::size_t map_size() const;
+    std::size_t max_map_size() const { return max_map_size_; }
+
 private:
+    void publish_once(std::uint64_t generation, const std::function<void(Batch &)> &edit);
+    // Doubles the map, capped at the ceiling; false when it is at the ceiling already.
+    bool grow_map();
+
+    std::size_t max_map_size_ = 0;
     std::unique_ptr<lmdb::Env> env_;
     MDB_dbi meta_ = 0, keys_ = 0, workspaces_ = 0, entities_ = 0;
     std::string discarded_;

@@ -108,6 +108,8 @@ isnt $inventory->{id}, $sales->{id}, 'second workspace gets its own id';
     error_ok($r, 400, 'missing_field', 'missing slug -> 400 missing_field');
     $r = $t->admin(POST => '/api/v1/workspaces', { org => 'acme-corp', slug => 5, name => 'X' });
     error_ok($r, 400, 'invalid_field', 'slug of the wrong type -> 400 invalid_field');
+    $r = $t->admin(POST => '/api/v1/workspaces', { org => 'acme-corp', slug => 'x3', name => " \t " });
+    error_ok($r, 400, 'invalid_field', 'a workspace name of whitespace only -> 400 invalid_field');
     $r = $t->admin(POST => '/api/v1/workspaces', { org => 'acme/corp', slug => 'x2', name => 'X' });
     error_ok($r, 400, 'invalid_field', 'org containing "/" -> 400 invalid_field (would break org/slug)');
 
@@ -159,8 +161,17 @@ my ($ro, $rw);
     error_ok($r, 400, 'invalid_field', 'expires_at in the past -> 400 invalid_field');
     $r = $t->admin(POST => $keys_path, { name => 'x', expires_at => 'next tuesday' });
     error_ok($r, 400, 'invalid_field', 'unparsable expires_at -> 400 invalid_field');
+    $r = $t->admin(POST => $keys_path, { name => 'x', expires_at => '9999-12-31T23:59:59-23:59' });
+    error_ok($r, 400, 'invalid_field', 'expires_at past 9999-12-31T23:59:59Z (by its offset) -> 400');
     $r = $t->admin(POST => $keys_path, { name => 'x', key => ApiKeyTest::make_key() });
     ok $r->{status} == 400, 'a client cannot choose its own raw key (400)' or diag $r->{body};
+    $r = $t->admin(POST => $keys_path, undef,
+                   raw_body => '{"name":"dup","permission":"read_only","permission":"read_write"}');
+    error_ok($r, 400, 'invalid_json', 'a member named twice -> 400 invalid_json (not: the last wins)');
+    like $r->{json}{error}{message} // '', qr/"permission" appears more than once/, 'naming it';
+    $r = $t->admin(POST => $keys_path, { name => '   ' });
+    error_ok($r, 400, 'invalid_field', 'a key name of spaces only -> 400 invalid_field, as ""');
+    is $r->{body}, $t->admin(POST => $keys_path, { name => '' })->{body}, '  the empty name\'s very error';
     $r = $t->admin(POST => $keys_path, { permission => 'read_only' });
     error_ok($r, 400, 'missing_field', 'key without name -> 400 missing_field');
     $r = $t->admin(POST => "/api/v1/workspaces/$MISSING_UUID/api-keys", { name => 'x' });
@@ -175,6 +186,21 @@ my ($ro, $rw);
     unlike $r->{body}, qr/\Q$ro->{key}\E|\Q$rw->{key}\E/, 'list body contains no raw key';
     my ($listed) = grep { $_->{id} eq $ro->{id} } @list;
     is $listed->{key_prefix}, $ro->{key_prefix}, 'list shows the prefix';
+    ok !defined $r->{headers}{link}, 'one page holds them all: no Link';
+
+    # Paged: ?limit=N keys a page, a Link header to the next one until the last.
+    $r = $t->admin(GET => "$keys_path?limit=2");
+    is scalar @{ $r->{json} // [] }, 2, 'limit=2: two keys, still a plain array';
+    like $r->{headers}{link} // '', qr{^<\Q$keys_path\E\?after=[0-9.]+&limit=2>; rel="next"\z},
+        'and a Link to the next page';
+    is_deeply [ map { $_->{id} } $t->list_keys($sales->{id}, 1) ], [ map { $_->{id} } @list ],
+        'following the links one key at a time lists every key once, in order';
+    $r = $t->admin(GET => "$keys_path?limit=0");
+    error_ok($r, 400, 'invalid_field', 'limit=0 -> 400 invalid_field');
+    $r = $t->admin(GET => "$keys_path?limit=10001");
+    error_ok($r, 400, 'invalid_field', 'limit over 10000 -> 400 invalid_field');
+    $r = $t->admin(GET => "$keys_path?offset=2");
+    error_ok($r, 400, 'unknown_field', 'offset -> 400 unknown_field (the list takes after and limit)');
 
     $r = $t->admin(GET => "$keys_path/$ro->{id}");
     is $r->{status}, 200, 'get key -> 200';
@@ -204,6 +230,27 @@ my ($ro, $rw);
     $r = $t->admin(PUT => "$keys_path/$rw->{id}", { name => 'x' });
     is $r->{status}, 405, 'PUT on a key -> 405';
     like $r->{headers}{allow} // '', qr/\bDELETE\b/, 'Allow lists DELETE';
+}
+
+# --- query parameters: refused, never ignored ---------------------------------------------
+
+{
+    # A parameter a route would ignore is refused before the route does anything.
+    my $r = $t->admin(DELETE => "/api/v1/workspaces/$inventory->{id}?dry_run=true");
+    error_ok($r, 400, 'unknown_field', 'DELETE ?dry_run=true -> 400 unknown_field');
+    like $r->{json}{error}{message} // '', qr/"dry_run"/, 'the message names the parameter';
+    is $t->admin(GET => "/api/v1/workspaces/$inventory->{id}")->{status}, 200,
+        'and the workspace was not deleted';
+    $r = $t->admin(GET => '/api/v1/workspaces?limit=1');
+    error_ok($r, 400, 'unknown_field', 'GET workspaces ?limit=1 -> 400 (no paging there)');
+    $r = $t->admin(DELETE => "$keys_path/$rw->{id}?dry_run=1");
+    error_ok($r, 400, 'unknown_field', 'revoke ?dry_run=1 -> 400');
+    is $t->admin(GET => "$keys_path/$rw->{id}")->{json}{status}, 'active', 'and the key is still active';
+    $r = $t->admin(POST => "/api/v1/workspaces?dry_run=1", { org => 'acme-corp', slug => 'q', name => 'Q' });
+    error_ok($r, 400, 'unknown_field', 'create ?dry_run=1 -> 400');
+    is $t->admin(GET => '/api/v1/workspaces')->{status}, 200, 'list without a query still works';
+    ok !grep({ $_->{slug} eq 'q' } @{ $t->admin(GET => '/api/v1/workspaces')->{json} // [] }),
+        'and nothing was created';
 }
 
 # --- workspace deletion -------------------------------------------------------------------

@@ -32,6 +32,7 @@ struct DaemonFixture {
     std::int64_t now = kNow;
     std::size_t store_map_size = 64u << 20;
     std::size_t snapshot_map_size = 64u << 20;
+    std::size_t snapshot_max_map_size = 0;  // growth ceiling; 0: the map never grows
     std::unique_ptr<apikeyd::Store> store;
     std::unique_ptr<apikeyd::Publisher> publisher;
     std::unique_ptr<apikeyd::Api> api;
@@ -49,6 +50,7 @@ struct DaemonFixture {
         store = std::make_unique<apikeyd::Store>(apikeyd::Store::Options{store_dir(), store_map_size});
         auto options = writer_options(snapshot_dir());
         options.map_size = snapshot_map_size;
+        options.max_map_size = snapshot_max_map_size;
         publisher = std::make_unique<apikeyd::Publisher>(*store, options);
         publisher->sync();
         api = std::make_unique<apikeyd::Api>(*store, *publisher, admin_tokens(),

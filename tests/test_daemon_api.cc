@@ -175,7 +175,7 @@ BOOST_FIXTURE_TEST_CASE(routes_not_found_and_methods_not_allowed, DaemonFixture)
         {"DELETE", "/api/v1/workspaces/" + ws + "/api-keys", 405, "GET, HEAD, POST"},
         {"PUT", "/api/v1/workspaces/" + ws + "/api-keys/" + key, 405, "GET, HEAD, DELETE, PATCH"},
         {"OPTIONS", "/api/v1/workspaces", 405, "GET, HEAD, POST"},
-        {"GET", "/api/v1/workspaces?limit=5", 200, ""},  // a query does not change the route
+        {"GET", "/api/v1/workspaces?limit=5", 400, ""},  // refused, not ignored: below
     };
     for (const auto &c : cases) {
         const Response r = call(c.method, c.target, "{}");
@@ -187,6 +187,173 @@ BOOST_FIXTURE_TEST_CASE(routes_not_found_and_methods_not_allowed, DaemonFixture)
             BOOST_TEST(header(r, "Allow") == c.allow);
         }
     }
+}
+
+// A parameter a route would ignore is refused before it does anything: DELETE
+// ?dry_run=true used to really delete, ?limit=1 on a list used to return everything.
+BOOST_FIXTURE_TEST_CASE(query_parameters_a_route_does_not_take_are_refused_first, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const std::string key = create_key(ws)["id"];
+    const std::string W = "/api/v1/workspaces/" + ws;
+    const std::uint64_t generation = store->generation();
+    const struct {
+        const char *method;
+        std::string target;
+        const char *body;
+        const char *named;  // in the message, "" when the name is not echoed
+    } cases[] = {
+        {"DELETE", W + "?dry_run=true", "", "dry_run"},
+        {"GET", W + "?x=1", "", "x"},
+        {"HEAD", W + "?x", "", "x"},
+        {"GET", "/api/v1/workspaces?limit=1", "", "limit"},
+        {"POST", "/api/v1/workspaces?dry_run=1", R"({"org":"acme","slug":"b","name":"B"})", "dry_run"},
+        {"POST", W + "/api-keys?permission=read_only", R"({"name":"k"})", "permission"},
+        {"POST", W + "/api-keys/import?dry_run=1",
+         R"({"key_sha256":"0000000000000000000000000000000000000000000000000000000000000001","key_prefix":"sk_live_AbC1","name":"i"})",
+         "dry_run"},
+        {"GET", W + "/api-keys/" + key + "?fields=name", "", "fields"},
+        {"DELETE", W + "/api-keys/" + key + "?dry_run=true", "", "dry_run"},
+        {"PATCH", W + "/api-keys/" + key + "?force=1", R"({"name":"n"})", "force"},
+        {"GET", W + "/settings?effective=0", "", "effective"},
+        {"PUT", W + "/settings?merge=1", R"({"maxExpandDepth":5})", "merge"},
+        {"PUT", W + "/entities/orders/settings?merge=1", R"({"publicAccess":"READ_ONLY"})", "merge"},
+        {"GET", W + "/entities/orders/settings?a=1&b=2", "", "a"},
+        {"GET", "/metrics?name[]=x", "", ""},
+        {"GET", W + "?a.b=1", "", ""},  // not a parameter name: not echoed
+        {"GET", W + "?=1", "", ""},
+    };
+    for (const auto &c : cases) {
+        const Response r = call(c.method, c.target, c.body);
+        BOOST_TEST_INFO(c.method << " " << c.target << " -> " << r.body);
+        BOOST_TEST(r.status == 400u);
+        BOOST_TEST(error_code(r) == "unknown_field");
+        const std::string message = json_of(r)["error"]["message"];
+        BOOST_TEST(message.find("this route takes no query parameters") != std::string::npos);
+        if (*c.named) BOOST_TEST(message.find("\"" + std::string(c.named) + "\"") != std::string::npos);
+        if (!*c.named) BOOST_TEST(message.find("\"") == std::string::npos);
+    }
+    // Nothing happened: the workspace and its key are as they were, no generation spent.
+    BOOST_TEST(store->generation() == generation);
+    BOOST_TEST(call("GET", W).status == 200u);
+    const json k = json_of(call("GET", W + "/api-keys/" + key));
+    BOOST_TEST(k["status"] == "active");
+    BOOST_TEST(k["name"] == "k");
+    BOOST_TEST(json_of(call("GET", "/api/v1/workspaces")).size() == 1u);
+    // An empty query (a bare "?", stray "&") holds no parameter; method and route errors
+    // come first.
+    BOOST_TEST(call("GET", W + "?").status == 200u);
+    BOOST_TEST(call("GET", "/api/v1/workspaces?&").status == 200u);
+    BOOST_TEST(call("PUT", W + "?x=1").status == 405u);
+    BOOST_TEST(call("GET", "/api/v1/nope?x=1").status == 404u);
+    BOOST_TEST(call("GET", "/api/v1/workspaces?x=1", {}, std::nullopt).status == 401u);
+    // /healthz, for probes, ignores a query (a cache buster) as before.
+    BOOST_TEST(call("GET", "/healthz?probe=1", {}, std::nullopt).status == 200u);
+}
+
+namespace {
+
+// The URL of a Link: <URL>; rel="next" header, "" when there is none.
+std::string next_link(const Response &r) {
+    const std::string link = header(r, "Link");
+    if (link.empty()) return "";
+    BOOST_TEST(link.front() == '<');
+    BOOST_TEST(link.find(">; rel=\"next\"") != std::string::npos);
+    return link.substr(1, link.find('>') - 1);
+}
+
+}  // namespace
+
+// A workspace's key list used to come in one response, whatever its size (84 MB and
+// 2.6 s at 250,000 keys, holding every other admin request). It pages now: still a plain
+// array, at most `limit` keys (default 1000), a Link header to the next page.
+BOOST_FIXTURE_TEST_CASE(the_key_list_pages_with_a_link_to_the_next_page, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const std::string K = "/api/v1/workspaces/" + ws + "/api-keys";
+    std::vector<std::string> created;
+    for (int i = 0; i < 3; ++i) created.push_back(create_key(ws)["id"]);
+    std::string body;  // 1,000 imported keys: one seq, listed by their index
+    for (int i = 0; i < 1000; ++i)
+        body += json{{"key_sha256", apikey::to_hex(apikey::sha256(apikey::generate_key()))},
+                     {"key_prefix", "sk_live_AbC1"}, {"name", "i" + std::to_string(i)}}.dump() + "\n";
+    Response r = call("POST", K + "/import", body);
+    BOOST_REQUIRE_EQUAL(r.status, 201u);
+    const json imported = json_of(r);
+    for (const auto &k : imported["keys"]) created.push_back(k["id"]);
+    for (int i = 0; i < 2; ++i) created.push_back(create_key(ws)["id"]);
+
+    // No query: the first 1,000, and a link to the rest.
+    r = call("GET", K);
+    BOOST_REQUIRE_EQUAL(r.status, 200u);
+    BOOST_TEST(json_of(r).is_array());
+    BOOST_TEST(json_of(r).size() == 1000u);
+    const std::string next = next_link(r);
+    BOOST_TEST(next.rfind(K + "?after=", 0) == 0);
+    BOOST_TEST(next.find("&limit=1000") != std::string::npos);
+    r = call("GET", next);
+    BOOST_REQUIRE_EQUAL(r.status, 200u);
+    BOOST_TEST(json_of(r).size() == 5u);
+    BOOST_TEST(next_link(r).empty());  // the last page
+
+    // Small pages, across the import's indexed entries and plain ones: every key once,
+    // in creation order, and a key created meanwhile comes on a later page.
+    std::vector<std::string> listed;
+    std::string target = K + "?limit=7";
+    int pages = 0;
+    while (!target.empty() && pages < 1000) {
+        r = call("GET", target);
+        BOOST_REQUIRE_EQUAL(r.status, 200u);
+        BOOST_TEST(json_of(r).size() <= 7u);
+        const json page = json_of(r);
+        for (const auto &k : page) listed.push_back(k["id"]);
+        target = next_link(r);
+        if (++pages == 3) created.push_back(create_key(ws)["id"]);
+    }
+    BOOST_TEST(listed == created);
+    BOOST_TEST(pages == static_cast<int>((created.size() + 6) / 7));
+    BOOST_TEST(json_of(call("GET", K + "?limit=10000")).size() == created.size());
+    BOOST_TEST(header(call("GET", K + "?limit=10000"), "Link").empty());
+    BOOST_TEST(json_of(call("GET", K + "?limit=" + std::to_string(created.size() - 1) + "&after=0")).size() ==
+               created.size() - 1);
+    BOOST_TEST(json_of(call("GET", K + "?after=18446744073709551615")).empty());
+    BOOST_TEST(call("HEAD", K + "?limit=1").status == 200u);
+
+    const struct {
+        const char *query;
+        const char *code;
+        const char *named;
+    } bad[] = {
+        {"limit=0", "invalid_field", "limit"},
+        {"limit=10001", "invalid_field", "limit"},
+        {"limit=-1", "invalid_field", "limit"},
+        {"limit=", "invalid_field", "limit"},
+        {"limit=1&limit=2", "invalid_field", "limit"},
+        {"after=abc", "invalid_field", "after"},
+        {"after=", "invalid_field", "after"},
+        {"after=1.", "invalid_field", "after"},
+        {"after=.1", "invalid_field", "after"},
+        {"after=1.2.3", "invalid_field", "after"},
+        {"after=1.4294967296", "invalid_field", "after"},
+        {"after=18446744073709551616", "invalid_field", "after"},
+        {"after=1&after=2", "invalid_field", "after"},
+        {"offset=5", "unknown_field", "offset"},
+        {"page=2&limit=5", "unknown_field", "page"},
+    };
+    for (const auto &c : bad) {
+        r = call("GET", K + "?" + c.query);
+        BOOST_TEST_INFO(c.query << " -> " << r.body);
+        BOOST_TEST(r.status == 400u);
+        BOOST_TEST(error_code(r) == c.code);
+        BOOST_TEST(json_of(r)["error"]["message"].get<std::string>().find(c.named) != std::string::npos);
+    }
+    BOOST_TEST(json_of(call("GET", K + "?offset=5"))["error"]["message"].get<std::string>().find(
+                   "takes after and limit") != std::string::npos);
+    // Creating a key takes no query.
+    const std::uint64_t generation = store->generation();
+    r = call("POST", K + "?limit=1", R"({"name":"x"})");
+    BOOST_TEST(r.status == 400u);
+    BOOST_TEST(error_code(r) == "unknown_field");
+    BOOST_TEST(store->generation() == generation);
+    BOOST_TEST(call("GET", "/api/v1/workspaces/" + kMissing + "/api-keys?limit=1").status == 404u);
 }
 
 // Found by fuzz/fuzz_api_create_key: a number JSON allows but a double cannot hold
@@ -216,6 +383,111 @@ BOOST_FIXTURE_TEST_CASE(numbers_out_of_range_are_invalid_json_on_every_body_rout
         BOOST_TEST(error_code(r) == "invalid_json");
     }
     BOOST_TEST(store->generation() == generation);
+}
+
+// nlohmann keeps the last of two members of the same name: {"permission":"read_only",
+// "permission":"read_write"} made a read_write key. Any duplicate, at any depth and
+// however escaped, is 400 invalid_json naming it, on every body route; nothing changes.
+BOOST_FIXTURE_TEST_CASE(duplicate_member_names_are_invalid_json_on_every_body_route, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"].get<std::string>();
+    const std::string key = create_key(ws)["id"].get<std::string>();
+    const std::string W = "/api/v1/workspaces/" + ws;
+    const std::uint64_t generation = store->generation();
+    const struct {
+        const char *method;
+        std::string target;
+        std::string body;
+        const char *named;
+    } cases[] = {
+        {"POST", W + "/api-keys", R"({"name":"x","permission":"read_only","permission":"read_write"})", "permission"},
+        {"POST", W + "/api-keys", R"({"name":"x","permission":"read_write","permission":"read_write"})", "permission"},
+        {"POST", W + "/api-keys", R"({"name":"x","na\u006de":"y"})", "name"},  // an escape is the same name
+        {"POST", W + "/api-keys", R"({"name":"x","rate_limit":{"limit":5,"limit":500,"window_seconds":60}})", "limit"},
+        {"POST", "/api/v1/workspaces", R"({"org":"acme","slug":"b","slug":"c","name":"B"})", "slug"},
+        {"PATCH", W + "/api-keys/" + key, R"({"name":"a","name":"b"})", "name"},
+        {"PATCH", W + "/api-keys/" + key, R"({"rate_limit":{"window_seconds":60,"limit":1,"window_seconds":1}})", "window_seconds"},
+        {"PUT", W + "/settings", R"({"maxExpandDepth":2,"maxExpandDepth":9})", "maxExpandDepth"},
+        {"PUT", W + "/settings", R"({"defaultRateLimit":{"limit":1,"window_seconds":60},"defaultRateLimit":null})", "defaultRateLimit"},
+        {"PUT", W + "/entities/orders/settings",
+         R"({"columns":{"ssn":{"apiVisible":false,"apiVisible":true}}})", "apiVisible"},
+        {"PUT", W + "/entities/orders/settings", R"({"columns":{"ssn":{"apiVisible":false},"ssn":{}}})", "ssn"},
+        {"PUT", W + "/entities/orders/settings", R"({"publicAccess":"NONE","publicAccess":"READ_WRITE"})", "publicAccess"},
+        // Deep inside an array, in an unknown field: still refused as a duplicate first.
+        {"PUT", W + "/entities/orders/settings", R"({"x":[[{"a":1,"b":{"c":1,"c":2}}]]})", "c"},
+    };
+    for (const auto &c : cases) {
+        const Response r = call(c.method, c.target, c.body);
+        BOOST_TEST_INFO(c.method << " " << c.target << " " << c.body << " -> " << r.body);
+        BOOST_TEST(r.status == 400u);
+        BOOST_TEST(error_code(r) == "invalid_json");
+        BOOST_TEST(json_of(r)["error"]["message"].get<std::string>().find(
+                       "\"" + std::string(c.named) + "\" appears more than once") != std::string::npos);
+    }
+    BOOST_TEST(store->generation() == generation);
+    BOOST_TEST(json_of(call("GET", W + "/api-keys")).size() == 1u);
+
+    // An import line with one is an invalid_json line; the batch stores nothing.
+    const std::string hash(64, 'a');
+    const Response r = call("POST", W + "/api-keys/import",
+                            R"({"key_sha256":")" + hash + R"(","key_prefix":"sk_live_AbC1","name":"i"})" "\n" +
+                                R"({"key_sha256":")" + std::string(64, 'b') +
+                                R"(","key_prefix":"sk_live_AbC1","name":"i","permission":"read_only","permission":"read_write"})");
+    BOOST_TEST_INFO(r.body);
+    BOOST_TEST(r.status == 400u);
+    const json body = json_of(r);
+    BOOST_TEST(body["error"]["code"] == "import_rejected");
+    BOOST_REQUIRE_EQUAL(body["errors"].size(), 1u);
+    BOOST_TEST(body["errors"][0]["line"] == 2);
+    BOOST_TEST(body["errors"][0]["code"] == "invalid_json");
+    BOOST_TEST(body["errors"][0]["message"].get<std::string>().find("\"permission\" appears more than once") !=
+               std::string::npos);
+    BOOST_TEST(store->generation() == generation);
+
+    // The same names in different objects are not duplicates.
+    BOOST_TEST(call("POST", W + "/api-keys",
+                    R"({"name":"x","rate_limit":{"limit":5,"window_seconds":60}})").status == 201u);
+    BOOST_TEST(call("PUT", W + "/entities/orders/settings",
+                    R"({"columns":{"a":{"apiVisible":false},"b":{"apiVisible":false}}})").status == 200u);
+}
+
+// "  " was accepted as a name where "" was refused: a name of ASCII whitespace only is
+// refused on every route that takes one, with exactly the empty name's error.
+BOOST_FIXTURE_TEST_CASE(blank_names_are_refused_like_empty_ones, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"].get<std::string>();
+    const std::string key = create_key(ws)["id"].get<std::string>();
+    const std::string W = "/api/v1/workspaces/" + ws;
+    const std::uint64_t generation = store->generation();
+    const auto body_with = [](const std::string &target, const json &name) {
+        if (target == "/api/v1/workspaces") return json{{"org", "acme"}, {"slug", "b"}, {"name", name}}.dump();
+        return json{{"name", name}}.dump();
+    };
+    const std::pair<const char *, std::string> routes[] = {
+        {"POST", "/api/v1/workspaces"}, {"POST", W + "/api-keys"}, {"PATCH", W + "/api-keys/" + key}};
+    for (const auto &[method, target] : routes) {
+        const Response empty = call(method, target, body_with(target, ""));
+        BOOST_TEST_INFO(method << " " << target << " \"\" -> " << empty.body);
+        BOOST_REQUIRE_EQUAL(empty.status, 400u);
+        BOOST_TEST(error_code(empty) == "invalid_field");
+        for (const char *blank : {" ", "   ", "\t", " \r\n ", "\v\f"}) {
+            const Response r = call(method, target, body_with(target, blank));
+            BOOST_TEST_INFO(method << " " << target << " " << json(blank).dump() << " -> " << r.body);
+            BOOST_TEST(r.status == 400u);
+            BOOST_TEST(r.body == empty.body);
+        }
+    }
+    // An import line: the same error, listed for its line.
+    const Response r = call("POST", W + "/api-keys/import",
+                            json{{"key_sha256", std::string(64, 'c')}, {"key_prefix", "sk_live_AbC1"}, {"name", "  "}}.dump());
+    BOOST_TEST(r.status == 400u);
+    BOOST_REQUIRE_EQUAL(json_of(r)["errors"].size(), 1u);
+    BOOST_TEST(json_of(r)["errors"][0]["code"] == "invalid_field");
+    BOOST_TEST(json_of(r)["errors"][0]["message"] == "field \"name\" must not be empty");
+    BOOST_TEST(store->generation() == generation);
+    BOOST_TEST(json_of(call("GET", W + "/api-keys/" + key))["name"] == "k");
+
+    // Whitespace around other characters is kept as given; a non-ASCII space is a character.
+    BOOST_TEST(create_key(ws, {{"name", " ci "}})["name"] == " ci ");
+    BOOST_TEST(create_key(ws, {{"name", "\u00a0"}})["name"] == "\u00a0");
 }
 
 BOOST_FIXTURE_TEST_CASE(workspace_body_validation, DaemonFixture) {
@@ -407,6 +679,9 @@ BOOST_FIXTURE_TEST_CASE(key_body_validation, DaemonFixture) {
         {"expires_at unparsable", R"({"name":"x","expires_at":"next tuesday"})", "invalid_field", "expires_at"},
         {"expires_at without zone", R"({"name":"x","expires_at":"2030-01-01T00:00:00"})", "invalid_field", "expires_at"},
         {"expires_at number", R"({"name":"x","expires_at":1900000000})", "invalid_field", "expires_at"},
+        // Past the last instant shown as is (9999-12-31T23:59:59Z): stored, it would show clamped.
+        {"expires_at past 9999 by its offset", R"({"name":"x","expires_at":"9999-12-31T23:59:59-23:59"})", "invalid_field", "expires_at"},
+        {"expires_at past 9999 by a minute", R"({"name":"x","expires_at":"9999-12-31T23:59:59-00:01"})", "invalid_field", "expires_at"},
         {"rate_limit unknown member", R"({"name":"x","rate_limit":{"requests":10}})", "unknown_field", "requests"},
         {"rate_limit not an object", R"({"name":"x","rate_limit":"10/s"})", "invalid_field", "rate_limit"},
         {"rate_limit zero", R"({"name":"x","rate_limit":{"limit":0,"window_seconds":60}})", "invalid_field", "rate_limit.limit"},
@@ -429,6 +704,15 @@ BOOST_FIXTURE_TEST_CASE(key_body_validation, DaemonFixture) {
 
     BOOST_TEST(call("POST", keys, R"({"name":"x","expires_at":null})").status == 201u);
     BOOST_TEST(call("POST", keys, R"({"name":"x","expires_at":"2027-01-15T08:00:01Z"})").status == 201u);
+    // The last instant there is, however written, is stored and shown as that instant.
+    for (const char *last : {"9999-12-31T23:59:59Z", "9999-12-31T23:59:59.999+00:00"}) {
+        const Response r = call("POST", keys, json{{"name", "x"}, {"expires_at", last}}.dump());
+        BOOST_TEST_INFO(last << " -> " << r.body);
+        BOOST_REQUIRE_EQUAL(r.status, 201u);
+        BOOST_TEST(json_of(r)["expires_at"] == "9999-12-31T23:59:59Z");
+        const std::string raw = json_of(r)["key"];
+        BOOST_TEST(*snapshot_key(raw)->expires_at == std::int64_t{253402300799});
+    }
 }
 
 BOOST_FIXTURE_TEST_CASE(deleting_a_workspace_revokes_its_keys_everywhere, DaemonFixture) {
@@ -534,6 +818,93 @@ BOOST_FIXTURE_TEST_CASE(failed_publish_is_a_503_and_is_repaired, DaemonFixture) 
     open();
     BOOST_TEST(snapshot_generation() == generation);
     for (const auto &raw : raw_keys) BOOST_REQUIRE(snapshot_key(raw).has_value());
+}
+
+namespace {
+
+// An import body of `n` new keys.
+std::string import_body(int n) {
+    std::string body;
+    for (int i = 0; i < n; ++i)
+        body += json{{"key_sha256", apikey::to_hex(apikey::sha256(apikey::generate_key()))},
+                     {"key_prefix", "sk_live_AbC1"},
+                     {"name", "imported"}}
+                    .dump() +
+                "\n";
+    return body;
+}
+
+bool names_the_setting(const Response &r) {
+    return json::parse(r.body)["error"]["message"].get<std::string>().find("snapshot_map_size_mb") !=
+           std::string::npos;
+}
+
+}  // namespace
+
+// snapshot_map_size_mb too small for an import: the publish used to fail (503) and every
+// change after it too, forever. The map now grows and the import is published.
+BOOST_FIXTURE_TEST_CASE(a_publish_that_fills_the_snapshot_grows_its_map, DaemonFixture) {
+    close();
+    snapshot_map_size = 256u << 10;
+    snapshot_max_map_size = 64u << 20;
+    open();
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const json before = create_key(ws);
+    Response r = call("POST", "/api/v1/workspaces/" + ws + "/api-keys/import", import_body(5000));
+    BOOST_TEST_INFO(r.body.substr(0, 300));
+    BOOST_REQUIRE_EQUAL(r.status, 201u);
+    BOOST_TEST(snapshot_generation() == store->generation());
+    // Changes go on, revokes included, and nginx's view has them.
+    r = call("DELETE", "/api/v1/workspaces/" + ws + "/api-keys/" + before["id"].get<std::string>());
+    BOOST_TEST(r.status == 200u);
+    BOOST_TEST((snapshot_key(before["key"])->status == KeyStatus::revoked));
+    const json after = create_key(ws);
+    BOOST_TEST(snapshot_key(after["key"]).has_value());
+    BOOST_TEST(call("GET", "/healthz", {}, std::nullopt).status == 200u);
+    // A restart with the same small setting keeps the grown file and publishes on.
+    reopen();
+    BOOST_TEST(snapshot_generation() == store->generation());
+    BOOST_TEST(create_key(ws)["status"] == "active");
+}
+
+// Full even at the ceiling: every error and log line names snapshot_map_size_mb, and a
+// start with that setting still too small fails naming it (it used to log only
+// MDB_MAP_FULL).
+BOOST_FIXTURE_TEST_CASE(a_snapshot_full_at_its_ceiling_names_the_setting, DaemonFixture) {
+    close();
+    snapshot_map_size = 256u << 10;
+    snapshot_max_map_size = 512u << 10;
+    open();
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const json key = create_key(ws);
+    Response r = call("POST", "/api/v1/workspaces/" + ws + "/api-keys/import", import_body(5000));
+    BOOST_REQUIRE_EQUAL(r.status, 503u);
+    BOOST_TEST(error_code(r) == "publish_failed");
+    BOOST_TEST(names_the_setting(r));
+    r = call("DELETE", "/api/v1/workspaces/" + ws + "/api-keys/" + key["id"].get<std::string>());
+    BOOST_TEST(r.status == 503u);
+    BOOST_TEST(error_code(r) == "publish_failed");
+    BOOST_TEST(names_the_setting(r));
+    r = call("GET", "/healthz", {}, std::nullopt);
+    BOOST_TEST(r.status == 503u);
+    BOOST_TEST(json_of(r)["reason"].get<std::string>().find("snapshot_map_size_mb") != std::string::npos);
+
+    // A restart with the setting unchanged: the rebuild fails, saying what to raise.
+    close();
+    BOOST_CHECK_EXCEPTION(open(), SnapshotFull, [](const SnapshotFull &e) {
+        return std::string(e.what()).find("raise snapshot_map_size_mb") != std::string::npos;
+    });
+    close();
+    snapshot_map_size = 64u << 20;
+    open();
+    BOOST_TEST(snapshot_generation() == store->generation());
+}
+
+BOOST_AUTO_TEST_CASE(the_snapshot_map_ceiling_is_four_stores_or_the_setting) {
+    BOOST_TEST(snapshot_map_ceiling(std::size_t{4096} << 20, std::size_t{1024} << 20) == std::size_t{4096} << 20);
+    BOOST_TEST(snapshot_map_ceiling(std::size_t{1} << 20, std::size_t{1024} << 20) == std::size_t{4096} << 20);
+    BOOST_TEST(snapshot_map_ceiling(std::size_t{64} << 30, std::size_t{1} << 30) == std::size_t{64} << 30);
+    BOOST_TEST(snapshot_map_ceiling(1, SIZE_MAX / 2) == SIZE_MAX);
 }
 
 BOOST_AUTO_TEST_CASE(loggable_path_hides_anything_but_route_words_and_uuids) {

@@ -41,6 +41,13 @@ BOOST_AUTO_TEST_CASE(parse_accepts) {
         {"2000-02-29T00:00:00Z", 951782400},
         {"1970-01-01T00:00:00Z", 0},
         {"2026-12-01T00:00:00Z", 1796083200},
+        {"9999-12-31T23:59:59Z", 253402300799},          // the last instant shown as is
+        {"9999-12-31T23:59:59.999Z", 253402300799},
+        {"9999-12-31T23:59:59+00:00", 253402300799},
+        {"9999-12-31T23:59:59+23:59", 253402300799 - 86340},
+        {"0000-01-01T00:00:00Z", -62167219200},          // the first
+        {"0000-01-01T00:00:00-00:00", -62167219200},
+        {"0000-01-01T00:00:00-23:59", -62167219200 + 86340},
     };
     for (const auto &c : cases) {
         const auto t = parse_iso8601(c.text);
@@ -74,9 +81,29 @@ BOOST_AUTO_TEST_CASE(parse_refuses) {
              "2024-01-15T09:30:00Z ",
              "+2024-01-15T09:30:00Z",
              "２０２４-01-15T09:30:00Z",
+             // Beyond what format_iso8601 shows unclamped: would not round-trip.
+             "9999-12-31T23:59:59-23:59",
+             "9999-12-31T23:59:59-00:01",
+             "9999-12-31T23:00:00-01:00",
+             "0000-01-01T00:00:00+00:01",
+             "0000-01-01T23:58:59+23:59",
          }) {
         BOOST_TEST(!parse_iso8601(text).has_value(), '"' << text << '"');
     }
+}
+
+// Whatever parses formats back to the same instant, at both ends of the range too.
+BOOST_AUTO_TEST_CASE(every_accepted_time_round_trips) {
+    for (const char *date : {"9999-12-31T", "9999-12-30T", "0000-01-01T", "0000-01-02T"})
+        for (const char *clock : {"00:00:00", "00:30:00", "23:29:59", "23:59:59"})
+            for (const char *zone : {"Z", "+23:59", "-23:59", "+12:00", "-00:01", "+00:01"}) {
+                const std::string text = std::string(date) + clock + zone;
+                const auto t = parse_iso8601(text);
+                if (!t) continue;
+                const auto back = parse_iso8601(format_iso8601(*t));
+                BOOST_TEST_INFO(text << " -> " << format_iso8601(*t));
+                BOOST_TEST((back && *back == *t));
+            }
 }
 
 BOOST_AUTO_TEST_CASE(round_trip) {

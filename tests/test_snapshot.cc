@@ -577,6 +577,60 @@ BOOST_AUTO_TEST_CASE(an_open_reader_follows_a_grown_map) {
     for (const auto &h : more) BOOST_REQUIRE((view.find_key(h, found) == Lookup::found));
 }
 
+// A publish that fills the map grows it, doubling up to max_map_size, and runs again in
+// the same open writer: an open reader follows (MDB_MAP_RESIZED), the writer goes on.
+// Without a ceiling above map_size, a full map fails the publish and writes nothing.
+BOOST_AUTO_TEST_CASE(a_full_map_grows_up_to_its_ceiling) {
+    test::TempDir dir;
+    auto options = test::writer_options(dir.sub("snap"));
+    options.map_size = std::size_t{1} << 20;
+    options.max_map_size = std::size_t{64} << 20;
+    Writer writer(options);
+    const Digest first = sha256(generate_key());
+    writer.publish(1, [&](Batch &b) { b.put_key(first, sample_record()); });
+    BOOST_TEST(writer.map_size() == std::size_t{1} << 20);
+    std::string error;
+    auto reader = Reader::open(dir.sub("snap"), error);
+    BOOST_REQUIRE_MESSAGE(reader, error);
+    KeyRecord found;
+    BOOST_REQUIRE((reader->view().find_key(first, found) == Lookup::found));
+
+    std::vector<Digest> more;
+    for (int i = 0; i < 20000; ++i) more.push_back(sha256(generate_key()));  // ~2.5 MB
+    int runs = 0;
+    writer.publish(2, [&](Batch &b) {
+        ++runs;
+        for (const auto &h : more) b.put_key(h, sample_record());
+    });
+    BOOST_TEST(runs > 1);  // run again after each growth
+    BOOST_TEST(writer.map_size() > (std::size_t{1} << 20));
+    BOOST_TEST(writer.map_size() <= options.max_map_size);
+    {
+        auto view = reader->view();
+        BOOST_REQUIRE_MESSAGE(view.ok(), view.error());
+        BOOST_TEST(view.generation() == 2u);
+        for (const auto &h : more) BOOST_REQUIRE((view.find_key(h, found) == Lookup::found));
+    }
+    writer.publish(3, [&](Batch &b) { b.delete_key(first); });  // and it goes on
+    auto view = reader->view();
+    BOOST_REQUIRE_MESSAGE(view.ok(), view.error());
+    BOOST_TEST((view.find_key(first, found) == Lookup::absent));
+
+    // At the ceiling: MDB_MAP_FULL, nothing of the publish written.
+    test::TempDir small;
+    auto capped = test::writer_options(small.sub("snap"));
+    capped.map_size = std::size_t{1} << 20;
+    capped.max_map_size = std::size_t{2} << 20;
+    Writer full(capped);
+    full.publish(1, [&](Batch &b) { b.put_key(first, sample_record()); });
+    BOOST_CHECK_EXCEPTION(full.publish(2, [&](Batch &b) {
+                              for (const auto &h : more) b.put_key(h, sample_record());
+                          }),
+                          lmdb::LmdbError, [](const lmdb::LmdbError &e) { return e.code() == MDB_MAP_FULL; });
+    BOOST_TEST(full.map_size() == capped.max_map_size);
+    BOOST_TEST(full.generation() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_rebuild_picks_the_bucket_count_for_its_keys) {
     BOOST_TEST(key_bucket_bits_for(0) == 12u);
     BOOST_TEST(key_bucket_bits_for(1'000'000) == 12u);  // 244 keys a bucket

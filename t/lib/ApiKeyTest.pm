@@ -900,6 +900,21 @@ sub put_entity_settings {
     return _expect($r, 200, "put settings of $entity in $ws_id");
 }
 
+# Every key of a workspace, in listing order, following the list's
+# `Link: <...>; rel="next"` pages ($limit keys a page, the daemon's default when undef;
+# at most 1000 pages). Dies on a non-200 page.
+sub list_keys {
+    my ($self, $ws_id, $limit) = @_;
+    my $path = "/api/v1/workspaces/$ws_id/api-keys" . (defined $limit ? "?limit=$limit" : '');
+    my @keys;
+    for (1 .. 1000) {
+        my $r = $self->admin(GET => $path);
+        push @keys, @{ _expect($r, 200, "list keys of $ws_id") };
+        ($path) = ($r->{headers}{link} // '') =~ /^<([^>]+)>; rel="next"\z/ or return @keys;
+    }
+    croak "the key list of $ws_id does not end";
+}
+
 # The whole change feed of a workspace ($ws_id undef: the global feed), paged with
 # after/limit until a page is empty (at most 1000 pages). Dies on a non-200 page.
 sub feed {

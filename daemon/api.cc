@@ -143,11 +143,14 @@ QueryParams split_query(std::string_view query) {
 }
 
 // 400 unknown_field for a parameter the route does not take; `takes` says what it does
-// ("after and limit", or empty for none). The name is echoed only when it is harmless.
+// ("after and limit", or empty for none). The name is echoed only when it is harmless,
+// and a key pasted as one (?sk_live_...=1) only as its prefix.
 [[noreturn]] void unknown_parameter(std::string_view name, std::string_view takes) {
+    std::string shown(name);
+    shown.resize(apikey::cut_keys_to_prefix(shown.data(), shown.size()));
     throw ApiError(400, code::unknown_field,
                    "unknown query parameter" +
-                       (is_identifier(name) ? " \"" + std::string(name) + "\"" : std::string()) +
+                       (is_identifier(name) ? " \"" + shown + "\"" : std::string()) +
                        (takes.empty() ? std::string("; this route takes no query parameters")
                                       : "; this route takes " + std::string(takes)));
 }

@@ -1,5 +1,7 @@
 #include "request_body.h"
 
+#include "key_format.h"
+
 #include <functional>
 #include <set>
 #include <vector>
@@ -14,7 +16,10 @@ std::string quoted_field(std::string_view field) {
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-' || c == '.'))
             return "a field";
-    return "field \"" + std::string(field) + "\"";
+    // A key pasted as a member name ({"sk_live_...": 1}) is not echoed whole.
+    std::string name(field);
+    name.resize(apikey::cut_keys_to_prefix(name.data(), name.size()));
+    return "field \"" + name + "\"";
 }
 
 namespace {

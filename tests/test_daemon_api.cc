@@ -248,6 +248,16 @@ BOOST_FIXTURE_TEST_CASE(query_parameters_a_route_does_not_take_are_refused_first
     BOOST_TEST(call("GET", "/api/v1/workspaces?x=1", {}, std::nullopt).status == 401u);
     // /healthz, for probes, ignores a query (a cache buster) as before.
     BOOST_TEST(call("GET", "/healthz?probe=1", {}, std::nullopt).status == 200u);
+    // A key pasted as a parameter or member name is named by its prefix only.
+    const std::string pasted = apikey::generate_key();
+    for (const Response &r : {call("GET", W + "?" + pasted + "=1"),
+                              call("POST", "/api/v1/workspaces",
+                                   R"({"org":"acme","slug":"c","name":"C",")" + pasted + R"(":1})")}) {
+        BOOST_TEST_INFO(r.body);
+        BOOST_TEST(error_code(r) == "unknown_field");
+        BOOST_TEST(r.body.find(pasted) == std::string::npos);
+        BOOST_TEST(r.body.find(pasted.substr(0, 12) + "...") != std::string::npos);
+    }
 }
 
 namespace {

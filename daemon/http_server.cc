@@ -10,6 +10,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <array>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <set>
@@ -234,8 +235,14 @@ private:
             return send_error(413, code::payload_too_large,
                               "the request body is larger than " +
                                   std::to_string(body_limit_) + " bytes");
-        if (ec == http::error::header_limit)
+        if (ec == http::error::header_limit) {
+            // The parser looks for the header's end before it reads the request line: no
+            // line end among the bytes read means the request line alone is too long.
+            const auto seen = buffer_.data();
+            if (std::memchr(seen.data(), '\n', seen.size()) == nullptr)
+                return send_error(414, code::uri_too_long, "the request target is too long");
             return send_error(431, code::headers_too_large, "the request headers are too large");
+        }
         // A closed connection, a timeout or a message cut short: nobody to answer.
         if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
             !is_parse_error(ec))

@@ -29,6 +29,7 @@ inline constexpr std::string_view not_found = "not_found";                 // 40
 inline constexpr std::string_view method_not_allowed = "method_not_allowed";  // 405
 inline constexpr std::string_view conflict = "conflict";                   // 409
 inline constexpr std::string_view payload_too_large = "payload_too_large"; // 413
+inline constexpr std::string_view uri_too_long = "uri_too_long";           // 414
 inline constexpr std::string_view headers_too_large = "headers_too_large"; // 431
 inline constexpr std::string_view internal_error = "internal_error";       // 500
 inline constexpr std::string_view not_implemented = "not_implemented";     // 501 transfer coding

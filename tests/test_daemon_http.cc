@@ -337,6 +337,12 @@ BOOST_AUTO_TEST_CASE(huge_headers_get_431) {
     const std::string r = c.read_all();
     BOOST_TEST(r.rfind("HTTP/1.1 431", 0) == 0u);
     BOOST_TEST(error_code_of(r) == "headers_too_large");
+    // A request line longer than the whole header's limit: 414.
+    Client c2(server.port());
+    c2.send("GET /x?q=" + std::string(20000, 'q') + " HTTP/1.1\r\nHost: a\r\n\r\n");
+    const std::string r2 = c2.read_all();
+    BOOST_TEST(r2.rfind("HTTP/1.1 414", 0) == 0u, r2.substr(0, 200));
+    BOOST_TEST(error_code_of(r2) == "uri_too_long");
 }
 
 BOOST_AUTO_TEST_CASE(slow_requests_are_cut_off) {

@@ -434,7 +434,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     ngx_log_t                    *log;
     ngx_http_apikey_log_t         safe;
     ngx_uint_t                    preflight, used;
-    ngx_http_request_t           *mr;
+    ngx_http_request_t           *cr;
     apikey_request_t              req;
     ngx_http_apikey_ctx_t        *ctx;
     ngx_http_apikey_loc_conf_t   *alcf;
@@ -508,22 +508,29 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         req.args.len = r->args.len;
 
         /*
+         * The request decided for: a subrequest that answers with its status
+         * only (auth_request, mirror) stands for its client's request, whose
+         * method and path as sent count; one that makes content (an SSI
+         * include) is a GET of its own, normalised URI.
+         */
+
+        cr = (r != r->main && r->header_only) ? r->main : r;
+
+        /*
          * The location matched the path nginx normalised; proxy_pass without
          * a URI part passes it as sent, unless the URI was changed since
          * (valid_unparsed_uri). Only a path with "%", "//" or "/." can differ.
-         * A subrequest is checked for its client's request.
          */
 
-        mr = r->main;
+        if (cr->valid_unparsed_uri && (cr->quoted_uri || cr->complex_uri)) {
+            last = cr->unparsed_uri.data + cr->unparsed_uri.len;
+            query = ngx_strlchr(cr->unparsed_uri.data, last, '?');
 
-        if (mr->valid_unparsed_uri && (mr->quoted_uri || mr->complex_uri)) {
-            last = mr->unparsed_uri.data + mr->unparsed_uri.len;
-            query = ngx_strlchr(mr->unparsed_uri.data, last, '?');
-
-            req.raw_path.data = (const char *) mr->unparsed_uri.data;
-            req.raw_path.len = (query ? query : last) - mr->unparsed_uri.data;
+            req.raw_path.data = (const char *) cr->unparsed_uri.data;
+            req.raw_path.len = (query ? query : last) - cr->unparsed_uri.data;
         }
-        req.mutating = (r->main->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
+
+        req.mutating = (cr->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) ? 0 : 1;
         req.preflight = (int) preflight;
         req.now = (int64_t) ngx_time();
         req.alloc = ngx_http_apikey_alloc;
@@ -918,8 +925,14 @@ ngx_http_apikey_cors_headers_in(ngx_http_request_t *r,
         }
     }
 
-    *preflight = (r->main->method == NGX_HTTP_OPTIONS && ctx->origin.data != NULL
-                  && request_method);
+    /*
+     * Answered for a client's request only: a subrequest's answer would not
+     * reach the browser, and auth_request would take its 204 for a pass. In a
+     * subrequest standing for it, a preflight is an OPTIONS like any other.
+     */
+
+    *preflight = (r == r->main && r->method == NGX_HTTP_OPTIONS
+                  && ctx->origin.data != NULL && request_method);
 }
 
 

@@ -1,9 +1,12 @@
 # Subrequests. nginx's access phase skips them (their main request was checked), so the
 # module decides a subrequest that reaches a location with "apikey" in the preaccess
-# phase, as its client's request (method, key): auth_request into such a location admits
-# what the key admits and refuses the rest (401 with WWW-Authenticate, 403; a 429 becomes
-# auth_request's 500), and an SSI include of a protected URL gets the refusal, not the
-# upstream's answer. A subrequest's $apikey_* are its own decision's.
+# phase. One that answers with its status only (auth_request) stands for its client's
+# request (method, path as sent, key): auth_request into such a location admits what the
+# key admits and refuses the rest (401 with WWW-Authenticate, 403; a 429 becomes
+# auth_request's 500), and a preflight is not answered there (an OPTIONS needing a key).
+# An SSI include is a GET of its own URI: it gets the refusal instead of the upstream's
+# answer without a key, and is not refused for the page's method or path. A subrequest's
+# $apikey_* are its own decision's.
 use strict;
 use warnings;
 use Test::More;
@@ -38,7 +41,13 @@ $t->write_nginx_conf(http_extra => '    apikey_rate_limit_zone zone=keys:32k;',
             apikey_rate_limit zone=keys default=3/60s;
             empty_gif;
         }
-        # SSI: a page without apikey including the API (whose location has it)
+        # SSI: a page without apikey including the API (whose location has it), also as
+        # the answer to a POST
+        location = /form {
+            ssi on;
+            ssi_types *;
+            return 200 'before <!--# include virtual="/api/v1/acme-corp/sales/orders" --> after';
+        }
         location /page/ {
             root $html;
             ssi on;
@@ -82,6 +91,17 @@ $r = $t->api(POST => '/guarded/x', key => $rw->{key}, body => '{}');
 is $r->{status}, 200, 'auth_request: read_write key, POST -> 200';
 is $r->{json}{method}, 'POST', '... the upstream got the POST';
 
+# A CORS preflight is answered only for a client's request: in auth_request's subrequest
+# it is an OPTIONS like any other, which needs a read_write key (a 204 there would pass
+# the OPTIONS on to the upstream without a key).
+$t->put_workspace_settings($ws->{id}, { corsAllowedOrigins => ['https://app.example.com'] });
+my @preflight = (Origin => 'https://app.example.com', 'Access-Control-Request-Method' => 'DELETE');
+$r = $t->api(OPTIONS => '/guarded/x', headers => \@preflight);
+is $r->{status}, 401, 'auth_request: a preflight without a key -> 401';
+ok !(ref $r->{json} eq 'HASH' && $r->{json}{method}), '... the upstream not reached';
+$r = $t->api(OPTIONS => '/guarded/x', headers => \@preflight, key => $ro->{key});
+is $r->{status}, 403, '... with a read_only key 403';
+
 my $limited = $t->create_key($ws->{id}, permission => 'read_write');
 is join(' ', map { $t->api(GET => '/guarded/x', key => $limited->{key})->{status} } 1 .. 4),
     '200 200 200 500', 'auth_request: a key over its rate limit (3/60s) is refused (auth_request\'s 500)';
@@ -96,6 +116,15 @@ unlike $r->{body}, qr/"method"/, '... not the upstream\'s answer';
 $r = $t->api(GET => '/page/orders.html', key => $ro->{key});
 like $r->{body}, qr/"key_id":"\Q$ro->{id}\E"/, 'SSI page with a key: the include admitted, the upstream told the key';
 like $r->{body}, qr/"fields":"id,total"/, '... and the included entity\'s policy (its defaultFields)';
+
+# The include is a GET of its own URI: neither the page's method nor its path as sent
+# is what it is decided for.
+$r = $t->api(POST => '/form', key => $ro->{key}, body => 'a=1');
+like $r->{body}, qr/^before \{"key_id":"\Q$ro->{id}\E"/,
+    'SSI page answered to a POST: a read_only key\'s include admitted (a GET)';
+$r = $t->api(GET => '/page/./orders.html', key => $ro->{key});
+like $r->{body}, qr/"key_id":"\Q$ro->{id}\E"/,
+    'SSI page requested with a dot segment: its include admitted (its own URI is normalised)';
 
 $r = $t->api(GET => '/keyed-page/orders.html', key => $ro->{key});
 is $r->{status}, 200, 'SSI page in a location with apikey (entity Customer): 200';

@@ -117,10 +117,9 @@ std::size_t page_limit(std::string_view value, std::size_t max) {
     return static_cast<std::size_t>(*n);
 }
 
-std::uint64_t feed_number(std::string_view name, std::string_view value) {
-    if (name == "limit") return page_limit(value, kFeedMaxLimit);
+std::uint64_t feed_after(std::string_view value) {
     const auto n = decimal(value, UINT64_MAX);
-    if (!n) invalid_field(name, "must be a non-negative integer (a seq)");
+    if (!n) invalid_field("after", "must be a non-negative integer (a seq)");
     return *n;
 }
 
@@ -163,17 +162,28 @@ void refuse_query(std::string_view query) {
     if (!params.empty()) unknown_parameter(params.front().first, {});
 }
 
-FeedQuery parse_feed_query(std::string_view query) {
-    FeedQuery out;
-    bool seen_after = false, seen_limit = false;
+// The raw `after` and `limit` of a paged route's query (the change feeds, the key list):
+// each at most once, and no other parameter.
+struct PageParams {
+    std::optional<std::string_view> after, limit;
+};
+
+PageParams page_params(std::string_view query) {
+    PageParams out;
     for (const auto &[name, value] : split_query(query)) {
-        bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
-        if (seen == nullptr) unknown_parameter(name, "after and limit");
-        if (*seen) invalid_field(name, "is given more than once");
-        *seen = true;
-        if (name == "after") out.after = feed_number(name, value);
-        else out.limit = static_cast<std::size_t>(feed_number(name, value));
+        auto *slot = name == "after" ? &out.after : name == "limit" ? &out.limit : nullptr;
+        if (slot == nullptr) unknown_parameter(name, "after and limit");
+        if (*slot) invalid_field(name, "is given more than once");
+        *slot = value;
     }
+    return out;
+}
+
+FeedQuery parse_feed_query(std::string_view query) {
+    const PageParams p = page_params(query);
+    FeedQuery out;
+    if (p.after) out.after = feed_after(*p.after);
+    if (p.limit) out.limit = page_limit(*p.limit, kFeedMaxLimit);
     return out;
 }
 
@@ -202,16 +212,10 @@ ListPosition parse_cursor(std::string_view text) {
 }
 
 KeyListQuery parse_key_list_query(std::string_view query) {
+    const PageParams p = page_params(query);
     KeyListQuery out;
-    bool seen_after = false, seen_limit = false;
-    for (const auto &[name, value] : split_query(query)) {
-        bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
-        if (seen == nullptr) unknown_parameter(name, "after and limit");
-        if (*seen) invalid_field(name, "is given more than once");
-        *seen = true;
-        if (name == "after") out.after = parse_cursor(value);
-        else out.limit = page_limit(value, kKeysMaxLimit);
-    }
+    if (p.after) out.after = parse_cursor(*p.after);
+    if (p.limit) out.limit = page_limit(*p.limit, kKeysMaxLimit);
     return out;
 }
 

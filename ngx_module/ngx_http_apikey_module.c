@@ -1165,10 +1165,12 @@ ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
                                          ctx->rate_window, &ctx->rate,
                                          ngx_cycle->log);
 
-        first->rate = ctx->rate;
-        first->rate_limit = ctx->rate_limit;
-        first->rate_window = ctx->rate_window;
-        first->rate_applied = 1;
+        if (first != ctx) {
+            first->rate = ctx->rate;
+            first->rate_limit = ctx->rate_limit;
+            first->rate_window = ctx->rate_window;
+            first->rate_applied = 1;
+        }
     }
 
     ctx->rate_applied = 1;

@@ -90,6 +90,11 @@ is $r->{status}, 403, 'auth_request: read_only key, POST -> 403 (the client requ
 $r = $t->api(POST => '/guarded/x', key => $rw->{key}, body => '{}');
 is $r->{status}, 200, 'auth_request: read_write key, POST -> 200';
 is $r->{json}{method}, 'POST', '... the upstream got the POST';
+# The client's path as sent, which proxy_pass passes on: an encoded slash is refused
+# (400 ambiguous_path in the check, which auth_request turns into its 500).
+$r = $t->api(GET => '/guarded/a%2F..%2Fx', key => $rw->{key});
+is $r->{status}, 500, 'auth_request: a path with an encoded slash refused (auth_request\'s 500)';
+ok !(ref $r->{json} eq 'HASH' && $r->{json}{method}), '... the upstream not reached';
 
 # A CORS preflight is answered only for a client's request: in auth_request's subrequest
 # it is an OPTIONS like any other, which needs a read_write key (a 204 there would pass

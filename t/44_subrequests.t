@@ -4,7 +4,8 @@
 # request (method, path as sent, key): auth_request into such a location admits what the
 # key admits and refuses the rest (401 with WWW-Authenticate, 403; a 429 becomes
 # auth_request's 500), and a preflight is not answered there (an OPTIONS needing a key).
-# An SSI include is a GET of its own URI: it gets the refusal instead of the upstream's
+# A mirror's copy stands for its client's request the same way: refused, it never reaches
+# the mirror's upstream. An SSI include is a GET of its own URI: it gets the refusal instead of the upstream's
 # answer without a key, and is not refused for the page's method or path. A subrequest's
 # $apikey_* are its own decision's.
 use strict;
@@ -15,6 +16,9 @@ use ApiKeyTest;
 # info: the module's rejection lines are logged (keys in them cut, checked at the end)
 my $t = ApiKeyTest->new(workers => 1, nginx => 0, error_log_level => 'info');
 my $backend = $t->backend_port;
+# The mirror's upstream: logs each copy it gets (method and path, never a header)
+my ($sink) = ApiKeyTest::free_ports(1);
+my $sink_log = "$t->{dir}/mirror-sink.log";
 my $html = "$t->{dir}/html";
 mkdir $html or die "mkdir $html: $!";
 mkdir "$html/page" or die "mkdir: $!";
@@ -24,8 +28,15 @@ print $fh "before <!--# include virtual=\"/api/v1/acme-corp/sales/orders\" --> a
 close $fh;
 chmod 0644, "$html/page/orders.html";
 
-$t->write_nginx_conf(http_extra => '    apikey_rate_limit_zone zone=keys:32k;',
-                     server_extra => <<"CONF");
+$t->write_nginx_conf(http_extra => <<"HTTP", server_extra => <<"CONF");
+    apikey_rate_limit_zone zone=keys:32k;
+    log_format mirror_copy '\$request_method \$request_uri';
+    server {
+        listen 127.0.0.1:$sink;
+        access_log $sink_log mirror_copy;
+        location / { return 204; }
+    }
+HTTP
         # auth_request: the guarded location has no apikey, its subrequest's location has
         location /guarded/ {
             auth_request /check;
@@ -40,6 +51,18 @@ $t->write_nginx_conf(http_extra => '    apikey_rate_limit_zone zone=keys:32k;',
             apikey_entity     orders;
             apikey_rate_limit zone=keys default=3/60s;
             empty_gif;
+        }
+        # mirror: the client's location has no apikey, the copy's location has
+        location /mirrored/ {
+            mirror /mirror-copy;
+            proxy_pass http://127.0.0.1:$backend;
+        }
+        location = /mirror-copy {
+            internal;
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    orders;
+            proxy_pass http://127.0.0.1:$sink\$request_uri;
         }
         # SSI: a page without apikey including the API (whose location has it), also as
         # the answer to a POST
@@ -110,6 +133,21 @@ is $r->{status}, 403, '... with a read_only key 403';
 my $limited = $t->create_key($ws->{id}, permission => 'read_write');
 is join(' ', map { $t->api(GET => '/guarded/x', key => $limited->{key})->{status} } 1 .. 4),
     '200 200 200 500', 'auth_request: a key over its rate limit (3/60s) is refused (auth_request\'s 500)';
+
+# --- mirror -----------------------------------------------------------------------------
+# The client's answer is the upstream's whatever the copy's decision; the copies refused
+# (no key, a read_only key's POST) are decided before the one admitted, which is then the
+# sink's only line.
+
+is $t->api(GET => '/mirrored/none')->{status}, 200, 'mirror: no key, the client still answered';
+is $t->api(POST => '/mirrored/ro', key => $ro->{key}, body => '{}')->{status}, 200,
+    'mirror: read_only key, POST, the client still answered';
+is $t->api(POST => '/mirrored/rw', key => $rw->{key}, body => '{}')->{status}, 200,
+    'mirror: read_write key, POST';
+ok $t->wait_until(sub { ApiKeyTest::_slurp($sink_log) =~ /^POST/m }, 5),
+    '... its copy reached the mirror\'s upstream';
+is ApiKeyTest::_slurp($sink_log), "POST /mirrored/rw\n",
+    'mirror: the copies without a key and of a read_only key\'s POST never reached it';
 
 # --- SSI includes -----------------------------------------------------------------------
 

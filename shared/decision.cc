@@ -175,11 +175,12 @@ Code code_of(QueryStatus status) noexcept {
 
 Decision decide(const snapshot::Reader::View &view, const Request &request) noexcept {
     Decision d;
-    // Before anything else: which workspace and entity it is for is what is in doubt.
-    if (!request.raw_path.empty() && ambiguous_path(request.raw_path)) {
-        d.code = Code::ambiguous_path;
-        return d;
-    }
+    // Which workspace and entity the request is for is what is in doubt: refused before
+    // anything is checked for them, without a snapshot too. The one thing looked up
+    // first is the CORS answer of the workspace the location matched, which the 400
+    // carries like any rejection: an allowed origin's script can read why it failed.
+    const bool ambiguous = !request.raw_path.empty() && ambiguous_path(request.raw_path);
+    if (ambiguous) d.code = Code::ambiguous_path;
     if (!view.ok()) return d;
 
     std::optional<Uuid> workspace_id;
@@ -195,6 +196,7 @@ Decision decide(const snapshot::Reader::View &view, const Request &request) noex
         d.cors_vary = true;
         if (request.origin) d.cors = cors_grant(workspace.cors_origins, *request.origin);
     }
+    if (ambiguous) return d;
     if (request.preflight) {
         d.code = d.cors != CorsGrant::none ? Code::cors_preflight : Code::cors_origin_not_allowed;
         return d;

@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::string_view kExpand = "expand";
 constexpr std::string_view kFields = "fields";
+constexpr std::string_view kFilter = "filter";
 constexpr std::string_view kFilterOpen = "filter[";
 constexpr std::string_view kPrimaryKey = "id";
 constexpr std::string_view kPrimaryKeyFirst = "id,";
@@ -129,6 +130,62 @@ QueryOutcome refuse(QueryStatus status, std::string_view offender) noexcept {
     return out;
 }
 
+char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (lower(a[i]) != lower(b[i])) return false;
+    return true;
+}
+
+// A hidden column, in whatever case it is named: an upstream whose database folds
+// names (PostgreSQL unquoted, MySQL) answers "SSN" with the column "ssn".
+bool is_hidden(std::string_view hidden_columns, std::string_view field) noexcept {
+    return list_contains_if(hidden_columns, [&](std::string_view column) {
+        return equal_ignoring_case(column, field);
+    });
+}
+
+// True for a name that some upstream's parser reads as filter[...]: PHP drops leading
+// spaces, Rack and qs skip leading brackets, Rack takes a ']' after the first name for a
+// '['. Such a name must be exactly filter[field] or filter[field][op], or the field an
+// upstream filters on would go unchecked ("[filter][ssn]" is filter[ssn] to Rails).
+bool reads_as_filter(std::string_view name) noexcept {
+    const std::size_t start = name.find_first_not_of(" []");
+    if (start == std::string_view::npos) return false;
+    name.remove_prefix(start);
+    return name.size() > kFilter.size() && name.substr(0, kFilter.size()) == kFilter &&
+           (name[kFilter.size()] == '[' || name[kFilter.size()] == ']');
+}
+
+// Whether the whitelist `expandable` of relationship paths allows `path`: a listed path
+// that is a prefix of it, segment by segment, allows it and what lies below ("items"
+// allows "items.product.vendor"), and so does a listed path it is on the way to
+// ("items.product" allows "items"). When not, `refused` is the part of `path` no listed
+// path covers: up to the first segment where the closest one parts from it ("orders",
+// or "items.supplier" under "items.product").
+bool expandable_allows(std::string_view expandable, std::string_view path,
+                       std::string_view &refused) noexcept {
+    std::size_t closest = 0;  // leading segments of `path` some listed path agrees with
+    const bool allowed = list_contains_if(expandable, [&](std::string_view listed) {
+        std::size_t agreed = 0;
+        std::string_view a = listed, b = path;
+        while (true) {
+            const std::size_t da = a.find('.'), db = b.find('.');
+            if (a.substr(0, da) != b.substr(0, db)) break;
+            ++agreed;
+            if (da == std::string_view::npos || db == std::string_view::npos) return true;
+            a.remove_prefix(da + 1);
+            b.remove_prefix(db + 1);
+        }
+        closest = std::max(closest, agreed);
+        return false;
+    });
+    if (!allowed) refused = cut_path(path, static_cast<unsigned>(closest + 1));
+    return allowed;
+}
+
 // filter[field] or filter[field][op]: the field, or empty when the name is malformed.
 std::string_view filter_field(std::string_view name) noexcept {
     std::string_view rest = name.substr(kFilterOpen.size());
@@ -190,20 +247,29 @@ QueryOutcome apply_query_policy(std::string_view query, const snapshot::EntityVi
     if (!each_param([](const Param &) { return true; })) return refusal;
 
     // 2. Filters: the whitelist, and never a hidden column (its values would leak
-    // through which rows match).
-    const bool filters_ok = each_param([&](const Param &p) {
-        if (p.name.substr(0, kFilterOpen.size()) != kFilterOpen) return true;
-        const std::string_view field = filter_field(p.name);
-        if (field.empty()) {
-            refusal = refuse(QueryStatus::invalid_query, p.name);
-            return false;
-        }
-        if (list_contains(entity.hidden_columns, field) ||
-            (entity.filterable && !list_contains(*entity.filterable, field))) {
-            refusal = refuse(QueryStatus::filter_not_allowed, field);
-            return false;
-        }
-        return true;
+    // through which rows match). The upstream reads filters from the query itself, so
+    // they are looked for as the more lenient parsers find them: a ';' separates
+    // parameters too (Rack 2, Perl's URI), and names that only such parsers take for
+    // filters must be well formed (reads_as_filter).
+    const bool filters_ok = for_each_item_sep(query, '&', [&](std::string_view pair) {
+        return for_each_item_sep(pair, ';', [&](std::string_view piece) {
+            Param p;
+            // A piece of a pair that decodes decodes: a ';' is never part of an escape.
+            if (!decode_param(piece, scratch, p) || !reads_as_filter(p.name)) return true;
+            const std::string_view field = p.name.substr(0, kFilterOpen.size()) == kFilterOpen
+                                               ? filter_field(p.name)
+                                               : std::string_view{};
+            if (field.empty()) {
+                refusal = refuse(QueryStatus::invalid_query, p.name);
+                return false;
+            }
+            if (is_hidden(entity.hidden_columns, field) ||
+                (entity.filterable && !list_contains(*entity.filterable, field))) {
+                refusal = refuse(QueryStatus::filter_not_allowed, field);
+                return false;
+            }
+            return true;
+        });
     });
     if (!filters_ok) return refusal;
 
@@ -218,9 +284,10 @@ QueryOutcome apply_query_policy(std::string_view query, const snapshot::EntityVi
                 refusal = refuse(QueryStatus::invalid_query, path);
                 return false;
             }
-            const std::string_view head = cut_path(path, 1);
-            if (requested && entity.expandable && !list_contains(*entity.expandable, head)) {
-                refusal = refuse(QueryStatus::expand_not_allowed, head);
+            std::string_view refused;
+            if (requested && entity.expandable &&
+                !expandable_allows(*entity.expandable, path, refused)) {
+                refusal = refuse(QueryStatus::expand_not_allowed, refused);
                 return false;
             }
             expand.append_unique(cut_path(path, entity.max_expand_depth));
@@ -250,7 +317,7 @@ QueryOutcome apply_query_policy(std::string_view query, const snapshot::EntityVi
                 return false;
             }
             any_field = true;
-            if (field == kPrimaryKey || !list_contains(entity.hidden_columns, field))
+            if (field == kPrimaryKey || !is_hidden(entity.hidden_columns, field))
                 kept.append_unique(field);
             return true;
         });

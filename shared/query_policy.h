@@ -17,8 +17,8 @@ namespace apikey {
 enum class QueryStatus {
     ok,
     invalid_query,       // broken %-escape, bad relationship path or field name
-    expand_not_allowed,  // a requested path's first segment is outside `expandable`
-    filter_not_allowed,  // filter[f] with f outside `filterable`, or a hidden column
+    expand_not_allowed,  // a requested path no entry of `expandable` covers
+    filter_not_allowed,  // filter[f] with f outside `filterable`, or hidden (any case)
     no_memory,           // the caller's memory was too small (never with the right size)
 };
 
@@ -44,6 +44,8 @@ std::size_t query_policy_memory(std::string_view query,
 //   expand=a,b.c (repeatable, joined)   fields=x,y (repeatable, joined)
 //   filter[field]=value   filter[field][op]=value
 // Others pass through untouched. Names and values are percent-decoded, '+' is a space.
+// Filters are also looked for as lenient upstream parsers find them (after a ';',
+// "[filter][f]", " filter[f]"): checked, or refused as invalid_query.
 // `memory` holds at least query_policy_memory(query, entity) bytes.
 QueryOutcome apply_query_policy(std::string_view query, const snapshot::EntityView &entity,
                                 char *memory, std::size_t size) noexcept;

@@ -163,6 +163,20 @@ $r = $t->api(GET => "$S/Customer", key => 'not-a-key', headers => [ Origin => $A
 is $r->{status}, 401, 'malformed key from an allowed origin: 401';
 granted($r, $APP, '  the 401 carries the grant');
 
+# The path refused before anything else (ambiguous_path): the grant of the workspace the
+# location matched, or a browser shows a CORS failure instead of the 400.
+$r = $t->api(GET => "$S/Customer/1%2F..%2Fx", key => $key->{key}, headers => [ Origin => $APP ]);
+is $r->{status}, 400, 'an encoded slash from an allowed origin: 400';
+is $r->{json}{error}{code}, 'ambiguous_path', '  ambiguous_path';
+granted($r, $APP, '  the 400 carries the grant');
+$r = $t->api(GET => "$S/Customer/./x", headers => [ Origin => $EVIL ]);
+is $r->{status}, 400, 'a dot segment from another origin: 400';
+not_granted($r, '  no grant for it');
+like $r->{headers}{vary} // '', qr/\bOrigin\b/, '  but Vary: Origin';
+$r = $t->api(GET => '/api/v1/acme-corp/nowhere/Item/a%2Fb', headers => [ Origin => $APP ]);
+is $r->{status}, 400, 'an encoded slash for an unknown workspace: 400';
+not_granted($r, '  no grant (no list to grant from)');
+
 my $limited = $t->create_key($ws_id, permission => 'read_only',
                              rate_limit => { limit => 1, window_seconds => 600 });
 is $t->api(GET => "$S/Customer", key => $limited->{key}, headers => [ Origin => $APP ])->{status},

@@ -38,6 +38,9 @@ $t->put_entity_settings($ws->{id}, 'Listed',
 # Customer: ordinary whitelists.
 $t->put_entity_settings($ws->{id}, 'Customer',
     { expandableRelationships => 'customer,items', filterableFields => 'name,email' });
+# Paths: a whitelist of dot paths.
+$t->put_entity_settings($ws->{id}, 'Paths',
+    { expandableRelationships => 'customer,items.product', maxExpandDepth => 5 });
 # Catalog: public, with a whitelist and no depth of its own.
 $t->put_entity_settings($ws->{id}, 'Catalog',
     { publicAccess => 'READ_ONLY', filterableFields => 'name' });
@@ -102,6 +105,40 @@ is upstream('Person?fields=name&fields=ssn', 'repeated fields')->{fields}, 'id,n
 my %f = map { $_ => 1 } split /,/, upstream('Person?fields=name,id,name', 'duplicates')->{fields};
 is_deeply \%f, { id => 1, name => 1 }, 'duplicates removed, id kept once';
 is upstream('Person?fields=', 'empty fields')->{fields}, '', 'empty fields: every visible field';
+
+# Upstreams read filters from the query with their own parser, more lenient than the
+# module's "&"-separated pairs: Rack 2 and Perl's URI split at ';' too, PHP drops a name's
+# leading spaces, Rack and qs skip leading brackets, Rack reads "filter]ssn]" as
+# filter[ssn]. Each is checked like filter[...], or refused as malformed.
+refused('Person?page=1;filter[ssn]=1', 'filter_not_allowed', 'ssn',
+        "a filter after a ';' (a separator to Rack 2) is checked");
+refused('Listed?a=1;filter[email]=x', 'filter_not_allowed', 'email',
+        "  the whitelist too, after a ';'");
+upstream('Listed?a=1;filter[name]=x', "an allowed filter after a ';' passes");
+upstream('Listed?filter[name]=a;b', "a ';' in an allowed filter's value passes");
+for my $q ('%20filter[ssn]=1', '+filter[ssn]=1', '[filter][ssn]=1', '%5Bfilter%5D%5Bssn%5D=1',
+           ']filter[ssn]=1', 'filter]ssn]=1', 'a=1;%20filter[name]=x') {
+    refused("Listed?$q", 'invalid_query', undef, "'$q', a filter to a lenient parser: malformed");
+}
+upstream('Person?x[filter][ssn]=1&filters[ssn]=1&filter_ssn=1', 'names that are no filter to anyone');
+
+# Hidden columns whatever their case: a database that folds names (PostgreSQL, MySQL)
+# answers SSN with ssn.
+refused('Person?filter[SSN]=1', 'filter_not_allowed', 'SSN', 'a hidden column in capitals is not filterable');
+is upstream('Person?fields=SSN,Salary,name', 'hidden fields in another case')->{fields}, 'id,name',
+    'a hidden column asked in another case is removed';
+
+# --- whitelists of dot paths ----------------------------------------------------------------
+
+is upstream('Paths?expand=items.product', 'a listed dot path')->{expand}, 'items.product',
+    'a path listed in expandableRelationships may be expanded';
+is upstream('Paths?expand=items', 'the way to a listed path')->{expand}, 'items',
+    '  and so may its first segment, the way to it';
+is upstream('Paths?expand=items.product.vendor,customer.address', 'below listed paths')->{expand},
+    'items.product.vendor,customer.address', '  and what lies below a listed path';
+refused('Paths?expand=items.supplier', 'expand_not_allowed', 'items.supplier',
+        'another relationship of items is refused, named in full');
+refused('Paths?expand=orders', 'expand_not_allowed', 'orders', 'an unlisted relationship is refused');
 
 # --- whitelists that allow nothing --------------------------------------------------------
 

@@ -451,6 +451,9 @@ BOOST_FIXTURE_TEST_CASE(the_request_path_never_touches_the_heap, SettingsFixture
         const std::size_t during = g_heap_allocations - before;
         BOOST_TEST((d.code == c.expected), c.query << ": " << code_name(d.code));
         BOOST_TEST(during == 0u, c.query << ": " << during << " heap allocations in decide()");
+        // Every answer for the workspace, ambiguous_path included, carries its CORS grant.
+        BOOST_TEST((d.cors == CorsGrant::this_origin), c.query << ": " << code_name(d.code));
+        BOOST_TEST(d.cors_vary, c.query << ": " << code_name(d.code));
 
         // The C API the module calls, with a pool-like allocator.
         apikey_request_t req{};

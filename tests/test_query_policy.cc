@@ -227,6 +227,113 @@ BOOST_AUTO_TEST_CASE(hidden_columns_without_a_filter_whitelist) {
     BOOST_TEST(run("fields=id,ssn", e).fields == "id");
 }
 
+// Upstreams read filters from the raw query with their own parser, and many are more
+// lenient than "&"-separated name=value pairs: Rack 2 and Perl's URI split on ';' too,
+// PHP drops a name's leading spaces, Rack and qs skip leading brackets, Rack reads a ']'
+// after the first name like a '['. Each of these is a filter to such an upstream: it
+// is checked, or refused as malformed, never passed on unchecked.
+BOOST_AUTO_TEST_CASE(filters_as_lenient_parsers_read_them) {
+    struct Case {
+        const char *query;
+        QueryStatus status;
+        const char *offender;
+    };
+    const Case cases[] = {
+        {"a=1;filter[ssn]=1", QueryStatus::filter_not_allowed, "ssn"},
+        {"a=1;filter[status]=1", QueryStatus::filter_not_allowed, "status"},
+        {"a=1;+filter[ssn]=1", QueryStatus::invalid_query, " filter[ssn]"},
+        {"a=1;%20filter[status]=1", QueryStatus::invalid_query, " filter[status]"},
+        {"a=1;filter%5Bssn%5D=1", QueryStatus::filter_not_allowed, "ssn"},
+        {"%20filter[ssn]=1", QueryStatus::invalid_query, " filter[ssn]"},
+        {"+filter[status]=1", QueryStatus::invalid_query, " filter[status]"},
+        {"[filter][ssn]=1", QueryStatus::invalid_query, "[filter][ssn]"},
+        {"%5Bfilter%5D%5Bssn%5D=1", QueryStatus::invalid_query, "[filter][ssn]"},
+        {"]filter[ssn]=1", QueryStatus::invalid_query, "]filter[ssn]"},
+        {"filter]ssn]=1", QueryStatus::invalid_query, "filter]ssn]"},
+        {"filter]ssn=1", QueryStatus::invalid_query, "filter]ssn"},
+        {"[filter]=1", QueryStatus::invalid_query, "[filter]"},
+        // allowed filters still pass, whatever separates them
+        {"a=1;filter[name]=bob", QueryStatus::ok, ""},
+        {"filter[name]=a;b", QueryStatus::ok, ""},
+        {"filter[name]=a%3Bfilter[ssn]=1", QueryStatus::ok, ""},  // an encoded ';' is data
+        // not filters to anyone
+        {"a=1;filter=ssn", QueryStatus::ok, ""},
+        {"x[filter][ssn]=1", QueryStatus::ok, ""},
+        {"filters[ssn]=1", QueryStatus::ok, ""},
+        {"filter_ssn=1", QueryStatus::ok, ""},
+        {"q=a;b;c", QueryStatus::ok, ""},
+    };
+    const EntityView entity = restricted();
+    for (const auto &c : cases) {
+        const Result out = run(c.query, entity);
+        BOOST_TEST((out.status == c.status),
+                   "query: " << c.query << ": got " << status_name(out.status) << " "
+                             << out.offender);
+        if (out.status == c.status && c.status != QueryStatus::ok)
+            BOOST_TEST(out.offender == c.offender, "query: " << c.query);
+    }
+}
+
+// A hidden column is hidden whatever the case it is asked in: an upstream whose database
+// folds names (PostgreSQL unquoted, MySQL) would answer "SSN" with the column "ssn".
+BOOST_AUTO_TEST_CASE(hidden_columns_match_in_any_case) {
+    EntityView e;
+    e.hidden_columns = "notes,ssn";
+    BOOST_TEST((run("filter[SSN]=1", e).status == QueryStatus::filter_not_allowed));
+    BOOST_TEST(run("filter[SSN]=1", e).offender == "SSN");
+    BOOST_TEST((run("filter[Notes][eq]=x", e).status == QueryStatus::filter_not_allowed));
+    BOOST_TEST(run("fields=SSN,name,sSn,NOTES", e).fields == "id,name");
+    BOOST_TEST(run("fields=ssns,sn", e).fields == "id,ssns,sn");  // whole names only
+    e.default_fields = "name,Ssn";
+    BOOST_TEST(run("", e).fields == "id,name");
+}
+
+// expandableRelationships may hold dot paths (apikeyd accepts "items.product"): a
+// requested path is allowed when a listed path is a prefix of it, segment by segment
+// ("items" allows "items.product.vendor"), or it is a prefix of a listed path ("items"
+// is on the way to "items.product").
+BOOST_AUTO_TEST_CASE(whitelist_of_dot_paths) {
+    struct Case {
+        const char *expandable;
+        const char *query;
+        QueryStatus status;
+        const char *expand_or_offender;
+    };
+    const Case cases[] = {
+        {"items.product", "expand=items.product", QueryStatus::ok, "items.product"},
+        {"items.product", "expand=items", QueryStatus::ok, "items"},
+        {"items.product", "expand=items.product.vendor", QueryStatus::ok, "items.product.vendor"},
+        {"items.product", "expand=items.supplier", QueryStatus::expand_not_allowed, "items.supplier"},
+        {"items.product", "expand=items.supplier.x", QueryStatus::expand_not_allowed,
+         "items.supplier"},
+        {"items.product", "expand=item", QueryStatus::expand_not_allowed, "item"},
+        {"items.product", "expand=items.productx", QueryStatus::expand_not_allowed,
+         "items.productx"},
+        {"items.product", "expand=orders", QueryStatus::expand_not_allowed, "orders"},
+        {"customer,items.product,items.price", "expand=items.price,customer.address",
+         QueryStatus::ok, "items.price,customer.address"},
+        {"a.b.c", "expand=a.b.d", QueryStatus::expand_not_allowed, "a.b.d"},
+        {"a.b.c", "expand=a.b", QueryStatus::ok, "a.b"},
+        {"a.b.c,a.x", "expand=a.x.y.z", QueryStatus::ok, "a.x.y.z"},
+        // single names: the first segment decides, as before
+        {"customer", "expand=customer.address.country", QueryStatus::ok, "customer.address.country"},
+        {"customer", "expand=customers", QueryStatus::expand_not_allowed, "customers"},
+    };
+    for (const auto &c : cases) {
+        EntityView e;
+        e.max_expand_depth = 10;
+        e.expandable = c.expandable;
+        const Result out = run(c.query, e);
+        BOOST_TEST((out.status == c.status), c.expandable << " / " << c.query << ": got "
+                                                          << status_name(out.status) << " "
+                                                          << out.offender);
+        if (out.status != c.status) continue;
+        BOOST_TEST((c.status == QueryStatus::ok ? out.expand : out.offender) ==
+                       c.expand_or_offender,
+                   c.expandable << " / " << c.query);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(default_fields_only_when_absent) {
     EntityView e;
     e.default_fields = "name,email";

@@ -60,6 +60,12 @@ $pass
             apikey on;
 $pass
         }
+        location /anydeny/ {
+            satisfy any;
+            deny all;
+            apikey on;
+$pass
+        }
         location /basic/ {
             satisfy any;
             auth_basic "x";
@@ -140,6 +146,10 @@ for my $loc (qw(any basic)) {
     is got($t->api(GET => "/$loc/x", key => $rw->{key})), "200 key_id=$rw->{id}",
         "satisfy any: a valid key is enough";
 }
+is got($t->api(GET => '/anydeny/x', key => $rw->{key})), "200 key_id=$rw->{id}",
+    'satisfy any + deny all: a valid key is enough';
+is got($t->api(GET => '/anydeny/x')), '401 missing_credentials',
+    'satisfy any + deny all: no key is the module\'s 401';
 is got($t->api(GET => '/basic/x', headers => [Authorization => 'Basic dXNlcjpzZWNyZXQ='])),
     '401 invalid_authorization',
     'satisfy any + auth_basic: right Basic credentials are refused (one Authorization header)';

@@ -19,9 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         FUZZ_CHECK(fuzz::inside(t.token, header));
         // The token is one b64token: no space, tab or control byte in it.
         for (unsigned char c : t.token) FUZZ_CHECK(c > 0x20 && c < 0x7F);
-        // "Bearer" + at least one SP before it, case-insensitively.
-        FUZZ_CHECK(header.size() >= 7 + t.token.size());
-        std::string scheme(header.substr(0, 6));
+        // "Bearer" + at least one SP before it, case-insensitively, after optional
+        // whitespace (SP, HTAB) around the value.
+        std::string_view trimmed = header;
+        while (!trimmed.empty() && (trimmed.front() == ' ' || trimmed.front() == '\t'))
+            trimmed.remove_prefix(1);
+        FUZZ_CHECK(trimmed.size() >= 7 + t.token.size());
+        std::string scheme(trimmed.substr(0, 6));
         for (char &c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         FUZZ_CHECK(scheme == "bearer");
         // The same header parses to the same token again.

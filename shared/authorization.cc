@@ -34,9 +34,16 @@ inline bool is_bearer(const char *p) noexcept {
     return diff == 0;
 }
 
+// Optional whitespace (RFC 9110, 5.5: SP or HTAB) around a field value is not part of it.
+// nginx strips only spaces, and only in HTTP/1.x (before the value and after it); a tab
+// there, or any whitespace in an HTTP/2 field, reaches the module in the value.
+inline bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
+
 }  // namespace
 
 BearerToken parse_authorization(std::string_view value) noexcept {
+    while (!value.empty() && is_ows(value.front())) value.remove_prefix(1);
+    while (!value.empty() && is_ows(value.back())) value.remove_suffix(1);
     const char *p = value.data();
     const std::size_t n = value.size();
     // The scheme is the text before the first space: exactly "Bearer", any case.
@@ -47,12 +54,10 @@ BearerToken parse_authorization(std::string_view value) noexcept {
     const std::size_t start = i;
     while (i < n && cls(p[i]) == kToken) ++i;
     while (i < n && cls(p[i]) == kPad) ++i;
-    // Trailing spaces are tolerated; anything else (a second token, a comma, a control or
-    // non-ASCII byte) makes the credentials malformed.
-    const std::size_t end = i;
-    while (i < n && cls(p[i]) == kSpace) ++i;
-    if (end == start || i != n) return {AuthHeader::malformed, {}};
-    return {AuthHeader::bearer, value.substr(start, end - start)};
+    // Anything after the token (a second token, a comma, a control or non-ASCII byte) makes
+    // the credentials malformed; the value's trailing whitespace is gone already.
+    if (i == start || i != n) return {AuthHeader::malformed, {}};
+    return {AuthHeader::bearer, value.substr(start, i - start)};
 }
 
 std::string_view usual_bearer_token(std::string_view value, std::size_t size,

@@ -1,5 +1,8 @@
 // Parsing of the Authorization header value (RFC 6750 section 2.1):
 //   credentials = "Bearer" 1*SP b64token   ; scheme case-insensitive, one token only
+// Whitespace (SP, HTAB) before and after the whole value is optional whitespace around the
+// field value (RFC 9110, 5.5), not part of the credentials; between scheme and token only
+// spaces are allowed.
 #pragma once
 
 #include <string_view>

@@ -30,6 +30,16 @@ BOOST_AUTO_TEST_CASE(table) {
         {"Bearer ab=c", AuthHeader::malformed, ""},
         {"Bearer \xC3\xA9t\xC3\xA9", AuthHeader::malformed, ""},
         {"Bearer\tabc", AuthHeader::wrong_scheme, ""},
+        // optional whitespace around the field value (nginx leaves tabs, and in HTTP/2
+        // spaces too, in the value it hands over)
+        {"\tBearer abc", AuthHeader::bearer, "abc"},
+        {"Bearer abc\t", AuthHeader::bearer, "abc"},
+        {" \t Bearer abc \t ", AuthHeader::bearer, "abc"},
+        {"\tBearer\tabc", AuthHeader::wrong_scheme, ""},
+        {"Bearer \t", AuthHeader::malformed, ""},
+        {"Bearer\t", AuthHeader::malformed, ""},
+        {"Bearer abc\tdef", AuthHeader::malformed, ""},
+        {"\t", AuthHeader::wrong_scheme, ""},
         {"Basic dXNlcjpwYXNz", AuthHeader::wrong_scheme, ""},
         {"Bearerabc", AuthHeader::wrong_scheme, ""},
         {"", AuthHeader::wrong_scheme, ""},

@@ -8,7 +8,8 @@
  * spend its whole budget at once and then gets one request every T: smooth,
  * exact to the microsecond, and one 8-byte number of state per key. A limit
  * changed in the snapshot applies to the next request: T is computed from
- * the current record, never stored.
+ * the current record; the state keeps the T it was last spent with only to
+ * carry the key's spending over to a new one (see the check).
  *
  * The states live in a shared zone as a set-associative table: a key's
  * state can only sit in one set of NGX_HTTP_APIKEY_RATE_WAYS slots, chosen
@@ -46,7 +47,10 @@ typedef struct {
                                                 past: recovered, free */
     uint32_t                      used;      /* seconds, monotonic: last
                                                 request, for eviction */
-    uint32_t                      padding;
+    float                         interval;  /* T (microseconds) the TAT
+                                                was last moved by; 0:
+                                                unknown (a zone of an
+                                                older module) */
 } ngx_http_apikey_rate_state_t;
 
 
@@ -240,6 +244,38 @@ ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
 }
 
 
+/*
+ * A key whose limit changed since it last spent (its own, the workspace
+ * default, the location's default=) owes the requests it spent, not the
+ * time they cost under the old limit: the TAT's lead over now is that many
+ * old intervals, rescaled to the new one. Left in time, a limit shortened
+ * from a day to a minute kept a spent key out for the rest of the day, one
+ * raised left a spent key refused, one lowered below what the key had spent
+ * still admitted it. The lead never exceeds one window: a key can owe no
+ * more than its whole budget. Only on a change (or a zone of an older
+ * module, which knows no interval): the usual request compares a float.
+ */
+
+static ngx_inline void
+ngx_http_apikey_rate_carry_over(ngx_http_apikey_rate_state_t *state,
+    uint64_t now, float interval, uint64_t window_us)
+{
+    double  lead;
+
+    if (state->interval == interval && state->tat - now <= window_us) {
+        return;
+    }
+
+    lead = (double) (state->tat - now);
+
+    if (state->interval > 0) {
+        lead = lead * interval / state->interval;
+    }
+
+    state->tat = now + (uint64_t) ngx_min(lead, (double) window_us);
+}
+
+
 /* the key's place (uniform: SHA-256), scaled to the number of sets */
 
 static ngx_inline ngx_http_apikey_rate_state_t *
@@ -275,6 +311,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
     ngx_log_t *log)
 {
+    float                          finterval;
     uint64_t                       now, window_us, interval, tat, wait;
     uint32_t                       sec;
     ngx_uint_t                     i, allowed, evicted_limited;
@@ -291,6 +328,8 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     if (interval == 0) {
         interval = 1;
     }
+
+    finterval = (float) interval;
 
     set = ngx_http_apikey_rate_set(ctx->sh, hash);
 
@@ -321,6 +360,12 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
         ngx_memcpy(state->key, hash, sizeof(state->key));
         state->tat = now;
     }
+
+    if (state->tat > now) {
+        ngx_http_apikey_rate_carry_over(state, now, finterval, window_us);
+    }
+
+    state->interval = finterval;
 
     tat = ngx_max(state->tat, now);
 

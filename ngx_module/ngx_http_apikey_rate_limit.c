@@ -6,7 +6,12 @@
  * on by one emission interval T = window / limit; a request is refused when
  * that would put the TAT more than one window ahead of now. A fresh key can
  * spend its whole budget at once and then gets one request every T: smooth,
- * exact to the microsecond, and one 8-byte number of state per key. A limit
+ * and one 8-byte number of state per key. Time is counted in nanoseconds:
+ * in microseconds T was cut short at the API's extremes (10^9 a day: 86 µs
+ * for 86.4, a budget of 1,004,651,162; 10^9 a second: 1 µs, a budget of
+ * 10^6), in nanoseconds it is exact for any limit up to 10^9 a second,
+ * within 1 ns otherwise (a zone of a module counting microseconds is read
+ * as recovered: its budgets restart once). A limit
  * changed in the snapshot applies to the next request: T is computed from
  * the current record; the state keeps the T it was last spent with only to
  * carry the key's spending over to a new one (see the check).
@@ -43,11 +48,11 @@ extern ngx_module_t  ngx_http_apikey_module;
 typedef struct {
     u_char                        key[16];   /* the key's hash, its first
                                                 16 bytes; zero: unused */
-    uint64_t                      tat;       /* microseconds, monotonic;
+    uint64_t                      tat;       /* nanoseconds, monotonic;
                                                 past: recovered, free */
     uint32_t                      used;      /* seconds, monotonic: last
                                                 request, for eviction */
-    float                         interval;  /* T (microseconds) the TAT
+    float                         interval;  /* T (nanoseconds) the TAT
                                                 was last moved by; 0:
                                                 unknown (a zone of an
                                                 older module) */
@@ -73,7 +78,7 @@ typedef struct {
 } ngx_http_apikey_rate_ctx_t;
 
 
-#define NGX_HTTP_APIKEY_USEC  1000000
+#define NGX_HTTP_APIKEY_NSEC  1000000000
 
 
 static ngx_int_t ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone,
@@ -258,11 +263,11 @@ ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
 
 static ngx_inline void
 ngx_http_apikey_rate_carry_over(ngx_http_apikey_rate_state_t *state,
-    uint64_t now, float interval, uint64_t window_us)
+    uint64_t now, float interval, uint64_t window_ns)
 {
     double  lead;
 
-    if (state->interval == interval && state->tat - now <= window_us) {
+    if (state->interval == interval && state->tat - now <= window_ns) {
         return;
     }
 
@@ -272,7 +277,7 @@ ngx_http_apikey_rate_carry_over(ngx_http_apikey_rate_state_t *state,
         lead = lead * interval / state->interval;
     }
 
-    state->tat = now + (uint64_t) ngx_min(lead, (double) window_us);
+    state->tat = now + (uint64_t) ngx_min(lead, (double) window_ns);
 }
 
 
@@ -312,7 +317,7 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     ngx_log_t *log)
 {
     float                          finterval;
-    uint64_t                       now, window_us, interval, tat, wait;
+    uint64_t                       now, window_ns, interval, tat, wait;
     uint32_t                       sec;
     ngx_uint_t                     i, allowed, evicted_limited;
     ngx_http_apikey_rate_ctx_t    *ctx;
@@ -320,10 +325,10 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
 
     ctx = zone->data;
 
-    now = (uint64_t) ngx_current_msec * 1000;
-    sec = (uint32_t) (now / NGX_HTTP_APIKEY_USEC);
-    window_us = (uint64_t) window * NGX_HTTP_APIKEY_USEC;
-    interval = window_us / limit;
+    now = (uint64_t) ngx_current_msec * 1000000;
+    sec = (uint32_t) (now / NGX_HTTP_APIKEY_NSEC);
+    window_ns = (uint64_t) window * NGX_HTTP_APIKEY_NSEC;
+    interval = window_ns / limit;
 
     if (interval == 0) {
         interval = 1;
@@ -362,14 +367,14 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     }
 
     if (state->tat > now) {
-        ngx_http_apikey_rate_carry_over(state, now, finterval, window_us);
+        ngx_http_apikey_rate_carry_over(state, now, finterval, window_ns);
     }
 
     state->interval = finterval;
 
     tat = ngx_max(state->tat, now);
 
-    allowed = (tat + interval - now <= window_us);
+    allowed = (tat + interval - now <= window_ns);
 
     if (allowed) {
         tat += interval;
@@ -384,12 +389,17 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
 
     if (allowed) {
         rate->allowed = 1;
-        rate->remaining = (ngx_uint_t) ((window_us - (tat - now)) / interval);
+        rate->remaining = (ngx_uint_t) ((window_ns - (tat - now)) / interval);
+
+        /* T cut to whole nanoseconds can leave room for one more than limit */
+        if (rate->remaining >= limit) {
+            rate->remaining = limit - 1;
+        }
         rate->retry_after = 0;
 
     } else {
         /* allowed again once tat + interval - window <= now */
-        wait = tat + interval - window_us - now;
+        wait = tat + interval - window_ns - now;
 
         rate->allowed = 0;
         rate->remaining = 0;
@@ -397,12 +407,12 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
          * whole seconds, rounded up: a client that waits that long is
          * admitted (rounded down, it got another 429)
          */
-        rate->retry_after = ngx_max((time_t) ((wait + NGX_HTTP_APIKEY_USEC - 1)
-                                              / NGX_HTTP_APIKEY_USEC), 1);
+        rate->retry_after = ngx_max((time_t) ((wait + NGX_HTTP_APIKEY_NSEC - 1)
+                                              / NGX_HTTP_APIKEY_NSEC), 1);
     }
 
-    rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_USEC - 1)
-                            / NGX_HTTP_APIKEY_USEC);
+    rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_NSEC - 1)
+                            / NGX_HTTP_APIKEY_NSEC);
 
     if (evicted_limited && ngx_time() - ctx->evict_logged >= 60) {
         /*

@@ -118,8 +118,16 @@ int run_daemon(const Config &config) {
         if (!is_loopback_host(config.usage_host))
             log_warn("usage reports are received on a non-loopback address: anyone who can "
                      "reach it can move keys' last_used_at");
+        // Less than what was asked: net.core.rmem_max capped it.
+        const std::size_t buffer = usage->receive_buffer();
         log_info("receiving usage reports on " + config.usage_host + ":" +
-                 std::to_string(usage->port()));
+                 std::to_string(usage->port()) + " (socket receive buffer " +
+                 std::to_string(buffer >> 10) + " KB)");
+        if (buffer < static_cast<std::size_t>(kUsageReceiveBuffer))
+            log_warn("the usage socket's receive buffer is " + std::to_string(buffer >> 10) +
+                     " KB, less than the " + std::to_string(kUsageReceiveBuffer >> 10) +
+                     " KB asked for (net.core.rmem_max caps it): reports that arrive while "
+                     "apikeyd is busy may be dropped; raise net.core.rmem_max");
     }
 
     asio::steady_timer maintenance(ioc);

@@ -49,7 +49,18 @@ UsageReceiver::UsageReceiver(asio::io_context &ioc, const std::string &host, std
     : socket_(ioc), timer_(ioc), store_(store), clock_(clock) {
     const asio::ip::udp::endpoint endpoint(asio::ip::make_address(host), port);
     socket_.open(endpoint.protocol());
+    // Larger than the default, as far as the kernel allows (see kUsageReceiveBuffer): not
+    // fatal, the granted size is logged at start.
+    boost::system::error_code ignored;
+    socket_.set_option(asio::socket_base::receive_buffer_size(kUsageReceiveBuffer), ignored);
     socket_.bind(endpoint);
+}
+
+std::size_t UsageReceiver::receive_buffer() const {
+    asio::socket_base::receive_buffer_size size;
+    boost::system::error_code ec;
+    socket_.get_option(size, ec);
+    return ec || size.value() < 0 ? 0 : static_cast<std::size_t>(size.value());
 }
 
 void UsageReceiver::start() {
@@ -59,10 +70,27 @@ void UsageReceiver::start() {
 
 void UsageReceiver::stop() {
     stopped_ = true;
+    drain();
     boost::system::error_code ignored;
     socket_.close(ignored);
     timer_.cancel();
     flush();
+}
+
+// The datagrams the kernel already holds for the socket were reported before apikeyd
+// stopped: closed away with it, a key used only then never got its last_used_at.
+void UsageReceiver::drain() noexcept {
+    boost::system::error_code ec;
+    socket_.non_blocking(true, ec);
+    for (std::size_t n = 0; !ec && n < kMaxDrainedDatagrams; ++n) {
+        const std::size_t size = socket_.receive_from(asio::buffer(buffer_), sender_, 0, ec);
+        if (ec) break;  // would_block: none left
+        try {
+            on_datagram(size);
+        } catch (const std::exception &e) {
+            log_error(std::string("usage report dropped: ") + e.what());
+        }
+    }
 }
 
 std::uint16_t UsageReceiver::port() const {

@@ -36,6 +36,15 @@ namespace apikeyd {
 inline constexpr std::size_t kMaxUsageDatagram = 1400;
 inline constexpr std::int64_t kUsageFutureSlack = 60;  // seconds
 inline constexpr std::size_t kMaxPendingUses = 100'000;
+// The socket receive buffer asked for: what arrives while apikeyd does something else (an
+// admin batch, a large import: seconds) waits there, and beyond it the kernel drops
+// datagrams without a word. The default (net.core.rmem_default, 208 KB) holds about 90
+// datagrams (2,600 keys); 4 MB, which Linux doubles for its bookkeeping, about 3,600
+// (100,000 keys). The kernel caps what is asked at net.core.rmem_max.
+inline constexpr int kUsageReceiveBuffer = 4 << 20;
+// At stop, at most this many datagrams already received are read (a full buffer holds
+// about 3,600; a flood must not hold a shutdown).
+inline constexpr std::size_t kMaxDrainedDatagrams = 10'000;
 
 struct UsageCounters {
     std::uint64_t datagrams = 0;           // received, valid or not
@@ -61,15 +70,19 @@ public:
     UsageReceiver(boost::asio::io_context &ioc, const std::string &host, std::uint16_t port,
                   Store &store, std::int64_t (*clock)());
     void start();
-    void stop();  // flushes what was collected
+    void stop();  // reads what the socket holds, then writes what was collected
     const UsageCounters &counters() const { return counters_; }
     std::uint16_t port() const;  // the bound port (tests bind port 0)
+    // The socket's receive buffer as granted, in the terms it is asked in (Asio halves
+    // what Linux reports); 0 when unknown.
+    std::size_t receive_buffer() const;
     void flush();  // writes what was collected now (also run every second)
 
 private:
     void receive();
     void schedule_flush();
     void on_datagram(std::size_t size);
+    void drain() noexcept;
 
     boost::asio::ip::udp::socket socket_;
     boost::asio::steady_timer timer_;

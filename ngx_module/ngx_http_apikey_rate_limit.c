@@ -6,9 +6,15 @@
  * on by one emission interval T = window / limit; a request is refused when
  * that would put the TAT more than one window ahead of now. A fresh key can
  * spend its whole budget at once and then gets one request every T: smooth,
- * exact to the microsecond, and one 8-byte number of state per key. A limit
+ * and one 8-byte number of state per key. Time is counted in nanoseconds:
+ * in microseconds T was cut short at the API's extremes (10^9 a day: 86 µs
+ * for 86.4, a budget of 1,004,651,162; 10^9 a second: 1 µs, a budget of
+ * 10^6), in nanoseconds it is exact for any limit up to 10^9 a second,
+ * within 1 ns otherwise (a zone of a module counting microseconds is read
+ * as recovered: its budgets restart once). A limit
  * changed in the snapshot applies to the next request: T is computed from
- * the current record, never stored.
+ * the current record; the state keeps the T it was last spent with only to
+ * carry the key's spending over to a new one (see the check).
  *
  * The states live in a shared zone as a set-associative table: a key's
  * state can only sit in one set of NGX_HTTP_APIKEY_RATE_WAYS slots, chosen
@@ -42,11 +48,14 @@ extern ngx_module_t  ngx_http_apikey_module;
 typedef struct {
     u_char                        key[16];   /* the key's hash, its first
                                                 16 bytes; zero: unused */
-    uint64_t                      tat;       /* microseconds, monotonic;
+    uint64_t                      tat;       /* nanoseconds, monotonic;
                                                 past: recovered, free */
     uint32_t                      used;      /* seconds, monotonic: last
                                                 request, for eviction */
-    uint32_t                      padding;
+    float                         interval;  /* T (nanoseconds) the TAT
+                                                was last moved by; 0:
+                                                unknown (a zone of an
+                                                older module) */
 } ngx_http_apikey_rate_state_t;
 
 
@@ -69,7 +78,7 @@ typedef struct {
 } ngx_http_apikey_rate_ctx_t;
 
 
-#define NGX_HTTP_APIKEY_USEC  1000000
+#define NGX_HTTP_APIKEY_NSEC  1000000000
 
 
 static ngx_int_t ngx_http_apikey_rate_init_zone(ngx_shm_zone_t *shm_zone,
@@ -240,6 +249,38 @@ ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
 }
 
 
+/*
+ * A key whose limit changed since it last spent (its own, the workspace
+ * default, the location's default=) owes the requests it spent, not the
+ * time they cost under the old limit: the TAT's lead over now is that many
+ * old intervals, rescaled to the new one. Left in time, a limit shortened
+ * from a day to a minute kept a spent key out for the rest of the day, one
+ * raised left a spent key refused, one lowered below what the key had spent
+ * still admitted it. The lead never exceeds one window: a key can owe no
+ * more than its whole budget. Only on a change (or a zone of an older
+ * module, which knows no interval): the usual request compares a float.
+ */
+
+static ngx_inline void
+ngx_http_apikey_rate_carry_over(ngx_http_apikey_rate_state_t *state,
+    uint64_t now, float interval, uint64_t window_ns)
+{
+    double  lead;
+
+    if (state->interval == interval && state->tat - now <= window_ns) {
+        return;
+    }
+
+    lead = (double) (state->tat - now);
+
+    if (state->interval > 0) {
+        lead = lead * interval / state->interval;
+    }
+
+    state->tat = now + (uint64_t) ngx_min(lead, (double) window_ns);
+}
+
+
 /* the key's place (uniform: SHA-256), scaled to the number of sets */
 
 static ngx_inline ngx_http_apikey_rate_state_t *
@@ -275,7 +316,8 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
     ngx_uint_t limit, time_t window, ngx_http_apikey_rate_t *rate,
     ngx_log_t *log)
 {
-    uint64_t                       now, window_us, interval, tat, wait;
+    float                          finterval;
+    uint64_t                       now, window_ns, interval, tat, wait;
     uint32_t                       sec;
     ngx_uint_t                     i, allowed, evicted_limited;
     ngx_http_apikey_rate_ctx_t    *ctx;
@@ -283,14 +325,16 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
 
     ctx = zone->data;
 
-    now = (uint64_t) ngx_current_msec * 1000;
-    sec = (uint32_t) (now / NGX_HTTP_APIKEY_USEC);
-    window_us = (uint64_t) window * NGX_HTTP_APIKEY_USEC;
-    interval = window_us / limit;
+    now = (uint64_t) ngx_current_msec * 1000000;
+    sec = (uint32_t) (now / NGX_HTTP_APIKEY_NSEC);
+    window_ns = (uint64_t) window * NGX_HTTP_APIKEY_NSEC;
+    interval = window_ns / limit;
 
     if (interval == 0) {
         interval = 1;
     }
+
+    finterval = (float) interval;
 
     set = ngx_http_apikey_rate_set(ctx->sh, hash);
 
@@ -322,9 +366,15 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
         state->tat = now;
     }
 
+    if (state->tat > now) {
+        ngx_http_apikey_rate_carry_over(state, now, finterval, window_ns);
+    }
+
+    state->interval = finterval;
+
     tat = ngx_max(state->tat, now);
 
-    allowed = (tat + interval - now <= window_us);
+    allowed = (tat + interval - now <= window_ns);
 
     if (allowed) {
         tat += interval;
@@ -339,12 +389,17 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
 
     if (allowed) {
         rate->allowed = 1;
-        rate->remaining = (ngx_uint_t) ((window_us - (tat - now)) / interval);
+        rate->remaining = (ngx_uint_t) ((window_ns - (tat - now)) / interval);
+
+        /* T cut to whole nanoseconds can leave room for one more than limit */
+        if (rate->remaining >= limit) {
+            rate->remaining = limit - 1;
+        }
         rate->retry_after = 0;
 
     } else {
         /* allowed again once tat + interval - window <= now */
-        wait = tat + interval - window_us - now;
+        wait = tat + interval - window_ns - now;
 
         rate->allowed = 0;
         rate->remaining = 0;
@@ -352,12 +407,12 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
          * whole seconds, rounded up: a client that waits that long is
          * admitted (rounded down, it got another 429)
          */
-        rate->retry_after = ngx_max((time_t) ((wait + NGX_HTTP_APIKEY_USEC - 1)
-                                              / NGX_HTTP_APIKEY_USEC), 1);
+        rate->retry_after = ngx_max((time_t) ((wait + NGX_HTTP_APIKEY_NSEC - 1)
+                                              / NGX_HTTP_APIKEY_NSEC), 1);
     }
 
-    rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_USEC - 1)
-                            / NGX_HTTP_APIKEY_USEC);
+    rate->reset = (time_t) ((tat - now + NGX_HTTP_APIKEY_NSEC - 1)
+                            / NGX_HTTP_APIKEY_NSEC);
 
     if (evicted_limited && ngx_time() - ctx->evict_logged >= 60) {
         /*

@@ -6,8 +6,10 @@
  *     apikey-usage 1\n
  *     <key uuid> <unix seconds>\n ...
  *
- * Loss is harmless: apikeyd keeps the newest time it has seen per key, and
- * the next use is reported again.
+ * Loss only delays: apikeyd keeps the newest time it has seen per key, and
+ * the next use is reported again. But a key used once may never be used
+ * again, so a report is paced rather than sent in one burst the receiver's
+ * socket buffer cannot hold, and a send is not lost to an old error.
  */
 
 #ifndef NGX_HTTP_APIKEY_USAGE_H
@@ -29,7 +31,9 @@ typedef struct {
     /* per worker */
     ngx_socket_t                    fd;
     ngx_http_apikey_usage_slot_t   *slots;
-    ngx_uint_t                      used;
+    ngx_uint_t                      used;        /* slots holding a use */
+    ngx_uint_t                      next;        /* where a paced report goes
+                                                    on; 0: none under way */
     ngx_uint_t                      dropped;     /* table full since last flush */
     ngx_event_t                     flush;
     ngx_log_t                      *log;

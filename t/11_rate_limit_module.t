@@ -103,6 +103,25 @@ my $api = get($k6);
 is $api->{status}, 200, '  the same key in the other location of the server: its own zone';
 like $api->{headers}{'ratelimit'} // '', qr/^"apikey";r=4;/, '  with 4 of 5 left there';
 
+# Limits at the admin API's extremes: the first request leaves limit - 1 (in microseconds
+# the interval of 10^9 a day was cut to 86 µs: 1,004,651,161 left, more than the limit,
+# and 10^9 a second had one of 1 µs: 999,999 left), and t= is the time that one request
+# takes to come back.
+for my $case ([1, 1, 0, 1], [1, 86400, 0, 86400], [7, 1, 6, 1], [86400, 86400, 86399, 1],
+              [1_000_000_000, 1, 999_999_999, 1], [1_000_000_000, 86400, 999_999_999, 1],
+              [999_999_999, 86399, 999_999_998, 1]) {
+    my ($limit, $window, $left, $reset) = @$case;
+    my $k = $t->create_key($ws->{id}, rate_limit => { limit => $limit, window_seconds => $window });
+    my $r = get($k);
+    is $r->{status}, 200, "a key limited to $limit per $window s: the first request admitted";
+    is $r->{headers}{'ratelimit'}, qq("apikey";r=$left;t=$reset), "  RateLimit r=$left;t=$reset";
+    if ($limit == 1) {
+        $r = get($k);
+        is $r->{status}, 429, '  the second refused';
+        is $r->{headers}{'retry-after'}, $window, "  Retry-After $window";
+    }
+}
+
 unlike $t->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts in the error log';
 
 done_testing;

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -301,6 +302,50 @@ BOOST_FIXTURE_TEST_CASE(receiver_batches_datagrams_into_one_write, DaemonFixture
     receiver.stop();
     BOOST_TEST(json_of(call("GET", K + a))["last_used_at"] == "2027-01-15T08:00:00Z");
     BOOST_TEST(store->generation() == generation);
+}
+
+// What the kernel already holds when apikeyd stops (SIGTERM: a restart, an upgrade) was
+// reported before it stopped: read and written, not closed away with the socket. A key
+// used once then never got a last_used_at.
+BOOST_FIXTURE_TEST_CASE(stop_records_what_the_socket_already_holds, DaemonFixture) {
+    const auto ws = create_workspace("acme", "sales")["id"].get<std::string>();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 40; ++i) ids.push_back(create_key(ws)["id"]);
+    const std::string K = "/api/v1/workspaces/" + ws + "/api-keys/";
+    g_now = kNow;
+
+    boost::asio::io_context ioc;
+    apikeyd::UsageReceiver receiver(ioc, "127.0.0.1", 0, *store, test_clock);
+    receiver.start();
+    UdpSender sender(receiver.port());
+    for (std::size_t i = 0; i < ids.size(); i += 20) {
+        std::string datagram = "apikey-usage 1\n";
+        for (std::size_t j = i; j < i + 20; ++j) datagram += usage_line(ids[j], kNow - 1);
+        sender.send(datagram);
+    }
+    // Never run: the datagrams wait in the socket.
+    receiver.stop();
+    BOOST_TEST(receiver.counters().datagrams == 2u);
+    for (const std::string &id : ids)
+        BOOST_TEST(json_of(call("GET", K + id))["last_used_at"] == "2027-01-15T07:59:59Z");
+}
+
+// Reports that arrive while apikeyd does something else wait in the socket's receive
+// buffer; the default (208 KB, ~90 datagrams) dropped most of a busy second's reports.
+BOOST_AUTO_TEST_CASE(receiver_asks_for_a_large_receive_buffer) {
+    std::size_t rmem_max = 0;
+    std::ifstream("/proc/sys/net/core/rmem_max") >> rmem_max;
+    apikeyd::Store::Options options;
+    TempDir dir;
+    options.dir = dir.sub("store");
+    apikeyd::Store store(options);
+    boost::asio::io_context ioc;
+    apikeyd::UsageReceiver receiver(ioc, "127.0.0.1", 0, store, test_clock);
+    // What is asked, up to net.core.rmem_max (the default is half of net.core.rmem_default
+    // in these terms: Asio halves what Linux reports).
+    BOOST_REQUIRE(rmem_max > 0u);
+    BOOST_TEST(receiver.receive_buffer() ==
+               std::min<std::size_t>(apikeyd::kUsageReceiveBuffer, rmem_max));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -112,7 +112,10 @@ typedef struct {
  * use), it spends once. So the request's first context is also a pool
  * cleanup's data, which survives redirects (ngx_http_realip_module finds its
  * own the same way); a later context refers to it as "first" and takes the
- * key it presented and the rate-limit verdict from it.
+ * key it presented and the rate-limit verdict from it. A location without
+ * "apikey" reached by a redirect (a named location proxying, error_page's
+ * fallback upstream) has no context of its own: its variables and headers are
+ * those of the request's latest decision, which admitted it.
  */
 
 typedef struct ngx_http_apikey_ctx_s  ngx_http_apikey_ctx_t;
@@ -132,6 +135,8 @@ struct ngx_http_apikey_ctx_s {
     unsigned                   entity_set:1;
     unsigned                   rate_applied:1;
     unsigned                   spent:1;            /* in "first" only */
+    ngx_http_apikey_ctx_t     *latest;             /* in "first" only: the
+                                                      last decided */
 };
 
 
@@ -169,6 +174,7 @@ static ngx_int_t ngx_http_apikey_post_read(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_subrequest_handler(ngx_http_request_t *r);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_create_ctx(ngx_http_request_t *r);
+static ngx_http_apikey_ctx_t *ngx_http_apikey_first_ctx(ngx_http_request_t *r);
 static void ngx_http_apikey_first_ctx_cleanup(void *data);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_decided(ngx_http_request_t *r);
 static ngx_log_t *ngx_http_apikey_request_log(ngx_http_request_t *r,
@@ -565,6 +571,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         }
 
         ctx->decided = 1;
+        ctx->first->latest = ctx;
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "apikey: workspace \"%V\": %s, generation %uL",
@@ -1277,18 +1284,13 @@ ngx_http_apikey_create_ctx(ngx_http_request_t *r)
         return NULL;
     }
 
-    if (r->internal) {
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_apikey_first_ctx_cleanup) {
-                ctx->first = cln->data;
-                ctx->presented = ctx->first->presented;
-                ctx->presented_set = ctx->first->presented_set;
-                break;
-            }
-        }
-    }
+    ctx->first = ngx_http_apikey_first_ctx(r);
 
-    if (ctx->first == NULL) {
+    if (ctx->first) {
+        ctx->presented = ctx->first->presented;
+        ctx->presented_set = ctx->first->presented_set;
+
+    } else {
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
             return NULL;
@@ -1305,6 +1307,30 @@ ngx_http_apikey_create_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * The first context of a request an internal redirect has cleared the
+ * contexts of, else NULL (before a redirect it is the request's context).
+ */
+
+static ngx_http_apikey_ctx_t *
+ngx_http_apikey_first_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (!r->internal) {
+        return NULL;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_apikey_first_ctx_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* Marks the request's first context (it holds nothing to release). */
 
 static void
@@ -1313,7 +1339,11 @@ ngx_http_apikey_first_ctx_cleanup(void *data)
 }
 
 
-/* The request's context once the access phase has decided, else NULL. */
+/*
+ * The request's context once the access phase has decided, else NULL. In a
+ * location without "apikey" that a redirect led to, the latest decision's:
+ * not for a subrequest, whose pool is its main request's.
+ */
 
 static ngx_http_apikey_ctx_t *
 ngx_http_apikey_decided(ngx_http_request_t *r)
@@ -1321,6 +1351,11 @@ ngx_http_apikey_decided(ngx_http_request_t *r)
     ngx_http_apikey_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    if (ctx == NULL && r == r->main) {
+        ctx = ngx_http_apikey_first_ctx(r);
+        ctx = ctx ? ctx->latest : NULL;
+    }
 
     return (ctx && ctx->decided) ? ctx : NULL;
 }

@@ -210,8 +210,8 @@ sub curl {
     my $t = ApiKeyTest->new(workers => 1, nginx => 0);
     my $port = $t->backend_port;
     (my $extra = <<'EXTRA') =~ s/BACKEND/$port/;
-        # Admitted, then an internal redirect (try_files) to a named location: nginx
-        # clears the module's state, so the $apikey_* values there are empty.
+        # Admitted, then an internal redirect (try_files) to a named location without
+        # apikey: the $apikey_* values there are the admitting decision's.
         location ~ ^/redirect/(?<org>[^/]+)/(?<ws>[^/]+)/(?<entity>[^/?]+) {
             apikey           on;
             apikey_workspace $org/$ws;
@@ -272,9 +272,12 @@ EXTRA
 
     $r = $t->api(GET => '/redirect/spoof-org/ws/Hidden', key => $ro->{key}, headers => \@spoof);
     is $r->{status}, 200, 'admitted, then an internal redirect';
-    is $r->{json}{key_id}, '', '... spoofed key id dropped (state cleared, header emptied)';
-    is $r->{json}{permission}, '', '... spoofed permission dropped';
+    is $r->{json}{key_id}, $ro->{id}, '... the upstream sees the real key id (the decision before it)';
+    is $r->{json}{permission}, 'read_only', '... the real permission';
+    is $r->{json}{workspace_id}, $ws->{id}, '... the real workspace';
+    is $r->{json}{prefix}, $ro->{key_prefix}, '... the real prefix';
     is $r->{json}{public}, '', '... spoofed public dropped';
+    is $r->{json}{hidden}, 'ssn', '... the real hidden columns';
     $r = $t->api(GET => '/redirect/spoof-org/ws/Private', headers => \@spoof);
     is $r->{status}, 401, 'rejected before the redirect';
 }

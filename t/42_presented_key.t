@@ -36,6 +36,18 @@ my $t = ApiKeyTest->new(
             add_header X-Result "[$apikey_result]" always;
             try_files /nonexistent @keyed;
         }
+        # decides, then try_files hands it to @plain, which has no apikey
+        location /handoff/ {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    orders;
+            apikey_rate_limit zone=keys default=3/60s;
+            try_files /nonexistent @plain;
+        }
+        location @plain {
+            add_header X-Result "[$apikey_result] [$apikey_id]" always;
+            return 200 "plain\n";
+        }
         location = /status {
             apikey_status;
         }
@@ -101,6 +113,7 @@ sub counted {
 }
 my $twice = $t->create_key($ws->{id})->{key};
 my $before_twice = counted();
+my $r;
 my @seen = map {
     my $r = $t->api(GET => '/twice/x', key => $twice);
     join ':', $r->{status}, $r->{headers}{'x-result'} // '-', $r->{headers}{ratelimit} // '-'
@@ -112,11 +125,22 @@ my $after_twice = counted();
 is join(' ', map { $_ . '+' . (($after_twice->{$_} // 0) - ($before_twice->{$_} // 0)) } qw(ok rate_limited)),
     'ok+3 rate_limited+1', '... and each request counted once, by its first decision';
 
+# A location without apikey reached by a redirect from one with it: the decision that
+# admitted the request stands there (its variables, Vary, RateLimit), not an empty one.
+my $handed = $t->create_key($ws->{id});
+$r = $t->api(GET => '/handoff/x', key => $handed->{key});
+is join(' ', $r->{status}, $r->{headers}{'x-result'} // '-', $r->{headers}{vary} // '-',
+        $r->{headers}{ratelimit} // '-'),
+    "200 [ok] [$handed->{id}] Origin \"apikey\";r=2;t=20",
+    'try_files into a location without apikey: the decision before it, its headers';
+$r = $t->api(GET => '/handoff/x');
+is $r->{status}, 401, '... a request without a key refused before it';
+
 # Keys presented so far, by the post-read phase's debug line.
 sub presented { scalar(() = $t->error_log =~ /apikey: key presented: /g) }
 
 my $before = presented();
-my $r = ApiKeyTest::http_request($other_port,
+$r = ApiKeyTest::http_request($other_port,
     "GET /x HTTP/1.1\r\nHost: other\r\nAuthorization: Bearer $key\r\nConnection: close\r\n\r\n");
 is join(' ', $r->{status} // 'none', $r->{headers}{'x-result'} // '-', $r->{body} // ''),
     "200 [] other\n", 'a server without apikey answers a request with a key';

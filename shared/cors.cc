@@ -1,20 +1,12 @@
 #include "cors.h"
 
+#include "ascii.h"
 #include "comma_list.h"
 
 namespace apikey {
 namespace {
 
 constexpr std::size_t kMaxEchoedHeaders = 1024;
-
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
-    return true;
-}
 
 bool is_token_char(char c) noexcept {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
@@ -33,7 +25,7 @@ CorsGrant cors_grant(std::string_view allowed, std::string_view origin) noexcept
     if (origin == "null") return CorsGrant::none;
     // Origins are stored normalised (lowercase scheme and host, no trailing slash).
     return list_contains_if(allowed, [&](std::string_view item) {
-               return equal_ignoring_case(item, origin);
+               return equal_ignoring_ascii_case(item, origin);
            })
                ? CorsGrant::this_origin
                : CorsGrant::none;

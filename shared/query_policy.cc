@@ -1,5 +1,6 @@
 #include "query_policy.h"
 
+#include "ascii.h"
 #include "comma_list.h"
 #include "names.h"
 
@@ -130,20 +131,11 @@ QueryOutcome refuse(QueryStatus status, std::string_view offender) noexcept {
     return out;
 }
 
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
-    return true;
-}
-
 // A hidden column, in whatever case it is named: an upstream whose database folds
 // names (PostgreSQL unquoted, MySQL) answers "SSN" with the column "ssn".
 bool is_hidden(std::string_view hidden_columns, std::string_view field) noexcept {
     return list_contains_if(hidden_columns, [&](std::string_view column) {
-        return equal_ignoring_case(column, field);
+        return equal_ignoring_ascii_case(column, field);
     });
 }
 

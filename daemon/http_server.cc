@@ -201,9 +201,15 @@ private:
             return send_error(status, status == 501 ? code::not_implemented : code::bad_request,
                               message);
         tcp_layer().expires_at(request_deadline_);
-        if (state_->options.body_limit_for)
-            body_limit_ = state_->options.body_limit_for(sv(parser_->get().method_string()),
-                                                         origin_form(sv(parser_->get().target())));
+        if (state_->options.body_limit_for) {
+            const auto &req = parser_->get();
+            std::optional<std::string_view> authorization;
+            if (const auto it = req.find(http::field::authorization);
+                it != req.end() && req.count(http::field::authorization) == 1)
+                authorization = sv(it->value());
+            body_limit_ = state_->options.body_limit_for(sv(req.method_string()),
+                                                         origin_form(sv(req.target())), authorization);
+        }
         // Content-Length is checked here, a chunked body by the parser as it arrives.
         if (const auto length = parser_->content_length(); length && *length > body_limit_)
             return on_read_error(http::error::body_limit);

@@ -2,7 +2,8 @@
 # raw values only the test knows are imported as SHA-256 + prefix, then nginx admits
 # them (200), refuses a read_only key's POST (403) and an expired one (401); a bad batch
 # leaves nothing behind; the feed has one summary entry; a second import of the same hash
-# is a conflict; the import route has its own body limit, the others keep theirs.
+# is a conflict; the import route has its own body limit (for a valid admin token only),
+# the others keep theirs.
 use strict;
 use warnings;
 use Test::More;
@@ -103,6 +104,18 @@ is $small->{status}, 413, 'other routes keep max_body_bytes: 413';
 my $huge = import_body('x' x 1048577);
 is $huge->{status}, 413, 'over max_import_body_bytes: 413';
 is $huge->{json}{error}{code}, 'payload_too_large', '  payload_too_large JSON';
+# The import's larger limit is for admins only: the body is buffered whole before the
+# request is authenticated, so without a valid token any client could make apikeyd hold
+# max_import_body_bytes per connection (4 of 200 MB held 819 MB). Without one the body
+# limit is max_body_bytes, refused at the header; a small body still gets its 401.
+for my $case ([ 'no token', no_token => 1 ], [ 'a wrong token', token => 'not-an-admin-token' ]) {
+    my ($what, @auth) = @$case;
+    my $r = $t->admin(POST => $IMPORT, undef, raw_body => ndjson(@many), @auth);
+    is $r->{status}, 413, "import with $what, body over max_body_bytes: 413" or diag $r->{body};
+    is $r->{json}{error}{code}, 'payload_too_large', '  payload_too_large';
+    is $t->admin(POST => $IMPORT, undef, raw_body => ndjson(item(ApiKeyTest::make_key())), @auth)
+        ->{status}, 401, "  a small body with $what: 401";
+}
 my $count = import_body(ndjson(map { item(ApiKeyTest::make_key()) } 1 .. 2001));
 is $count->{status}, 413, 'over max_import_items: 413';
 is scalar(key_ids()), 1503, 'nothing of the refused batches stored';

@@ -93,6 +93,19 @@ is scalar(key_ids()), 3, '  nothing added';
 my $revoked = $t->revoke_key($ws->{id}, $ok->{json}{keys}[0]{id});
 is $t->api(GET => $SALES, key => $rw)->{status}, 401, 'imported key revoked: 401';
 
+# --- a compressed body -------------------------------------------------------------------
+# apikeyd does not decode content codings: 415, not a gzip body read as NDJSON (each of its
+# "lines" not a JSON object) nor a plain body labelled gzip imported as if unlabelled.
+my $plain = ndjson(item(ApiKeyTest::make_key()));
+for my $coding ('gzip', 'deflate, identity') {
+    my $r = $t->admin(POST => $IMPORT, undef, raw_body => $plain,
+                      headers => [ 'Content-Encoding' => $coding ]);
+    is $r->{status}, 415, "Content-Encoding: $coding: 415" or diag $r->{body};
+    is $r->{json}{error}{code}, 'unsupported_media_type', '  unsupported_media_type';
+}
+is $t->admin(POST => $IMPORT, undef, raw_body => $plain, headers => [ 'Content-Encoding' => 'identity' ])
+    ->{status}, 201, 'Content-Encoding: identity: imported';
+
 # --- limits -------------------------------------------------------------------------------
 my @many = map { item(ApiKeyTest::make_key()) } 1 .. 1500;  # ~200 KB: over max_body_bytes
 my $big = import_body(ndjson(@many));
@@ -118,6 +131,6 @@ for my $case ([ 'no token', no_token => 1 ], [ 'a wrong token', token => 'not-an
 }
 my $count = import_body(ndjson(map { item(ApiKeyTest::make_key()) } 1 .. 2001));
 is $count->{status}, 413, 'over max_import_items: 413';
-is scalar(key_ids()), 1503, 'nothing of the refused batches stored';
+is scalar(key_ids()), 1504, 'nothing of the refused batches stored';
 
 done_testing;

@@ -2,7 +2,8 @@
 # raw values only the test knows are imported as SHA-256 + prefix, then nginx admits
 # them (200), refuses a read_only key's POST (403) and an expired one (401); a bad batch
 # leaves nothing behind; the feed has one summary entry; a second import of the same hash
-# is a conflict; the import route has its own body limit (for a valid admin token only),
+# is a conflict; an imported key's rate limit, last_used_at and created_by; feed paging around
+# the import's entry; the import route has its own body limit (for a valid admin token only),
 # the others keep theirs.
 use strict;
 use warnings;
@@ -10,7 +11,10 @@ use Test::More;
 use Digest::SHA qw(sha256_hex);
 use ApiKeyTest;
 
-my $t = ApiKeyTest->new(daemon_extra => "max_body_bytes: 4096\nmax_import_body_bytes: 1048576\n"
+my $t = ApiKeyTest->new(usage => 1,
+                        http_extra     => '    apikey_rate_limit_zone zone=keys:1m;',
+                        location_extra => '            apikey_rate_limit zone=keys;',
+                        daemon_extra => "max_body_bytes: 4096\nmax_import_body_bytes: 1048576\n"
                                         . "max_import_items: 2000\n");
 my $ws = $t->create_workspace('acme-corp', 'sales');
 my $IMPORT = "/api/v1/workspaces/$ws->{id}/api-keys/import";
@@ -73,23 +77,44 @@ is $expired && $expired->{json}{error}{code}, 'key_expired', '  key_expired';
 ok time >= $exp_at - 1, '  not before it';
 is $t->api(GET => $SALES, key => ApiKeyTest::make_key())->{status}, 401, 'a key never imported: 401';
 
+# An imported key's own rate limit holds in nginx; its use reaches last_used_at; it was
+# created by the importing admin token, at the time of the import.
+my $limited = ApiKeyTest::make_key();
+my $lim = import_body(ndjson(item($limited, rate_limit => { limit => 2, window_seconds => 60 })));
+is $lim->{status}, 201, 'import of a rate-limited key: 201' or diag $lim->{body};
+my @codes = map { $t->api(GET => $SALES, key => $limited)->{status} } 1 .. 3;
+is "@codes", '200 200 429', '  its rate limit in nginx: 2 admitted, then 429';
+my $lim_key = "/api/v1/workspaces/$ws->{id}/api-keys/$lim->{json}{keys}[0]{id}";
+my $shown = $t->wait_until(sub {
+    my $k = $t->admin(GET => $lim_key)->{json};
+    defined $k->{last_used_at} ? $k : undef;
+}, 10);
+ok $shown, '  last_used_at set within 10 s';
+is $shown && $shown->{created_by}, 'test-admin', '  created_by: the admin token';
+ok $shown && abs(ApiKeyTest::parse_iso8601($shown->{created_at}) - time) < 30, '  created_at: now';
+
 # --- the feed -----------------------------------------------------------------------------
 my @feed = $t->feed($ws->{id});
 my @imported = grep { $_->{type} eq 'api_key.imported' } @feed;
-is scalar(@imported), 1, 'one api_key.imported entry';
+is scalar(@imported), 2, 'one api_key.imported entry per import';
 is scalar(grep { $_->{type} eq 'api_key.created' } @feed), 0, '  and no per-key entries';
 is $imported[0]{object}{count}, 3, '  count 3';
 is $imported[0]{object}{first_key_id}, $ok->{json}{keys}[0]{id}, '  first key id';
 is $imported[0]{object}{last_key_id}, $ok->{json}{keys}[2]{id}, '  last key id';
 is $imported[0]{seq}, $ok->{json}{seq}, '  seq of the import';
 unlike $J->encode($imported[0]), qr/\Q@{[ sha256_hex($ro) ]}\E|sk_live_/, '  no hash, no prefix';
+for my $feed ("/api/v1/workspaces/$ws->{id}/changes", '/api/v1/changes') {
+    my $page = $t->admin(GET => "$feed?after=@{[ $ok->{json}{seq} - 1 ]}&limit=1")->{json}{changes};
+    is_deeply [ map { "$_->{seq} $_->{type}" } @$page ], [ "$ok->{json}{seq} api_key.imported" ],
+        "  $feed?after=seq-1&limit=1: the import's entry alone";
+}
 
 # --- a second import of the same hash -----------------------------------------------------
 my $again = import_body(ndjson(item(ApiKeyTest::make_key()), item($ro)));
 is $again->{status}, 409, 'the same hash again: 409';
 is_deeply [ map { [ $_->{line}, $_->{code} ] } @{ $again->{json}{errors} } ], [ [ 2, 'conflict' ] ],
     '  line 2 conflicts';
-is scalar(key_ids()), 3, '  nothing added';
+is scalar(key_ids()), 4, '  nothing added';
 my $revoked = $t->revoke_key($ws->{id}, $ok->{json}{keys}[0]{id});
 is $t->api(GET => $SALES, key => $rw)->{status}, 401, 'imported key revoked: 401';
 
@@ -131,6 +156,6 @@ for my $case ([ 'no token', no_token => 1 ], [ 'a wrong token', token => 'not-an
 }
 my $count = import_body(ndjson(map { item(ApiKeyTest::make_key()) } 1 .. 2001));
 is $count->{status}, 413, 'over max_import_items: 413';
-is scalar(key_ids()), 1504, 'nothing of the refused batches stored';
+is scalar(key_ids()), 1505, 'nothing of the refused batches stored';
 
 done_testing;

@@ -4,7 +4,7 @@
 # leaves nothing behind; the feed has one summary entry; a second import of the same hash
 # is a conflict; an imported key's rate limit, last_used_at and created_by; feed paging around
 # the import's entry; the import route has its own body limit (for a valid admin token only),
-# the others keep theirs.
+# the others keep theirs; apikeyd SIGKILLed during an import: all or nothing after the restart.
 use strict;
 use warnings;
 use Test::More;
@@ -157,5 +157,39 @@ for my $case ([ 'no token', no_token => 1 ], [ 'a wrong token', token => 'not-an
 my $count = import_body(ndjson(map { item(ApiKeyTest::make_key()) } 1 .. 2001));
 is $count->{status}, 413, 'over max_import_items: 413';
 is scalar(key_ids()), 1505, 'nothing of the refused batches stored';
+
+# --- apikeyd SIGKILLed during an import ---------------------------------------------------
+# Whatever the moment (the body still arriving, parsing, the store or the snapshot
+# transaction), after the restart the batch is wholly there or wholly absent: in the list,
+# the feed and nginx; and a 201 the client got is never lost.
+use Time::HiRes qw(sleep);
+for my $delay (0.002, 0.015, 0.04) {
+    my @raw = map { ApiKeyTest::make_key() } 1 .. 2000;
+    my $body = ndjson(map { item($_) } @raw);
+    my $keys_before = scalar key_ids();
+    my ($feed_top) = reverse $t->feed($ws->{id});
+    $t->start_clients(1, 10, sub {
+        my ($c, $out) = @_;
+        my $r = import_body($body);
+        print {$out} 'STATUS ', $r->{status} // 'none', "\n";
+    });
+    sleep $delay;
+    $t->stop_daemon(signal => 'KILL');
+    $t->stop_clients;
+    $t->start_daemon;
+    my ($answer) = map { /^STATUS (\S+)/ ? $1 : () } $t->client_lines;
+    my $added = scalar(key_ids()) - $keys_before;
+    my @entries = grep { $_->{seq} > $feed_top->{seq} } $t->feed($ws->{id});
+    note "SIGKILL after ${delay}s: client got @{[ $answer // 'nothing' ]}, $added keys";
+    ok $added == 0 || $added == 2000, "SIGKILL after ${delay}s: all or nothing in the list ($added)";
+    is scalar(@entries), $added ? 1 : 0, '  one feed entry if imported, none if not';
+    is $entries[0]{object}{count}, 2000, '  of the whole batch' if @entries;
+    is $added, 2000, '  a 201 was not lost' if ($answer // '') eq '201';
+    my $want = $added ? 200 : 401;
+    ok $t->wait_until(sub {
+        $t->api(GET => $SALES, key => $raw[0])->{status} == $want
+            && $t->api(GET => $SALES, key => $raw[-1])->{status} == $want
+    }, 5), "  nginx: first and last key $want";
+}
 
 done_testing;

@@ -76,6 +76,12 @@ public:
     // Reported by /metrics (the receiver outlives the Api's use of it).
     void set_usage_counters(const UsageCounters *usage) { usage_ = usage; }
 
+    // Whether the Authorization value carries a configured admin token (nothing logged or
+    // counted: handle() does that). For the import's body limit, decided at the header.
+    bool is_admin(const std::optional<std::string_view> &authorization) const {
+        return authenticate(authorization) != nullptr;
+    }
+
     // Counts, in /metrics, a request the HTTP server answered itself (malformed, too
     // large) without calling handle().
     void count_refused(std::string_view target, unsigned status) noexcept;

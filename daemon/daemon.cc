@@ -87,9 +87,15 @@ int run_daemon(const Config &config) {
     options.header_timeout = std::chrono::seconds(config.header_timeout_seconds);
     options.read_timeout = std::chrono::seconds(config.request_timeout_seconds);
     if (config.tls) options.tls = make_tls_context(*config.tls);
-    options.body_limit_for = [&config](std::string_view method, std::string_view target) {
-        return method == "POST" && is_import_target(target) ? config.max_import_body_bytes
-                                                            : config.max_body_bytes;
+    // The import's body is buffered whole before the request is authenticated: its larger
+    // limit only for a valid admin token, or any client that can connect could make
+    // apikeyd hold max_import_body_bytes per connection (4 connections of 200 MB without a
+    // token held 819 MB). Without one, max_body_bytes as on every route.
+    options.body_limit_for = [&config, &api](std::string_view method, std::string_view target,
+                                             const std::optional<std::string_view> &authorization) {
+        return method == "POST" && is_import_target(target) && api.is_admin(authorization)
+                   ? config.max_import_body_bytes
+                   : config.max_body_bytes;
     };
     options.on_refused = [&api](std::string_view target, unsigned status) {
         api.count_refused(target, status);

@@ -95,22 +95,56 @@ std::string_view origin_form(std::string_view target) {
     return target;
 }
 
+std::string_view trimmed(std::string_view s) {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    return s;
+}
+
+// Whether every Content-Encoding coding (each field, each comma-separated element) is
+// identity, i.e. the body is as sent.
+bool identity_content(const http::request<http::string_body> &req) {
+    const auto fields = req.equal_range(http::field::content_encoding);
+    for (auto field = fields.first; field != fields.second; ++field) {
+        std::string_view list = sv(field->value());
+        while (true) {
+            const std::size_t comma = list.find(',');
+            const std::string_view coding = trimmed(list.substr(0, comma));
+            if (!coding.empty() && !beast::iequals(beast::string_view(coding.data(), coding.size()), "identity"))
+                return false;
+            if (comma == std::string_view::npos) break;
+            list.remove_prefix(comma + 1);
+        }
+    }
+    return true;
+}
+
 // What RFC 9112 makes a server refuse in a header the parser accepted; empty if none.
 // An HTTP/1.1 request without Host is a 400. A transfer coding other than chunked
 // ("gzip, chunked") is one apikeyd does not implement: 501, rather than reading a
-// gzip body as JSON.
+// gzip body as JSON. A content coding other than identity is one it does not decode:
+// 415 (RFC 9110 15.5.16); read as is, a gzip import answered "not a JSON object" for
+// each of its "lines", and a plain body labelled gzip was imported.
 std::pair<unsigned, std::string> header_problem(const http::request<http::string_body> &req) {
     if (req.version() >= 11 && req.find(http::field::host) == req.end())
         return {400, "an HTTP/1.1 request needs a Host header"};
     const auto codings = req.equal_range(http::field::transfer_encoding);
     for (auto field = codings.first; field != codings.second; ++field) {
-        std::string_view coding = sv(field->value());
-        while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
-        while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+        const std::string_view coding = trimmed(sv(field->value()));
         if (!beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked"))
             return {501, "the only transfer coding accepted is chunked"};
     }
+    if (!identity_content(req))
+        return {415, "apikeyd does not decode a Content-Encoding: send the body uncompressed"};
     return {0, {}};
+}
+
+std::string_view header_problem_code(unsigned status) {
+    switch (status) {
+    case 501: return code::not_implemented;
+    case 415: return code::unsupported_media_type;
+    default: return code::bad_request;
+    }
 }
 
 std::string sanitized_method(std::string_view method) {
@@ -198,12 +232,17 @@ private:
         started_ = Clock::now();
         if (ec) return on_read_error(ec);
         if (const auto [status, message] = header_problem(parser_->get()); status != 0)
-            return send_error(status, status == 501 ? code::not_implemented : code::bad_request,
-                              message);
+            return send_error(status, header_problem_code(status), message);
         tcp_layer().expires_at(request_deadline_);
-        if (state_->options.body_limit_for)
-            body_limit_ = state_->options.body_limit_for(sv(parser_->get().method_string()),
-                                                         origin_form(sv(parser_->get().target())));
+        if (state_->options.body_limit_for) {
+            const auto &req = parser_->get();
+            std::optional<std::string_view> authorization;
+            if (const auto it = req.find(http::field::authorization);
+                it != req.end() && req.count(http::field::authorization) == 1)
+                authorization = sv(it->value());
+            body_limit_ = state_->options.body_limit_for(sv(req.method_string()),
+                                                         origin_form(sv(req.target())), authorization);
+        }
         // Content-Length is checked here, a chunked body by the parser as it arrives.
         if (const auto length = parser_->content_length(); length && *length > body_limit_)
             return on_read_error(http::error::body_limit);

@@ -45,9 +45,13 @@ struct ServerOptions {
     std::string host = "127.0.0.1";  // IP literal
     std::uint16_t port = 0;          // 0: any free port (tests)
     std::size_t max_body_bytes = 65536;
-    // A request's own body limit, given its method and target once the header is read
-    // (the key import's larger one). Unset: max_body_bytes for every request.
-    std::function<std::size_t(std::string_view method, std::string_view target)> body_limit_for;
+    // A request's own body limit, given its method, target and Authorization value (nullopt
+    // when absent or sent twice) once the header is read: the key import's larger one, for
+    // admins only (the body is buffered before the request is authenticated). Unset:
+    // max_body_bytes for every request.
+    std::function<std::size_t(std::string_view method, std::string_view target,
+                              const std::optional<std::string_view> &authorization)>
+        body_limit_for;
     std::size_t header_limit = 16 * 1024;
     std::chrono::milliseconds header_timeout{10'000};  // also for an idle keep-alive wait
     std::chrono::milliseconds read_timeout{30'000};    // the whole request, body included

@@ -33,6 +33,7 @@ inline constexpr std::string_view uri_too_long = "uri_too_long";           // 41
 inline constexpr std::string_view headers_too_large = "headers_too_large"; // 431
 inline constexpr std::string_view internal_error = "internal_error";       // 500
 inline constexpr std::string_view not_implemented = "not_implemented";     // 501 transfer coding
+inline constexpr std::string_view unsupported_media_type = "unsupported_media_type";  // 415 content coding
 inline constexpr std::string_view store_unavailable = "store_unavailable"; // 503
 inline constexpr std::string_view publish_failed = "publish_failed";       // 503
 inline constexpr std::string_view too_many_requests = "too_many_requests"; // 429 admin auth

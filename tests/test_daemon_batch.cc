@@ -2,6 +2,7 @@
 // commit and one snapshot publish, each keeps its own generation and feed entry, a
 // failing one aborts only itself, and a failed commit acknowledges nothing.
 #include "daemon_fixture.h"
+#include "key_format.h"
 
 #include <boost/test/unit_test.hpp>
 
@@ -168,6 +169,51 @@ BOOST_FIXTURE_TEST_CASE(a_patch_answers_with_the_batch_state_and_one_key_is_publ
     BOOST_TEST(k["name"] == "renamed");
     BOOST_TEST(k["status"] == "revoked");
     BOOST_TEST(snapshot_generation() == store->generation());
+}
+
+// Imports in a batch with the mutations they could race: a hash imported by an earlier
+// request of the batch conflicts, a workspace deleted earlier in the batch is a 404, a bad
+// batch leaves nothing; the feed's seqs stay contiguous, and the snapshot holds exactly the
+// keys of the imports that were answered 201.
+BOOST_FIXTURE_TEST_CASE(imports_in_a_batch_see_the_batch_and_leave_no_gap, DaemonFixture) {
+    const std::string ws = create_workspace("acme", "sales")["id"];
+    const std::string other = create_workspace("acme", "other")["id"];
+    std::vector<std::string> raw;
+    for (int i = 0; i < 5; ++i) raw.push_back(apikey::generate_key());
+    const auto line = [&](int i) {
+        return json{{"key_sha256", apikey::to_hex(apikey::sha256(raw[i]))},
+                    {"key_prefix", std::string(apikey::key_prefix(raw[i]))},
+                    {"name", "k"}}.dump() + "\n";
+    };
+    const auto import_into = [](const std::string &w) { return keys_of(w) + "/import"; };
+    const std::uint64_t generation = store->generation();
+    const auto out = BatchOf()
+                         .add("POST", import_into(ws), line(0) + line(1))
+                         .add("POST", import_into(ws), line(1) + line(2))      // 1 taken above
+                         .add("POST", import_into(other), line(3))
+                         .add("DELETE", "/api/v1/workspaces/" + other)
+                         .add("POST", import_into(other), line(4))              // deleted above
+                         .add("POST", import_into(ws), line(2) + "{\"bad\n")   // a bad line
+                         .run(*api);
+    BOOST_REQUIRE_EQUAL(out.size(), 6u);
+    const unsigned expected[] = {201, 409, 201, 200, 404, 400};
+    for (std::size_t i = 0; i < 6; ++i) BOOST_TEST(out[i].status == expected[i], i << ": " << out[i].body);
+
+    const json entries = feed(*this, generation);
+    BOOST_REQUIRE_EQUAL(entries.size(), 3u);
+    const char *types[] = {"api_key.imported", "api_key.imported", "workspace.deleted"};
+    for (std::size_t i = 0; i < 3; ++i) {
+        BOOST_TEST(entries[i]["seq"] == generation + 1 + i);
+        BOOST_TEST(entries[i]["type"] == types[i]);
+    }
+    BOOST_TEST(store->generation() == generation + 3);
+    BOOST_TEST(snapshot_generation() == generation + 3);
+    BOOST_TEST(snapshot_key(raw[0]).has_value());
+    BOOST_TEST(snapshot_key(raw[1]).has_value());
+    BOOST_TEST(!snapshot_key(raw[2]).has_value());
+    BOOST_TEST((snapshot_key(raw[3]) && snapshot_key(raw[3])->status == apikey::snapshot::KeyStatus::revoked));
+    BOOST_TEST(!snapshot_key(raw[4]).has_value());
+    BOOST_TEST(json_of(call("GET", keys_of(ws))).size() == 2u);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_failed_batch_publish_is_a_503_for_its_changes_only, DaemonFixture) {

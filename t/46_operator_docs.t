@@ -368,4 +368,31 @@ is_deeply \@odd, [], "apikeyd's log: every line is \"<UTC time> <level> <message
 ok scalar(grep { /\baccess .* method=GET path=\/healthz status=200 / } @log), '  a probe is logged as path=/healthz';
 ok scalar(grep { /\baccess .* method=GET path=\/metrics status=200 / } @log), '  a scrape as path=/metrics';
 
+# --- snapshot_group that apikeyd's user is not in -----------------------------------------
+# README: apikeyd must be a member. It says so at start, by name (exit 2), instead of
+# ending the start in "chown ...: Operation not permitted" from its first publish.
+SKIP: {
+    my @nobody = getpwnam('nobody');
+    my @group = getgrnam('www-data');
+    skip 'needs root, runuser, user nobody and a group www-data nobody is not in', 4
+        unless $> == 0 && -x '/usr/sbin/runuser' && @nobody && @group && $nobody[3] != $group[2]
+            && !grep { $_ eq 'nobody' } split ' ', $group[3];
+    my $d = $t->dir . '/not-a-member';
+    mkdir $d, 0755;
+    chown $nobody[2], $nobody[3], $d;
+    my ($port) = ApiKeyTest::free_ports(1);
+    open my $fh, '>', "$d/apikeyd.yaml" or die $!;
+    print {$fh} "listen: 127.0.0.1:$port\ndata_dir: $d/data\nsnapshot_path: $d/snapshot\n"
+        . "snapshot_group: www-data\nadmin_tokens: [{name: a, token_sha256: " . ('ab' x 32) . "}]\n";
+    close $fh;
+    chmod 0644, "$d/apikeyd.yaml";
+    my $out = `timeout 10 /usr/sbin/runuser -u nobody -- '$ApiKeyTest::DAEMON' --config '$d/apikeyd.yaml' 2>&1`;
+    is $? >> 8, 2, 'apikeyd as a user outside snapshot_group: exit 2 (a configuration error)';
+    like $out, qr/snapshot_group: apikeyd runs as uid $nobody[2], which is not a member of group "www-data"/,
+        '  naming snapshot_group and the group' or diag $out;
+    ok !-e "$d/snapshot" && !-e "$d/data", '  before it creates anything';
+    $out = `/usr/sbin/runuser -u nobody -- '$ApiKeyTest::DAEMON' --check --config '$d/apikeyd.yaml' 2>&1`;
+    is $?, 0, '  --check, which may run as another user, does not look at membership' or diag $out;
+}
+
 done_testing;

@@ -368,6 +368,61 @@ is_deeply \@odd, [], "apikeyd's log: every line is \"<UTC time> <level> <message
 ok scalar(grep { /\baccess .* method=GET path=\/healthz status=200 / } @log), '  a probe is logged as path=/healthz';
 ok scalar(grep { /\baccess .* method=GET path=\/metrics status=200 / } @log), '  a scrape as path=/metrics';
 
+# --- README "Upgrading": a reload keeps the module loaded; a binary upgrade loads the new -----
+
+# These nginx run as daemons, outside the harness: stopped here whatever happens.
+my @upgrade_masters;
+END { kill 'QUIT', @upgrade_masters if @upgrade_masters }
+
+{
+    my $u = $t->dir . '/upgrade';
+    mkdir $u, 0755;
+    mkdir "$u/logs", 0755;
+    system('cp', $ApiKeyTest::MODULE, "$u/module.so") == 0 or die "cp: $?";
+    my ($port) = ApiKeyTest::free_ports(1);
+    open my $fh, '>', "$u/nginx.conf" or die $!;
+    print {$fh} "load_module $u/module.so;\nworker_processes 1;\nerror_log logs/error.log notice;\n"
+        . "pid logs/nginx.pid;\nevents { worker_connections 64; }\n"
+        . "http { server { listen 127.0.0.1:$port; location / { return 204; } } }\n";
+    close $fh;
+    my @cmd = ($ApiKeyTest::NGINX, '-p', "$u/", '-c', "$u/nginx.conf");
+    local %ENV = (%ENV, %ApiKeyTest::NGINX_ENV);
+    system(@cmd) == 0 or die "nginx: $?";
+    my $pid_of = sub { open my $p, '<', "$u/logs/nginx.pid" or return 0; my $v = <$p>; chomp $v; $v };
+    my $master = $pid_of->();
+    push @upgrade_masters, $master;
+    # the module's mappings in a process: "" when it has none, else whether they are deleted
+    my $maps = sub {
+        my ($pid) = @_;
+        open my $m, '<', "/proc/$pid/maps" or return '';
+        my @l = grep { m{\Q$u\E/module\.so} } <$m>;
+        return !@l ? '' : (grep { /\(deleted\)$/ } @l) ? 'old' : 'current';
+    };
+    my $worker = sub {
+        my ($parent) = @_;
+        my @w = grep { ((ApiKeyTest::_slurp("/proc/$_/stat") =~ /^\d+ \(.*?\) \S (\d+)/)[0] // 0) == $parent }
+            map { m{/proc/(\d+)} } glob '/proc/[0-9]*';
+        return $w[0];
+    };
+    ok $t->wait_until(sub { $worker->($master) }, 5), 'upgrade: nginx with a copy of the module runs';
+    # a new file under the old name, as README says to install one
+    system('cp', "$u/module.so", "$u/module.so.new") == 0 && rename("$u/module.so.new", "$u/module.so") or die $!;
+    my $old_worker = $worker->($master);
+    system(@cmd, '-s', 'reload') == 0 or die "reload: $?";
+    my $new_worker;
+    ok $t->wait_until(sub { $new_worker = $worker->($master); $new_worker && $new_worker != $old_worker }, 10),
+        '  a reload starts a new worker';
+    is $maps->($new_worker), 'old', '  which runs the module file that was replaced (a reload does not load the new one)';
+    kill 'USR2', $master;
+    my $new_master;
+    ok $t->wait_until(sub { $new_master = $pid_of->(); $new_master && $new_master != $master && $worker->($new_master) }, 10),
+        '  a binary upgrade (USR2) starts a new master';
+    push @upgrade_masters, $new_master if $new_master;
+    is $maps->($worker->($new_master)), 'current', '  whose worker runs the new file';
+    kill 'QUIT', $master, $new_master;
+    $t->wait_until(sub { !kill 0, $master, $new_master }, 10);
+}
+
 # --- snapshot_group that apikeyd's user is not in -----------------------------------------
 # README: apikeyd must be a member. It says so at start, by name (exit 2), instead of
 # ending the start in "chown ...: Operation not permitted" from its first publish.

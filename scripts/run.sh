@@ -57,7 +57,9 @@ trap stop INT TERM EXIT
 build/apikeyd --config "$var/apikeyd.yaml" 2>> "$var/logs/apikeyd.log" &
 pids+=($!)
 for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:8088/" && break
+    # /healthz needs no token: probing another path logged a failed admin authentication
+    # (and counted one against 127.0.0.1) at every start.
+    curl -s -o /dev/null "http://127.0.0.1:8088/healthz" && break
     kill -0 "${pids[0]}" 2>/dev/null || { tail -5 "$var/logs/apikeyd.log"; exit 1; }
     sleep 0.1
 done

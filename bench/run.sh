@@ -21,6 +21,7 @@
 #                           reaches (a smaller sample needs a larger one)
 #   BENCH_START_REPS=5      nginx starts per variant for the start-time figure
 #   BENCH_MICRO_REPS=5      Google Benchmark repetitions
+#   BENCH_MICRO_MIN_TIME=0.5  Google Benchmark's minimum seconds per repetition
 #   BENCH_WORKERS="1 2 2p 1s"  worker_processes settings to run: N; Np for N workers
 #                           pinned one per core (worker_cpu_affinity auto); 1s for one
 #                           worker and wrk's one thread on the same CPU (valid keys only

@@ -916,7 +916,8 @@ std::string loggable_path(std::string_view target) {
         out += '/';
         if (segment == "api" || segment == "v1" || segment == "workspaces" ||
             segment == "api-keys" || segment == "settings" || segment == "entities" ||
-            segment == "changes" || segment == "import" || segment.empty() || apikey::parse_uuid(segment))
+            segment == "changes" || segment == "import" || segment == "healthz" ||
+            segment == "metrics" || segment.empty() || apikey::parse_uuid(segment))
             out += segment;
         else
             out += '*';

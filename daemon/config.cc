@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <tuple>
 #include <cerrno>
@@ -226,6 +227,24 @@ void parse_auth_limit(const YAML::Node &node, Config &config) {
     }
 }
 
+// chown() to a group takes root or membership in it. Checked by name before anything is
+// created, instead of the first publish ending the start in "chown ...: Operation not
+// permitted". Not at --check, which may run as another user than apikeyd's.
+void check_group_member(const Config &config) {
+    if (!config.snapshot_group || ::geteuid() == 0 || ::getegid() == *config.snapshot_group)
+        return;
+    const int n = ::getgroups(0, nullptr);
+    std::vector<gid_t> groups(n > 0 ? static_cast<std::size_t>(n) : 0);
+    if (n > 0 && ::getgroups(n, groups.data()) == n &&
+        std::find(groups.begin(), groups.end(), *config.snapshot_group) != groups.end())
+        return;
+    fail("snapshot_group", "apikeyd runs as uid " + std::to_string(::geteuid()) +
+                               ", which is not a member of group \"" +
+                               config.snapshot_group_name +
+                               "\", so it cannot give the snapshot to it: add its user to "
+                               "the group, or leave snapshot_group out");
+}
+
 void check_writable_dir(const std::string &key, const std::string &dir) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0)
@@ -365,6 +384,7 @@ bool is_loopback_host(const std::string &host) {
 }
 
 void prepare_paths(const Config &config) {
+    check_group_member(config);
     std::error_code ec;
     if (!fs::exists(config.data_dir, ec)) {
         const auto parent = fs::path(config.data_dir).parent_path();

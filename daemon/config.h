@@ -75,7 +75,8 @@ Config parse_config(const std::string &yaml_text, const std::string &base_dir);
 Config load_config(const std::string &path);
 
 // Creates data_dir (0700) when missing and checks that it and the snapshot's parent are
-// writable directories, so that a wrong path is reported by name before anything opens.
+// writable directories, and that this process may give files to snapshot_group (root or
+// a member), so that a wrong path or group is reported by name before anything opens.
 // Throws ConfigError.
 void prepare_paths(const Config &config);
 

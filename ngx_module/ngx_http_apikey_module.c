@@ -52,6 +52,10 @@ typedef struct {
 
     ngx_http_apikey_usage_t    usage;              /* last_used_at reports */
     ngx_shm_zone_t            *counters;           /* decisions by outcome */
+
+    /* the first "apikey_status", for nginx -t's message; line 0: none */
+    ngx_str_t                  status_file;
+    ngx_uint_t                 status_line;
 } ngx_http_apikey_main_conf_t;
 
 
@@ -224,6 +228,8 @@ static ngx_int_t ngx_http_apikey_lone_variable(ngx_conf_t *cf,
     ngx_str_t *value, ngx_int_t *index);
 static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_apikey_status_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_rate_headers(ngx_http_request_t *r,
@@ -272,7 +278,7 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
 
     { ngx_string("apikey_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_apikey_status,
+      ngx_http_apikey_status_directive,
       0,
       0,
       NULL },
@@ -1874,6 +1880,20 @@ ngx_http_apikey_init(ngx_conf_t *cf)
         *h = ngx_http_apikey_subrequest_handler;
     }
 
+    /*
+     * The counters and the snapshot's generation exist only with a snapshot:
+     * a status location without one could only answer 404, which a scraper
+     * reports as a target down, not as a configuration mistake.
+     */
+
+    if (amcf->status_line && amcf->snapshot.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"apikey_status\" has nothing to report: "
+                      "\"apikey_snapshot\" is not set in the http block "
+                      "in %V:%ui", &amcf->status_file, amcf->status_line);
+        return NGX_ERROR;
+    }
+
     if (amcf->snapshot.len
         && ngx_http_apikey_status_init_zone(cf, &amcf->counters) != NGX_OK)
     {
@@ -1903,6 +1923,7 @@ ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
      *     amcf->snapshot = { 0, NULL };
      *     amcf->data_file = { 0, NULL };
      *     amcf->reader = NULL;
+     *     amcf->status_line = 0;
      */
 
     ngx_http_apikey_usage_init_conf(&amcf->usage);
@@ -2278,6 +2299,41 @@ ngx_http_apikey_lone_variable(ngx_conf_t *cf, ngx_str_t *value,
     *index = ngx_http_get_variable_index(cf, &name);
 
     return (*index == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* "apikey_status": the handler, and where it stands for nginx -t's checks */
+
+static char *
+ngx_http_apikey_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    char                         *rv;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    rv = ngx_http_apikey_status(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->status_line) {
+        return NGX_CONF_OK;
+    }
+
+    /* a copy: the name of an included file does not outlive its parsing */
+
+    amcf->status_file.len = cf->conf_file->file.name.len;
+    amcf->status_file.data = ngx_pstrdup(cf->pool, &cf->conf_file->file.name);
+    if (amcf->status_file.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->status_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -193,7 +193,7 @@ ngx_http_apikey_status_handler(ngx_http_request_t *r)
     zone = ngx_http_apikey_counters(r);
 
     if (zone == NULL) {
-        /* no apikey_snapshot: there is nothing to report */
+        /* no apikey_snapshot (nginx -t refuses that): nothing to report */
         return NGX_HTTP_NOT_FOUND;
     }
 

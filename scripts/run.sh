@@ -5,7 +5,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 var=${APIKEY_VAR_DIR:-$repo/var}
-mkdir -p "$var"/{logs,tmp,data}
+# data/ is apikeyd's to create (0700, README "Permissions").
+mkdir -p "$var"/{logs,tmp}
 cd "$repo"
 
 # A fresh admin token on first run, kept (0600) for the next ones.
@@ -56,12 +57,21 @@ trap stop INT TERM EXIT
 build/apikeyd --config "$var/apikeyd.yaml" 2>> "$var/logs/apikeyd.log" &
 pids+=($!)
 for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:8088/" && break
+    # /healthz needs no token: probing another path logged a failed admin authentication
+    # (and counted one against 127.0.0.1) at every start.
+    curl -s -o /dev/null "http://127.0.0.1:8088/healthz" && break
     kill -0 "${pids[0]}" 2>/dev/null || { tail -5 "$var/logs/apikeyd.log"; exit 1; }
     sleep 0.1
 done
 
+# conf.example/nginx.conf loads the module as ../build/..., relative to the prefix: right
+# for var/ in the repository only. Elsewhere (APIKEY_VAR_DIR) nginx gets a copy of it that
+# names the module by its absolute path.
 nginx_conf=$repo/conf.example/nginx.conf
+if [ "$(cd "$var" && pwd -P)" != "$(cd "$repo/var" 2>/dev/null && pwd -P)" ]; then
+    sed "s|^load_module \.\./build/|load_module $repo/build/|" "$nginx_conf" > "$var/nginx.conf"
+    nginx_conf=$var/nginx.conf
+fi
 /usr/sbin/nginx -p "$var/" -c "$nginx_conf" -t -q
 /usr/sbin/nginx -p "$var/" -c "$nginx_conf" -g 'daemon off;' &
 pids+=($!)

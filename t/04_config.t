@@ -80,6 +80,13 @@ is $rc, 0, 'apikey_status in a location is accepted' or diag $out;
 ($rc, $out) = $t->nginx_t(server_extra => "location = /apikey-status { apikey_status; apikey_status; }\n");
 isnt $rc, 0, 'apikey_status twice in one location is refused';
 like $out, qr/"apikey_status" directive is duplicate/, '  as a duplicate' or diag $out;
+# Without a snapshot there are no counters and no generation: the location could only
+# answer 404, which a scraper shows as a target down, not as a configuration mistake.
+($rc, $out) = $t->nginx_t(snapshot => 0, location_apikey => '',
+                          server_extra => "location = /apikey-status { apikey_status; }\n");
+isnt $rc, 0, 'apikey_status without apikey_snapshot is refused';
+like $out, qr/"apikey_status" has nothing to report: "apikey_snapshot" is not set in the http block in \S+\.conf:\d+/,
+    '  saying why and where' or diag $out;
 
 # apikey_usage_report keys=N: the per-worker table of key uses, validated here.
 ($rc, $out) = $t->nginx_t(http_extra => "    apikey_usage_report 127.0.0.1:9 interval=1s keys=200000;");

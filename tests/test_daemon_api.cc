@@ -928,6 +928,9 @@ BOOST_AUTO_TEST_CASE(loggable_path_hides_anything_but_route_words_and_uuids) {
     BOOST_TEST(loggable_path("/api/v1/workspaces/" + id + "/changes?after=sk_live_x") ==
                "/api/v1/workspaces/" + id + "/changes");
     BOOST_TEST(loggable_path("/api/v1/changes") == "/api/v1/changes");
+    // Probes and scrapes are told apart in the log (they were both "/*").
+    BOOST_TEST(loggable_path("/healthz?ts=sk_live_x") == "/healthz");
+    BOOST_TEST(loggable_path("/metrics") == "/metrics");
     BOOST_TEST(loggable_path("http://host/x") == "*");
     BOOST_TEST(loggable_path(std::string(1000, '/')).size() < 210u);
 }

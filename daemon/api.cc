@@ -317,6 +317,32 @@ void Api::count_refused(std::string_view target, unsigned status) noexcept {
     }
 }
 
+std::optional<Response> Api::refuse_admin(const Request &request, const AdminToken **token) {
+    const std::int64_t now = clock_();
+    if (const std::int64_t wait = auth_limiter_.blocked_for(request.peer, now); wait > 0) {
+        Response r = error_response(429, code::too_many_requests,
+                                    "too many failed admin authentications from this "
+                                    "address; retry after " + std::to_string(wait) + " s");
+        r.headers.emplace_back("Retry-After", std::to_string(wait));
+        return r;
+    }
+    const AdminToken *admin = authenticate(request.authorization);
+    if (admin == nullptr) {
+        // The address only: never the header, which may hold a real token or key.
+        const std::string peer = request.peer.empty() ? "-" : std::string(request.peer);
+        log_warn("admin authentication failed peer=" + peer + " reason=" +
+                 (request.authorization ? "invalid_token" : "missing_token"));
+        if (auth_limiter_.record_failure(request.peer, now))
+            log_warn("admin authentication blocked peer=" + peer + " for " +
+                     std::to_string(auth_limiter_.options().window_seconds) + " s after " +
+                     std::to_string(auth_limiter_.options().max_failures) + " failures");
+        return error_response(401, code::unauthorized,
+                              "a valid admin token is required: Authorization: Bearer <token>");
+    }
+    if (token != nullptr) *token = admin;
+    return std::nullopt;
+}
+
 Response Api::dispatch(const Request &request) noexcept {
     std::string actor;
     try {
@@ -326,27 +352,8 @@ Response Api::dispatch(const Request &request) noexcept {
         // It ignores any query: probes may add one (a cache buster) and it reports the
         // same whatever is asked.
         if (path == "/healthz") return read ? healthz() : method_not_allowed("GET, HEAD");
-        const std::int64_t now = clock_();
-        if (const std::int64_t wait = auth_limiter_.blocked_for(request.peer, now); wait > 0) {
-            Response r = error_response(429, code::too_many_requests,
-                                        "too many failed admin authentications from this "
-                                        "address; retry after " + std::to_string(wait) + " s");
-            r.headers.emplace_back("Retry-After", std::to_string(wait));
-            return r;
-        }
-        const AdminToken *token = authenticate(request.authorization);
-        if (token == nullptr) {
-            // The address only: never the header, which may hold a real token or key.
-            const std::string peer = request.peer.empty() ? "-" : std::string(request.peer);
-            log_warn("admin authentication failed peer=" + peer + " reason=" +
-                     (request.authorization ? "invalid_token" : "missing_token"));
-            if (auth_limiter_.record_failure(request.peer, now))
-                log_warn("admin authentication blocked peer=" + peer + " for " +
-                         std::to_string(auth_limiter_.options().window_seconds) + " s after " +
-                         std::to_string(auth_limiter_.options().max_failures) + " failures");
-            return error_response(401, code::unauthorized,
-                                  "a valid admin token is required: Authorization: Bearer <token>");
-        }
+        const AdminToken *token = nullptr;
+        if (auto refusal = refuse_admin(request, &token)) return std::move(*refusal);
         actor = token->name;
         Response r = path != "/metrics" ? route(request, actor)
                      : read             ? metrics(query_of(request.target))

@@ -76,11 +76,12 @@ public:
     // Reported by /metrics (the receiver outlives the Api's use of it).
     void set_usage_counters(const UsageCounters *usage) { usage_ = usage; }
 
-    // Whether the Authorization value carries a configured admin token (nothing logged or
-    // counted: handle() does that). For the import's body limit, decided at the header.
-    bool is_admin(const std::optional<std::string_view> &authorization) const {
-        return authenticate(authorization) != nullptr;
-    }
+    // Why `request` gets no admin access: 429 while its address is blocked, else 401
+    // without a valid token (logged with the address, counted against it). nullopt when
+    // admitted, with `token` set if given. What dispatch() does first; the server asks it
+    // at the header for a body only an admin may send (admit_import_body).
+    std::optional<Response> refuse_admin(const Request &request,
+                                         const AdminToken **token = nullptr);
 
     // Counts, in /metrics, a request the HTTP server answered itself (malformed, too
     // large) without calling handle().

@@ -87,15 +87,21 @@ int run_daemon(const Config &config) {
     options.header_timeout = std::chrono::seconds(config.header_timeout_seconds);
     options.read_timeout = std::chrono::seconds(config.request_timeout_seconds);
     if (config.tls) options.tls = make_tls_context(*config.tls);
-    // The import's body is buffered whole before the request is authenticated: its larger
-    // limit only for a valid admin token, or any client that can connect could make
-    // apikeyd hold max_import_body_bytes per connection (4 connections of 200 MB without a
-    // token held 819 MB). Without one, max_body_bytes as on every route.
-    options.body_limit_for = [&config, &api](std::string_view method, std::string_view target,
-                                             const std::optional<std::string_view> &authorization) {
-        return method == "POST" && is_import_target(target) && api.is_admin(authorization)
-                   ? config.max_import_body_bytes
-                   : config.max_body_bytes;
+    // The import's body is buffered whole before dispatch authenticates the request, so its
+    // larger limit is for an admin only, admitted at the header the way dispatch admits
+    // (the auth limiter's 429, a 401 logged and counted against the address): otherwise any
+    // client could make apikeyd hold max_import_body_bytes a connection (4 connections of
+    // 200 MB without a token held 819 MB), or test tokens at the header unlimited. A body
+    // declared within max_body_bytes is left to dispatch, so a failure counts once.
+    options.admit_body = [&config, &api](const Request &header,
+                                         std::optional<std::uint64_t> length) {
+        BodyAdmission admission{config.max_body_bytes, std::nullopt};
+        if (header.method != "POST" || !is_import_target(header.target) ||
+            (length && *length <= config.max_body_bytes))
+            return admission;
+        admission.refusal = api.refuse_admin(header);
+        if (!admission.refusal) admission.limit = config.max_import_body_bytes;
+        return admission;
     };
     options.on_refused = [&api](std::string_view target, unsigned status) {
         api.count_refused(target, status);

@@ -128,6 +128,8 @@ bool identity_content(const http::request<http::string_body> &req) {
 std::pair<unsigned, std::string> header_problem(const http::request<http::string_body> &req) {
     if (req.version() >= 11 && req.find(http::field::host) == req.end())
         return {400, "an HTTP/1.1 request needs a Host header"};
+    // Which one would authenticate it? Refused before any body is read.
+    if (req.count(http::field::authorization) > 1) return {400, "more than one Authorization header"};
     const auto codings = req.equal_range(http::field::transfer_encoding);
     for (auto field = codings.first; field != codings.second; ++field) {
         const std::string_view coding = trimmed(sv(field->value()));
@@ -234,14 +236,15 @@ private:
         if (const auto [status, message] = header_problem(parser_->get()); status != 0)
             return send_error(status, header_problem_code(status), message);
         tcp_layer().expires_at(request_deadline_);
-        if (state_->options.body_limit_for) {
-            const auto &req = parser_->get();
-            std::optional<std::string_view> authorization;
-            if (const auto it = req.find(http::field::authorization);
-                it != req.end() && req.count(http::field::authorization) == 1)
-                authorization = sv(it->value());
-            body_limit_ = state_->options.body_limit_for(sv(req.method_string()),
-                                                         origin_form(sv(req.target())), authorization);
+        if (state_->options.admit_body) {
+            std::optional<std::uint64_t> length;
+            if (const auto declared = parser_->content_length()) length = *declared;
+            BodyAdmission admission = state_->options.admit_body(request_of_header(), length);
+            if (admission.refusal) {
+                refused(admission.refusal->status);
+                return write(std::move(*admission.refusal), /*keep_alive=*/false, /*head=*/false);
+            }
+            body_limit_ = admission.limit;
         }
         // Content-Length is checked here, a chunked body by the parser as it arrives.
         if (const auto length = parser_->content_length(); length && *length > body_limit_)
@@ -301,21 +304,21 @@ private:
         write(error_response(status, code, message), /*keep_alive=*/false, /*head=*/false);
     }
 
-    void handle() {
-        auto &req = parser_->get();
-        if (req.count(http::field::authorization) > 1) {
-            refused(400);
-            return write(error_response(400, code::bad_request,
-                                        "more than one Authorization header"),
-                         false, false);
-        }
+    // The request as its header shows it (header_problem refused two Authorization headers).
+    Request request_of_header() const {
+        const auto &req = parser_->get();
         Request request;
         request.method = sv(req.method_string());
         request.target = origin_form(sv(req.target()));
         if (const auto it = req.find(http::field::authorization); it != req.end())
             request.authorization = sv(it->value());
-        request.body = req.body();
         request.peer = peer_address_;
+        return request;
+    }
+
+    void handle() {
+        Request request = request_of_header();
+        request.body = parser_->get().body();
         phase_ = Phase::queued;
         state_->enqueue({request, [self = shared_from_this()](Response r) {
                              auto &req = self->parser_->get();

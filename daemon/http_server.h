@@ -2,8 +2,8 @@
 // (the handler runs there too, so the API needs no locks). It only moves bytes: every
 // request is handed to a Handler (Api::handle) and its Response written back as JSON.
 //
-// Limits: headers 16 KiB (431), body max_body_bytes or what body_limit_for says for the
-// route (413), the headers must arrive within header_timeout and the whole request within
+// Limits: headers 16 KiB (431), body max_body_bytes or what admit_body says for the
+// request (413), the headers must arrive within header_timeout and the whole request within
 // read_timeout (slowloris), idle keep-alive connections close after header_timeout, at
 // most max_connections at once: at the limit a new connection replaces the one that has
 // waited longest for its request (idle or trickling), so a crowd of idle connections
@@ -41,17 +41,23 @@ class context;
 
 namespace apikeyd {
 
+// What a request's header allows before its body is read: the body's limit, or an answer
+// sent at once, the body unread and the connection closed.
+struct BodyAdmission {
+    std::size_t limit = 0;
+    std::optional<Response> refusal;
+};
+
 struct ServerOptions {
     std::string host = "127.0.0.1";  // IP literal
     std::uint16_t port = 0;          // 0: any free port (tests)
     std::size_t max_body_bytes = 65536;
-    // A request's own body limit, given its method, target and Authorization value (nullopt
-    // when absent or sent twice) once the header is read: the key import's larger one, for
-    // admins only (the body is buffered before the request is authenticated). Unset:
-    // max_body_bytes for every request.
-    std::function<std::size_t(std::string_view method, std::string_view target,
-                              const std::optional<std::string_view> &authorization)>
-        body_limit_for;
+    // Once the header is read: the request as it shows it (no body) and its declared length
+    // (nullopt: chunked). The key import's larger limit, for admins only: the body is
+    // buffered before the handler authenticates the request. Unset: max_body_bytes for
+    // every request.
+    std::function<BodyAdmission(const Request &header, std::optional<std::uint64_t> length)>
+        admit_body;
     std::size_t header_limit = 16 * 1024;
     std::chrono::milliseconds header_timeout{10'000};  // also for an idle keep-alive wait
     std::chrono::milliseconds read_timeout{30'000};    // the whole request, body included

@@ -56,7 +56,27 @@ typedef struct {
     /* the first "apikey_status", for nginx -t's message; line 0: none */
     ngx_str_t                  status_file;
     ngx_uint_t                 status_line;
+
+    /* the "default=" of each rate-limit zone, for nginx -t's check */
+    ngx_array_t               *rate_defaults;      /* of ..._rate_default_t */
 } ngx_http_apikey_main_conf_t;
+
+
+/*
+ * A zone keeps one state per key, and a key's spending carries over to a
+ * changed limit (counted in requests, ngx_http_apikey_rate_limit.c). Two
+ * locations charging one zone with different "default=" limits would each
+ * rescale what the other spent: a key spent at 10/60s in one, then a request
+ * at 1000/60s in another, owed 0.6 s and was soon admitted 10 more. So every
+ * "default=" of a zone is the same, or nginx -t refuses it.
+ */
+
+typedef struct {
+    ngx_shm_zone_t            *zone;
+    ngx_uint_t                 limit;
+    time_t                     window;
+    u_char                    *where;              /* "file:line" */
+} ngx_http_apikey_rate_default_t;
 
 
 /*
@@ -228,6 +248,8 @@ static ngx_int_t ngx_http_apikey_lone_variable(ngx_conf_t *cf,
     ngx_str_t *value, ngx_int_t *index);
 static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_apikey_rate_default_check(ngx_conf_t *cf,
+    ngx_http_apikey_loc_conf_t *alcf);
 static char *ngx_http_apikey_status_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
@@ -577,7 +599,12 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         }
 
         ctx->decided = 1;
-        ctx->first->latest = ctx;
+
+        /* a subrequest's decision is its own, never its main request's */
+
+        if (r == r->main) {
+            ctx->first->latest = ctx;
+        }
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "apikey: workspace \"%V\": %s, generation %uL",
@@ -1314,8 +1341,9 @@ ngx_http_apikey_create_ctx(ngx_http_request_t *r)
 
 
 /*
- * The first context of a request an internal redirect has cleared the
- * contexts of, else NULL (before a redirect it is the request's context).
+ * The first context of a request whose contexts an internal redirect (or a
+ * filter's error response, ngx_http_filter_finalize_request) has cleared,
+ * else NULL: before that it is the request's context.
  */
 
 static ngx_http_apikey_ctx_t *
@@ -1323,7 +1351,7 @@ ngx_http_apikey_first_ctx(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t  *cln;
 
-    if (!r->internal) {
+    if (!r->internal && !r->filter_finalize) {
         return NULL;
     }
 
@@ -1924,6 +1952,7 @@ ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
      *     amcf->data_file = { 0, NULL };
      *     amcf->reader = NULL;
      *     amcf->status_line = 0;
+     *     amcf->rate_defaults = NULL;
      */
 
     ngx_http_apikey_usage_init_conf(&amcf->usage);
@@ -2337,6 +2366,75 @@ ngx_http_apikey_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* Records the location's "default=" for its zone; refuses a different one. */
+
+static char *
+ngx_http_apikey_rate_default_check(ngx_conf_t *cf,
+    ngx_http_apikey_loc_conf_t *alcf)
+{
+    size_t                           len;
+    ngx_uint_t                       i;
+    ngx_http_apikey_main_conf_t     *amcf;
+    ngx_http_apikey_rate_default_t  *d;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->rate_defaults == NULL) {
+        amcf->rate_defaults = ngx_array_create(cf->pool, 4,
+                                      sizeof(ngx_http_apikey_rate_default_t));
+        if (amcf->rate_defaults == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    d = amcf->rate_defaults->elts;
+
+    for (i = 0; i < amcf->rate_defaults->nelts; i++) {
+        if (d[i].zone != alcf->rate_zone) {
+            continue;
+        }
+
+        if (d[i].limit == alcf->rate_default_limit
+            && d[i].window == alcf->rate_default_window)
+        {
+            return NGX_CONF_OK;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" has default=%ui/%Ts in %s: a zone "
+                           "keeps one state per key, so every \"default=\" "
+                           "charging it must be the same (use another zone "
+                           "for another default)",
+                           &alcf->rate_zone->shm.name, d[i].limit,
+                           d[i].window, d[i].where);
+        return NGX_CONF_ERROR;
+    }
+
+    d = ngx_array_push(amcf->rate_defaults);
+    if (d == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a copy: the name of an included file does not outlive its parsing */
+
+    len = cf->conf_file->file.name.len + 1 + NGX_INT_T_LEN + 1;
+
+    d->where = ngx_pnalloc(cf->pool, len);
+    if (d->where == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_snprintf(d->where, len, "%V:%ui%Z", &cf->conf_file->file.name,
+                        cf->conf_file->line);
+
+    d->zone = alcf->rate_zone;
+    d->limit = alcf->rate_default_limit;
+    d->window = alcf->rate_default_window;
+
+    return NGX_CONF_OK;
+}
+
+
 /* apikey_rate_limit zone=name [default=N/window] | off */
 
 static char *
@@ -2435,6 +2533,10 @@ ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (alcf->rate_zone == NGX_CONF_UNSET_PTR || alcf->rate_zone == NULL) {
         return "needs \"zone=name\" (or \"off\")";
+    }
+
+    if (default_set) {
+        return ngx_http_apikey_rate_default_check(cf, alcf);
     }
 
     return NGX_CONF_OK;

@@ -6,12 +6,13 @@
  * on by one emission interval T = window / limit; a request is refused when
  * that would put the TAT more than one window ahead of now. A fresh key can
  * spend its whole budget at once and then gets one request every T: smooth,
- * and one 8-byte number of state per key. Time is counted in nanoseconds:
- * in microseconds T was cut short at the API's extremes (10^9 a day: 86 µs
- * for 86.4, a budget of 1,004,651,162; 10^9 a second: 1 µs, a budget of
- * 10^6), in nanoseconds it is exact for any limit up to 10^9 a second,
- * within 1 ns otherwise (a zone of a module counting microseconds is read
- * as recovered: its budgets restart once). A limit
+ * and one 8-byte number (the TAT) of state per key. Time is counted in
+ * nanoseconds: in microseconds T was cut short at the API's extremes (10^9
+ * a day: 86 µs for 86.4, a budget of 1,004,651,162; 10^9 a second: 1 µs, a
+ * budget of 10^6). T is exact where the limit divides the window in
+ * nanoseconds, else rounded down by under 1 ns: the budget then exceeds the
+ * limit by less than one part in T (0.1 % at a million a second; rounded up
+ * instead, 7 a second would be a budget of 6). A limit
  * changed in the snapshot applies to the next request: T is computed from
  * the current record; the state keeps the T it was last spent with only to
  * carry the key's spending over to a new one (see the check).
@@ -53,9 +54,7 @@ typedef struct {
     uint32_t                      used;      /* seconds, monotonic: last
                                                 request, for eviction */
     float                         interval;  /* T (nanoseconds) the TAT
-                                                was last moved by; 0:
-                                                unknown (a zone of an
-                                                older module) */
+                                                was last moved by */
 } ngx_http_apikey_rate_state_t;
 
 
@@ -251,14 +250,15 @@ ngx_http_apikey_rate_evicts_before(ngx_http_apikey_rate_state_t *s,
 
 /*
  * A key whose limit changed since it last spent (its own, the workspace
- * default, the location's default=) owes the requests it spent, not the
+ * default, the zone's default=: one for all its locations, nginx -t checks)
+ * owes the requests it spent, not the
  * time they cost under the old limit: the TAT's lead over now is that many
  * old intervals, rescaled to the new one. Left in time, a limit shortened
  * from a day to a minute kept a spent key out for the rest of the day, one
  * raised left a spent key refused, one lowered below what the key had spent
  * still admitted it. The lead never exceeds one window: a key can owe no
- * more than its whole budget. Only on a change (or a zone of an older
- * module, which knows no interval): the usual request compares a float.
+ * more than its whole budget. Only on a change: the usual request compares
+ * a float.
  */
 
 static ngx_inline void
@@ -273,7 +273,7 @@ ngx_http_apikey_rate_carry_over(ngx_http_apikey_rate_state_t *state,
 
     lead = (double) (state->tat - now);
 
-    if (state->interval > 0) {
+    if (state->interval > 0) {          /* 0: never spent, nothing owed */
         lead = lead * interval / state->interval;
     }
 
@@ -391,10 +391,11 @@ ngx_http_apikey_rate_limit_check(ngx_shm_zone_t *zone, u_char *hash,
         rate->allowed = 1;
         rate->remaining = (ngx_uint_t) ((window_ns - (tat - now)) / interval);
 
-        /* T cut to whole nanoseconds can leave room for one more than limit */
+        /* T rounded down can leave room for more than the limit */
         if (rate->remaining >= limit) {
             rate->remaining = limit - 1;
         }
+
         rate->retry_after = 0;
 
     } else {

@@ -149,6 +149,23 @@ for my $case (['zone=keys zone=keys', 'zone=keys'], ['default=1/1s default=2/1s'
     like $out, qr/duplicate parameter "\Q$case->[1]\E" in "apikey_rate_limit"/, '  naming the parameter'
         or diag $out;
 }
+# One default= per zone: a key's state is one per zone, and what it spent carries over to
+# a changed limit, so two defaults would rescale each other's spending (a bypass).
+my $two_zones = "$zone\n    apikey_rate_limit_zone zone=other:1m;";
+my $second = sub { "        location /second/ { apikey_rate_limit $_[0]; }\n" };
+($rc, $out) = $t->nginx_t(http_extra => $zone, location_extra => 'apikey_rate_limit zone=keys default=10/60s;',
+                          server_extra => $second->('zone=keys default=1000/60s'));
+isnt $rc, 0, 'two locations charging one zone with different default= are refused';
+like $out, qr/zone "keys" has default=10\/60s in \S+:\d+: a zone keeps one state per key/,
+    '  naming the zone and where its default was given' or diag $out;
+for my $case (['zone=keys default=10/60s', $zone, 'the same default= in two locations of one zone'],
+              ['zone=keys default=10/1m', $zone, '  also written another way (1m for 60s)'],
+              ['zone=other default=1000/60s', $two_zones, 'another default= in another zone']) {
+    ($rc, $out) = $t->nginx_t(http_extra => $case->[1],
+                              location_extra => 'apikey_rate_limit zone=keys default=10/60s;',
+                              server_extra => $second->($case->[0]));
+    is $rc, 0, "$case->[2]: accepted" or diag $out;
+}
 ($rc, $out) = $t->nginx_t(location_extra => 'apikey_rate_limit zone=keys;');
 isnt $rc, 0, 'apikey_rate_limit with a zone no apikey_rate_limit_zone declares is refused';
 like $out, qr/uses zone "keys" but no "apikey_rate_limit_zone" declares it/, '  naming the zone'

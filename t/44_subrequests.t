@@ -35,6 +35,7 @@ $t->write_nginx_conf(http_extra => <<"HTTP", server_extra => <<"CONF");
         listen 127.0.0.1:$sink;
         access_log $sink_log mirror_copy;
         location / { return 204; }
+        location /fail { access_log off; return 502; }
     }
 HTTP
         # auth_request: the guarded location has no apikey, its subrequest's location has
@@ -63,6 +64,21 @@ HTTP
             apikey_workspace acme-corp/sales;
             apikey_entity    orders;
             proxy_pass http://127.0.0.1:$sink\$request_uri;
+        }
+        # decides for Customer, mirrors (the copy decides for orders), and its upstream's
+        # 502 sends it to a location without apikey
+        location /mirrored-keyed/ {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    Customer;
+            mirror /mirror-copy;
+            proxy_intercept_errors on;
+            error_page 502 = \@fallback;
+            proxy_pass http://127.0.0.1:$sink/fail;
+        }
+        location \@fallback {
+            add_header X-Seen "[\$apikey_entity] [\$apikey_result]" always;
+            return 200 "fallback\n";
         }
         # SSI: a page without apikey including the API (whose location has it), also as
         # the answer to a POST
@@ -148,6 +164,12 @@ ok $t->wait_until(sub { ApiKeyTest::_slurp($sink_log) =~ /^POST/m }, 5),
     '... its copy reached the mirror\'s upstream';
 is ApiKeyTest::_slurp($sink_log), "POST /mirrored/rw\n",
     'mirror: the copies without a key and of a read_only key\'s POST never reached it';
+
+# The mirror's copy decides after the client's request (for its own entity); the request
+# sent on to a location without apikey by its upstream's 502 keeps its own decision.
+$r = $t->api(GET => '/mirrored-keyed/x', key => $rw->{key});
+is join(' ', $r->{status}, $r->{headers}{'x-seen'} // '-'), '200 [Customer] [ok]',
+    'mirror, then error_page into a location without apikey: the client request\'s decision';
 
 # --- SSI includes -----------------------------------------------------------------------
 

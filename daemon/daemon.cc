@@ -99,7 +99,13 @@ int run_daemon(const Config &config) {
         if (header.method != "POST" || !is_import_target(header.target) ||
             (length && *length <= config.max_body_bytes))
             return admission;
-        admission.refusal = api.refuse_admin(header);
+        try {
+            admission.refusal = api.refuse_admin(header);
+        } catch (const std::exception &e) {  // out of the asio handler it would stop apikeyd
+            log_error(std::string("internal error: ") + e.what());
+            admission.refusal = error_response(500, code::internal_error,
+                                               "internal error; see apikeyd's log");
+        }
         if (!admission.refusal) admission.limit = config.max_import_body_bytes;
         return admission;
     };

@@ -239,6 +239,7 @@ private:
         if (state_->options.admit_body) {
             std::optional<std::uint64_t> length;
             if (const auto declared = parser_->content_length()) length = *declared;
+            else if (!parser_->chunked()) length = 0;  // no body at all
             BodyAdmission admission = state_->options.admit_body(request_of_header(), length);
             if (admission.refusal) {
                 refused(admission.refusal->status);

@@ -53,7 +53,7 @@ struct ServerOptions {
     std::uint16_t port = 0;          // 0: any free port (tests)
     std::size_t max_body_bytes = 65536;
     // Once the header is read: the request as it shows it (no body) and its declared length
-    // (nullopt: chunked). The key import's larger limit, for admins only: the body is
+    // (0 without a body, nullopt: chunked). The key import's larger limit, for admins only: the body is
     // buffered before the handler authenticates the request. Unset: max_body_bytes for
     // every request.
     std::function<BodyAdmission(const Request &header, std::optional<std::uint64_t> length)>

@@ -1376,19 +1376,28 @@ ngx_http_apikey_first_ctx_cleanup(void *data)
 /*
  * The request's context once the access phase has decided, else NULL. In a
  * location without "apikey" that a redirect led to, the latest decision's:
- * not for a subrequest, whose pool is its main request's.
+ * not for a subrequest, whose pool is its main request's, nor before a
+ * location with "apikey" has decided (its rewrite phase's "if" and "set").
  */
 
 static ngx_http_apikey_ctx_t *
 ngx_http_apikey_decided(ngx_http_request_t *r)
 {
-    ngx_http_apikey_ctx_t  *ctx;
+    ngx_http_apikey_ctx_t       *ctx;
+    ngx_http_apikey_loc_conf_t  *alcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
 
     if (ctx == NULL && r == r->main) {
-        ctx = ngx_http_apikey_first_ctx(r);
-        ctx = ctx ? ctx->latest : NULL;
+
+        /* a location with "apikey" decides for itself, later (access phase) */
+
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+
+        if (!alcf->enable) {
+            ctx = ngx_http_apikey_first_ctx(r);
+            ctx = ctx ? ctx->latest : NULL;
+        }
     }
 
     return (ctx && ctx->decided) ? ctx : NULL;

@@ -11,8 +11,10 @@
  * a day: 86 µs for 86.4, a budget of 1,004,651,162; 10^9 a second: 1 µs, a
  * budget of 10^6). T is exact where the limit divides the window in
  * nanoseconds, else rounded down by under 1 ns: the budget then exceeds the
- * limit by less than one part in T (0.1 % at a million a second; rounded up
- * instead, 7 a second would be a budget of 6). A limit
+ * limit by less than one part in T (0.1 % at a million a second, nothing
+ * below about 31,000 a second; rounded up instead, 7 a second would be a
+ * budget of 6). Only beyond 5 * 10^8 a second is T 1 ns and the budget the
+ * window's nanoseconds (10^9 a second for 6 * 10^8). A limit
  * changed in the snapshot applies to the next request: T is computed from
  * the current record; the state keeps the T it was last spent with only to
  * carry the key's spending over to a new one (see the check).
@@ -53,8 +55,8 @@ typedef struct {
                                                 past: recovered, free */
     uint32_t                      used;      /* seconds, monotonic: last
                                                 request, for eviction */
-    float                         interval;  /* T (nanoseconds) the TAT
-                                                was last moved by */
+    float                         interval;  /* T (nanoseconds) the TAT's
+                                                lead over now counts in */
 } ngx_http_apikey_rate_state_t;
 
 
@@ -273,7 +275,7 @@ ngx_http_apikey_rate_carry_over(ngx_http_apikey_rate_state_t *state,
 
     lead = (double) (state->tat - now);
 
-    if (state->interval > 0) {          /* 0: never spent, nothing owed */
+    if (state->interval > 0) {          /* set with every TAT: a guard */
         lead = lead * interval / state->interval;
     }
 

@@ -30,12 +30,13 @@
  * at most BURST datagrams (about 22 KB, a tenth of a default 208 KB buffer)
  * and goes on after PACE ms: 89,600 keys a second and worker, the default
  * keys=65536 in 0.73 s. A worker leaving sleeps between bursts, at most
- * EXIT_WAIT ms: on "nginx -s stop" the master kills a worker that is not
- * gone after about 1.5 s.
+ * STOP_WAIT ms when stopped (the master kills a worker that is not gone
+ * after about 1.5 s of "nginx -s stop"), QUIT_WAIT ms on a reload.
  */
 #define NGX_HTTP_APIKEY_USAGE_BURST      16
 #define NGX_HTTP_APIKEY_USAGE_PACE       5
-#define NGX_HTTP_APIKEY_USAGE_EXIT_WAIT  500
+#define NGX_HTTP_APIKEY_USAGE_STOP_WAIT  500
+#define NGX_HTTP_APIKEY_USAGE_QUIT_WAIT  3000
 
 
 /*
@@ -248,7 +249,7 @@ ngx_http_apikey_usage_init_process(ngx_http_apikey_usage_t *usage,
 void
 ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage)
 {
-    ngx_msec_t  waited;
+    ngx_msec_t  waited, wait;
 
     if (usage->fd == (ngx_socket_t) -1) {
         return;
@@ -261,9 +262,10 @@ ngx_http_apikey_usage_exit_process(ngx_http_apikey_usage_t *usage)
      * left at once.
      */
     usage->next = 0;
+    wait = ngx_terminate ? NGX_HTTP_APIKEY_USAGE_STOP_WAIT
+                         : NGX_HTTP_APIKEY_USAGE_QUIT_WAIT;
 
-    for (waited = 0; waited < NGX_HTTP_APIKEY_USAGE_EXIT_WAIT;
-         waited += NGX_HTTP_APIKEY_USAGE_PACE)
+    for (waited = 0; waited < wait; waited += NGX_HTTP_APIKEY_USAGE_PACE)
     {
         if (ngx_http_apikey_usage_flush(usage, NGX_HTTP_APIKEY_USAGE_BURST)
             != NGX_AGAIN)

@@ -92,7 +92,7 @@ static inline uint32_t apikey_key_place(const unsigned char *hash) {
 
 /* A rate limit's bounds, the same for a key's limit set through the admin API and for
  * nginx's "apikey_rate_limit ... default=": 1 to APIKEY_MAX_RATE_LIMIT requests in a
- * window of 1 to APIKEY_MAX_RATE_WINDOW seconds (a window in microseconds then fits
+ * window of 1 to APIKEY_MAX_RATE_WINDOW seconds (a window in nanoseconds then fits
  * 64 bits many times over, and a limit the snapshot's 32 bits). */
 #define APIKEY_MAX_RATE_LIMIT 1000000000
 #define APIKEY_MAX_RATE_WINDOW 86400 /* one day */

@@ -44,6 +44,21 @@ my $t = ApiKeyTest->new(
             apikey_rate_limit zone=keys default=3/60s;
             try_files /nonexistent @plain;
         }
+        # decides for orders, then try_files hands it to @customer, which decides anew
+        location /rehandoff/ {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    orders;
+            try_files /nonexistent @customer;
+        }
+        location @customer {
+            apikey           on;
+            apikey_workspace acme-corp/sales;
+            apikey_entity    Customer;
+            set $before "[$apikey_entity]";
+            add_header X-Result "$before [$apikey_entity]" always;
+            empty_gif;
+        }
         location @plain {
             add_header X-Result "[$apikey_result] [$apikey_id]" always;
             return 200 "plain\n";
@@ -135,6 +150,11 @@ is join(' ', $r->{status}, $r->{headers}{'x-result'} // '-', $r->{headers}{vary}
     'try_files into a location without apikey: the decision before it, its headers';
 $r = $t->api(GET => '/handoff/x');
 is $r->{status}, 401, '... a request without a key refused before it';
+# A location with apikey reached that way decides for itself: before it has (set, if),
+# the variables are empty as in any location, not the earlier decision's.
+$r = $t->api(GET => '/rehandoff/x', key => $handed->{key});
+is join(' ', $r->{status}, $r->{headers}{'x-result'} // '-'), '200 [] [Customer]',
+    'try_files into another location with apikey: set sees nothing before its decision';
 
 # Keys presented so far, by the post-read phase's debug line.
 sub presented { scalar(() = $t->error_log =~ /apikey: key presented: /g) }

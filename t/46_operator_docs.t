@@ -381,7 +381,10 @@ END { kill 'QUIT', @upgrade_masters if @upgrade_masters }
     system('cp', $ApiKeyTest::MODULE, "$u/module.so") == 0 or die "cp: $?";
     my ($port) = ApiKeyTest::free_ports(1);
     open my $fh, '>', "$u/nginx.conf" or die $!;
-    print {$fh} "load_module $u/module.so;\nworker_processes 1;\nerror_log logs/error.log notice;\n"
+    # what the harness adds to nginx's environment (the sanitizer build's runtime):
+    # nginx passes a new master (USR2) only the variables "env" names
+    print {$fh} join('', map { "env $_;\n" } sort keys %ApiKeyTest::NGINX_ENV),
+        "load_module $u/module.so;\nworker_processes 1;\nerror_log logs/error.log notice;\n"
         . "pid logs/nginx.pid;\nevents { worker_connections 64; }\n"
         . "http { server { listen 127.0.0.1:$port; location / { return 204; } } }\n";
     close $fh;

@@ -75,7 +75,8 @@ typedef struct {
     ngx_shm_zone_t            *zone;
     ngx_uint_t                 limit;
     time_t                     window;
-    u_char                    *where;              /* "file:line" */
+    ngx_str_t                  file;               /* where it was given */
+    ngx_uint_t                 line;
 } ngx_http_apikey_rate_default_t;
 
 
@@ -250,6 +251,8 @@ static char *ngx_http_apikey_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_rate_default_check(ngx_conf_t *cf,
     ngx_http_apikey_loc_conf_t *alcf);
+static char *ngx_http_apikey_conf_where(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_uint_t *line);
 static char *ngx_http_apikey_status_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void ngx_http_apikey_apply_rate_limit(ngx_http_request_t *r,
@@ -2188,17 +2191,8 @@ ngx_http_apikey_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
-    /* a copy: the name of an included file does not outlive its parsing */
-
-    alcf->enable_file.len = cf->conf_file->file.name.len;
-    alcf->enable_file.data = ngx_pstrdup(cf->pool, &cf->conf_file->file.name);
-    if (alcf->enable_file.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    alcf->enable_line = cf->conf_file->line;
-
-    return NGX_CONF_OK;
+    return ngx_http_apikey_conf_where(cf, &alcf->enable_file,
+                                      &alcf->enable_line);
 }
 
 
@@ -2361,15 +2355,27 @@ ngx_http_apikey_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_OK;
     }
 
-    /* a copy: the name of an included file does not outlive its parsing */
+    return ngx_http_apikey_conf_where(cf, &amcf->status_file,
+                                      &amcf->status_line);
+}
 
-    amcf->status_file.len = cf->conf_file->file.name.len;
-    amcf->status_file.data = ngx_pstrdup(cf->pool, &cf->conf_file->file.name);
-    if (amcf->status_file.data == NULL) {
+
+/*
+ * Where the directive being parsed stands, for a message nginx -t gives
+ * later: the file's name copied (an included file's does not outlive its
+ * parsing) and the line.
+ */
+
+static char *
+ngx_http_apikey_conf_where(ngx_conf_t *cf, ngx_str_t *file, ngx_uint_t *line)
+{
+    file->len = cf->conf_file->file.name.len;
+    file->data = ngx_pstrdup(cf->pool, &cf->conf_file->file.name);
+    if (file->data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    amcf->status_line = cf->conf_file->line;
+    *line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
@@ -2381,7 +2387,6 @@ static char *
 ngx_http_apikey_rate_default_check(ngx_conf_t *cf,
     ngx_http_apikey_loc_conf_t *alcf)
 {
-    size_t                           len;
     ngx_uint_t                       i;
     ngx_http_apikey_main_conf_t     *amcf;
     ngx_http_apikey_rate_default_t  *d;
@@ -2410,12 +2415,12 @@ ngx_http_apikey_rate_default_check(ngx_conf_t *cf,
         }
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" has default=%ui/%Ts in %s: a zone "
+                           "zone \"%V\" has default=%ui/%Ts in %V:%ui: a zone "
                            "keeps one state per key, so every \"default=\" "
                            "charging it must be the same (use another zone "
                            "for another default)",
                            &alcf->rate_zone->shm.name, d[i].limit,
-                           d[i].window, d[i].where);
+                           d[i].window, &d[i].file, d[i].line);
         return NGX_CONF_ERROR;
     }
 
@@ -2424,23 +2429,11 @@ ngx_http_apikey_rate_default_check(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    /* a copy: the name of an included file does not outlive its parsing */
-
-    len = cf->conf_file->file.name.len + 1 + NGX_INT_T_LEN + 1;
-
-    d->where = ngx_pnalloc(cf->pool, len);
-    if (d->where == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    (void) ngx_snprintf(d->where, len, "%V:%ui%Z", &cf->conf_file->file.name,
-                        cf->conf_file->line);
-
     d->zone = alcf->rate_zone;
     d->limit = alcf->rate_default_limit;
     d->window = alcf->rate_default_window;
 
-    return NGX_CONF_OK;
+    return ngx_http_apikey_conf_where(cf, &d->file, &d->line);
 }
 
 

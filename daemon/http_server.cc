@@ -1,5 +1,6 @@
 #include "http_server.h"
 
+#include "ascii.h"
 #include "log.h"
 
 #include <boost/asio/post.hpp>
@@ -95,12 +96,6 @@ std::string_view origin_form(std::string_view target) {
     return target;
 }
 
-std::string_view trimmed(std::string_view s) {
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    return s;
-}
-
 // Whether every Content-Encoding coding (each field, each comma-separated element) is
 // identity, i.e. the body is as sent.
 bool identity_content(const http::request<http::string_body> &req) {
@@ -109,7 +104,7 @@ bool identity_content(const http::request<http::string_body> &req) {
         std::string_view list = sv(field->value());
         while (true) {
             const std::size_t comma = list.find(',');
-            const std::string_view coding = trimmed(list.substr(0, comma));
+            const std::string_view coding = apikey::trim_ows(list.substr(0, comma));
             if (!coding.empty() && !beast::iequals(beast::string_view(coding.data(), coding.size()), "identity"))
                 return false;
             if (comma == std::string_view::npos) break;
@@ -132,7 +127,7 @@ std::pair<unsigned, std::string> header_problem(const http::request<http::string
     if (req.count(http::field::authorization) > 1) return {400, "more than one Authorization header"};
     const auto codings = req.equal_range(http::field::transfer_encoding);
     for (auto field = codings.first; field != codings.second; ++field) {
-        const std::string_view coding = trimmed(sv(field->value()));
+        const std::string_view coding = apikey::trim_ows(sv(field->value()));
         if (!beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked"))
             return {501, "the only transfer coding accepted is chunked"};
     }

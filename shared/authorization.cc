@@ -1,5 +1,7 @@
 #include "authorization.h"
 
+#include "ascii.h"
+
 #include <array>
 #include <cstdint>
 
@@ -34,16 +36,12 @@ inline bool is_bearer(const char *p) noexcept {
     return diff == 0;
 }
 
-// Optional whitespace (RFC 9110, 5.5: SP or HTAB) around a field value is not part of it.
-// nginx strips only spaces, and only in HTTP/1.x (before the value and after it); a tab
-// there, or any whitespace in an HTTP/2 field, reaches the module in the value.
-inline bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
-
 }  // namespace
 
 BearerToken parse_authorization(std::string_view value) noexcept {
-    while (!value.empty() && is_ows(value.front())) value.remove_prefix(1);
-    while (!value.empty() && is_ows(value.back())) value.remove_suffix(1);
+    // nginx strips only spaces around a value, and only in HTTP/1.x: a tab there, or any
+    // whitespace in an HTTP/2 field, reaches the module in the value.
+    value = trim_ows(value);
     const char *p = value.data();
     const std::size_t n = value.size();
     // The scheme is the text before the first space: exactly "Bearer", any case.

@@ -6,7 +6,6 @@ use warnings;
 use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
-use Digest::SHA qw(sha256_hex);
 use ApiKeyTest;
 
 my $t = ApiKeyTest->new(usage => 1);
@@ -75,23 +74,6 @@ ok $t->wait_until(sub { (last_used_epoch($key) // 0) > $seen }, 10),
         'keys used once after apikeyd is back all get last_used_at';
 }
 
-# Each key used once, pipelined 1,000 to a connection; how many were admitted.
-sub use_pipelined {
-    my @keys = @_;
-    my $ok = 0;
-    while (my @batch = splice @keys, 0, 1000) {
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$t->{api_port}") or die "connect: $!";
-        print $s join '', map {
-            "GET /api/v1/acme-corp/many/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $_\r\n"
-            . ($_ eq $batch[-1] ? "Connection: close\r\n" : '') . "\r\n"
-        } @batch;
-        local $/;
-        my $answers = <$s>;
-        $ok += () = $answers =~ m{HTTP/1\.1 200 }g;
-    }
-    return $ok;
-}
-
 # Thousands of keys in one interval: a worker's report is then hundreds of datagrams at
 # once, more than a socket's default receive buffer (208 KB) holds: sent in one burst, a
 # third of them were dropped by the kernel, silently (3,640 of 6,000 keys got
@@ -101,16 +83,11 @@ sub use_pipelined {
     $t->reload_nginx(usage => 0,
         http_extra => "    apikey_usage_report 127.0.0.1:$t->{usage_port} interval=2s;");
     my @raw = map { ApiKeyTest::make_key() } 1 .. $N;
-    my $ndjson = join '', map {
-        qq({"key_sha256":"@{[ sha256_hex($_) ]}","key_prefix":"@{[ substr $_, 0, 12 ]}","name":"bulk"}\n)
-    } @raw;
     my $many = $t->create_workspace('acme-corp', 'many');
-    my $r = $t->admin(POST => "/api/v1/workspaces/$many->{id}/api-keys/import", undef,
-                      raw_body => $ndjson);
-    is $r->{status}, 201, "$N keys imported";
+    is $t->import_keys($many->{id}, @raw)->{imported}, $N, "$N keys imported";
     # Pipelined on a few connections: every key used within one report interval.
     my $start = time;
-    my $ok = use_pipelined(@raw);
+    my $ok = $t->use_keys('/api/v1/acme-corp/many/orders', @raw);
     is $ok, $N, sprintf 'each key used once (%.2f s)', time - $start;
     my $used = 0;
     $t->wait_until(sub {
@@ -127,7 +104,7 @@ sub use_pipelined {
     my %before = map { $_->{id} => $_->{last_used_at} } @again;
     sleep 1.1;  # a later second: each use below moves last_used_at
     kill 'STOP', $t->{daemon_pid};
-    $ok = use_pipelined(@raw[0 .. 3999]);
+    $ok = $t->use_keys('/api/v1/acme-corp/many/orders', @raw[0 .. 3999]);
     is $ok, 4000, '4,000 keys used again while apikeyd is stopped';
     sleep 3.5;  # reported (2 s interval), into apikeyd's socket
     kill 'CONT', $t->{daemon_pid};

@@ -6,8 +6,9 @@ package ApiKeyUsage;
 #
 #   my $sink = ApiKeyUsage->new;
 #   my $t = ApiKeyTest->new(http_extra => $sink->directive('interval=200ms'));
-#   my ($last, $raw) = $sink->collect(5, sub { $_[0]{ $key->{id} } });
-#   # $last: {key id => latest unix time reported}, $raw: every datagram received
+#   my ($last, $raw, $at) = $sink->collect(5, sub { $_[0]{ $key->{id} } });
+#   # $last: {key id => latest unix time reported}, $raw: every datagram received,
+#   # $at: when each was read (seconds, fractional)
 
 use strict;
 use warnings;
@@ -34,10 +35,10 @@ sub directive {
 
 # Receives datagrams until $cond->(\%last) holds or $timeout seconds passed. Every
 # datagram goes to @raw; %last takes the "<key id> <unix time>" lines of those headed
-# "apikey-usage 1". Returns (\%last, \@raw).
+# "apikey-usage 1"; @at the time each was read. Returns (\%last, \@raw, \@at).
 sub collect {
     my ($self, $timeout, $cond) = @_;
-    my (%last, @raw);
+    my (%last, @raw, @at);
     my $sel = IO::Select->new($self->{sock});
     my $deadline = time + $timeout;
     while (time < $deadline) {
@@ -45,6 +46,7 @@ sub collect {
         my $d;
         $self->{sock}->recv($d, 65536);
         push @raw, $d;
+        push @at, time;
         my ($head, @lines) = split /\n/, $d;
         next unless ($head // '') eq 'apikey-usage 1';
         for (@lines) {
@@ -53,7 +55,7 @@ sub collect {
         }
         last if $cond->(\%last);
     }
-    return (\%last, \@raw);
+    return (\%last, \@raw, \@at);
 }
 
 1;

@@ -162,28 +162,20 @@ void refuse_query(std::string_view query) {
     if (!params.empty()) unknown_parameter(params.front().first, {});
 }
 
-// The raw `after` and `limit` of a paged route's query (the change feeds, the key list):
-// each at most once, and no other parameter.
-struct PageParams {
-    std::optional<std::string_view> after, limit;
-};
-
-PageParams page_params(std::string_view query) {
-    PageParams out;
+// ?after=&limit= of a paged route (the change feeds, the key list): each at most once and
+// no other parameter; `after` read by the route's own parser, `limit` 1..max_limit.
+template <class Query, class ParseAfter>
+Query parse_page_query(std::string_view query, ParseAfter parse_after, std::size_t max_limit) {
+    Query out;
+    bool seen_after = false, seen_limit = false;
     for (const auto &[name, value] : split_query(query)) {
-        auto *slot = name == "after" ? &out.after : name == "limit" ? &out.limit : nullptr;
-        if (slot == nullptr) unknown_parameter(name, "after and limit");
-        if (*slot) invalid_field(name, "is given more than once");
-        *slot = value;
+        bool *seen = name == "after" ? &seen_after : name == "limit" ? &seen_limit : nullptr;
+        if (seen == nullptr) unknown_parameter(name, "after and limit");
+        if (*seen) invalid_field(name, "is given more than once");
+        *seen = true;
+        if (name == "after") out.after = parse_after(value);
+        else out.limit = page_limit(value, max_limit);
     }
-    return out;
-}
-
-FeedQuery parse_feed_query(std::string_view query) {
-    const PageParams p = page_params(query);
-    FeedQuery out;
-    if (p.after) out.after = feed_after(*p.after);
-    if (p.limit) out.limit = page_limit(*p.limit, kFeedMaxLimit);
     return out;
 }
 
@@ -211,13 +203,6 @@ ListPosition parse_cursor(std::string_view text) {
     return p;
 }
 
-KeyListQuery parse_key_list_query(std::string_view query) {
-    const PageParams p = page_params(query);
-    KeyListQuery out;
-    if (p.after) out.after = parse_cursor(*p.after);
-    if (p.limit) out.limit = page_limit(*p.limit, kKeysMaxLimit);
-    return out;
-}
 
 // A failed store transaction: nothing of it was changed.
 Response store_error(const lmdb::LmdbError &e) {
@@ -519,7 +504,7 @@ Response Api::delete_workspace(const Uuid &id, const std::string &actor) {
 // One page, still a plain array (what clients of the unpaged list read); when keys
 // follow, a Link header (RFC 8288) gives the next page's URL, as GitHub's API does.
 Response Api::list_keys(const Uuid &workspace_id, std::string_view query) {
-    const KeyListQuery q = parse_key_list_query(query);
+    const auto q = parse_page_query<KeyListQuery>(query, parse_cursor, kKeysMaxLimit);
     Store::View view = store_.view();
     if (!view.workspace(workspace_id)) return not_found("workspace");
     const KeyPage page = view.keys_page(workspace_id, q.after, q.limit);
@@ -770,7 +755,7 @@ Response Api::put_entity_settings(const Uuid &workspace_id, const std::string &e
 // --- change feed -----------------------------------------------------------------------
 
 Response Api::list_changes(const std::optional<Uuid> &workspace_id, std::string_view query) {
-    const FeedQuery q = parse_feed_query(query);
+    const auto q = parse_page_query<FeedQuery>(query, feed_after, kFeedMaxLimit);
     Store::View view = store_.view();
     // A deleted workspace's feed is gone like its other routes; /api/v1/changes keeps it.
     if (workspace_id && !view.workspace(*workspace_id)) return not_found("workspace");
